@@ -1,0 +1,3 @@
+"""carepath: a durable care-pathway engine (decision support, never prescribing)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,105 @@
+"""One error type for bad input: every message names the field by its input key path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from pydantic import ValidationError
+
+
+class FieldError(tuple[str, str]):
+    """``(field, message)`` where field is a key path such as ``events[3].nrs``."""
+
+    __slots__ = ()
+
+    def __new__(cls, field: str, message: str) -> FieldError:
+        return super().__new__(cls, (field, message))
+
+    @property
+    def field(self) -> str:
+        return self[0]
+
+    @property
+    def message(self) -> str:
+        return self[1]
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class InvalidInput(ValueError):
+    """Input rejected before it changed anything."""
+
+    def __init__(self, errors: Iterable[FieldError]) -> None:
+        self.errors = list(errors)
+        super().__init__("; ".join(str(e) for e in self.errors))
+
+    @classmethod
+    def one(cls, field: str, message: str) -> InvalidInput:
+        return cls([FieldError(field, message)])
+
+    def under(self, prefix: str) -> InvalidInput:
+        """The same errors with their fields nested under ``prefix`` (e.g. ``events[3]``)."""
+        return InvalidInput(FieldError(join_path(prefix, e.field), e.message) for e in self.errors)
+
+    def as_dicts(self) -> list[dict[str, str]]:
+        return [{"field": e.field, "message": e.message} for e in self.errors]
+
+
+def join_path(prefix: str, field: str) -> str:
+    if not prefix:
+        return field
+    if not field:
+        return prefix
+    return f"{prefix}{field}" if field.startswith("[") else f"{prefix}.{field}"
+
+
+def format_loc(loc: Sequence[int | str], skip: frozenset[str] = frozenset()) -> str:
+    """``('events', 3, 'nrs')`` -> ``events[3].nrs``; names in ``skip`` (union tags) are dropped."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part not in skip:
+            path = join_path(path, part)
+    return path
+
+
+_FRIENDLY = {
+    "missing": "is required",
+    "extra_forbidden": "is not a known field",
+    "int_type": "must be an integer",
+    "int_from_float": "must be an integer",
+    "int_parsing": "must be an integer",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "date_type": "must be a date (YYYY-MM-DD)",
+    "date_parsing": "must be a date (YYYY-MM-DD)",
+    "date_from_datetime_parsing": "must be a date (YYYY-MM-DD)",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "dict_type": "must be an object",
+}
+
+
+def from_validation_error(
+    exc: ValidationError, prefix: str = "", skip: frozenset[str] = frozenset()
+) -> InvalidInput:
+    errors = []
+    for err in exc.errors(include_url=False):
+        field = join_path(prefix, format_loc(err["loc"], skip))
+        message = _FRIENDLY.get(err["type"], err["msg"])
+        if err["type"] == "literal_error":
+            message = f"must be one of {err['ctx']['expected']}" if "ctx" in err else err["msg"]
+        elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            # A discriminated union reports the whole object; the culprit is its tag field.
+            tag = err.get("ctx", {}).get("discriminator", "'type'").strip("'")
+            field = join_path(field, tag)
+            expected = err.get("ctx", {}).get("expected_tags")
+            message = f"must be one of {expected}" if expected else "is required"
+        elif err["type"].startswith("value_error"):
+            message = err["msg"].removeprefix("Value error, ")
+        errors.append(FieldError(field, message))
+    return InvalidInput(errors)

@@ -1,0 +1,231 @@
+"""pydantic models for what people tell the pathway: an enrollment and clinical events.
+
+Shape checks live here (types, ranges, unknown fields). Checks that need the pathway
+definition or the clock (known agents, dates between day 0 and today) live in the rules.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
+
+from carepath.errors import InvalidInput, from_validation_error
+from carepath.pathway.vocabulary import (
+    Contraindication,
+    Level,
+    Mobility,
+    Modality,
+    OpioidEffect,
+    Sex,
+    WithdrawReason,
+)
+
+
+def _between(lo: int, hi: int):
+    def check(value: int) -> int:
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    if len(set(values)) != len(values):
+        raise ValueError("must not repeat an entry")
+    return values
+
+
+NRS = Annotated[int, Field(strict=True), _between(0, 10)]
+Age = Annotated[int, Field(strict=True), _between(18, 120)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+PatientRef = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")
+]
+
+
+class InputModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Patient(InputModel):
+    ref: PatientRef
+    age: Age
+    sex: Sex
+
+
+class Fracture(InputModel):
+    levels: Annotated[list[Level], Field(min_length=1), AfterValidator(_unique)]
+    acute_injury: bool = False
+    correlating_symptoms: bool = False
+
+
+class ImagingStudy(InputModel):
+    performed_on: date
+    modality: Modality
+
+
+class CurrentTherapy(InputModel):
+    agent: str
+    last_dose_on: date | None = None
+
+
+class EnrollmentBase(InputModel):
+    """Fields an enrollment has whether it is dated (live) or in days (scenarios)."""
+
+    patient: Patient
+    fracture: Fracture
+    pain_nrs: NRS
+    analgesics: Annotated[list[str], AfterValidator(_unique)] = []
+    contraindications: Annotated[list[Contraindication], AfterValidator(_unique)] = []
+    calcium_vitamin_d: bool = False
+    red_flags: Annotated[list[str], AfterValidator(_unique)] = []
+
+
+class Enrollment(EnrollmentBase):
+    identified_on: date
+    osteoporosis_therapy: CurrentTherapy | None = None
+    imaging: list[ImagingStudy] = []
+
+
+# ---- events ---------------------------------------------------------------------------------
+
+
+class EventBase(InputModel):
+    occurred_on: date
+
+
+class PainAssessment(EventBase):
+    type: Literal["pain_assessment"] = "pain_assessment"
+    nrs: NRS
+    analgesics: Annotated[list[str], AfterValidator(_unique)] = []
+    oral_analgesia_adequate: bool = True
+    mobility: Mobility = "ambulatory"
+    symptoms_changed: bool = False
+    opioid_effects: Annotated[list[OpioidEffect], AfterValidator(_unique)] = []
+
+
+class MedicationStarted(EventBase):
+    type: Literal["medication_started"] = "medication_started"
+    agent: str
+
+
+class MedicationStopped(EventBase):
+    type: Literal["medication_stopped"] = "medication_stopped"
+    agent: str
+
+
+class DoseGiven(EventBase):
+    type: Literal["dose_given"] = "dose_given"
+    agent: str
+
+
+class Imaging(EventBase):
+    type: Literal["imaging"] = "imaging"
+    modality: Modality
+    new_fracture: bool = False
+    marrow_edema: bool = False
+
+
+class HospitalAdmission(EventBase):
+    type: Literal["hospital_admission"] = "hospital_admission"
+
+
+class ParenteralNarcotics(EventBase):
+    type: Literal["parenteral_narcotics"] = "parenteral_narcotics"
+
+
+class RedFlagRaised(EventBase):
+    type: Literal["red_flag"] = "red_flag"
+    flag: str
+
+
+class ClinicianNote(EventBase):
+    type: Literal["note"] = "note"
+    text: Text
+    author: Name
+
+
+class Override(EventBase):
+    """A clinician override: skip a pending milestone or close an open task, with a reason."""
+
+    type: Literal["override"] = "override"
+    author: Name
+    reason: Text
+    skip_milestone: str | None = None
+    close_task: str | None = None
+
+    def model_post_init(self, __context: Any) -> None:
+        if (self.skip_milestone is None) == (self.close_task is None):
+            raise ValueError("give exactly one of skip_milestone or close_task")
+
+
+class Withdraw(EventBase):
+    type: Literal["withdraw"] = "withdraw"
+    reason: WithdrawReason
+    text: Text | None = None
+
+
+Event = Annotated[
+    PainAssessment
+    | MedicationStarted
+    | MedicationStopped
+    | DoseGiven
+    | Imaging
+    | HospitalAdmission
+    | ParenteralNarcotics
+    | RedFlagRaised
+    | ClinicianNote
+    | Override
+    | Withdraw,
+    Field(discriminator="type"),
+]
+EVENT_TYPES: frozenset[str] = frozenset(
+    m.model_fields["type"].default
+    for m in (
+        PainAssessment,
+        MedicationStarted,
+        MedicationStopped,
+        DoseGiven,
+        Imaging,
+        HospitalAdmission,
+        ParenteralNarcotics,
+        RedFlagRaised,
+        ClinicianNote,
+        Override,
+        Withdraw,
+    )
+)
+_EVENT = TypeAdapter(Event)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_event(data: Any, prefix: str = "") -> Event:
+    """Validate one event; errors name the field under ``prefix`` (union tags left out)."""
+    try:
+        return _EVENT.validate_python(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc, prefix, skip=EVENT_TYPES) from None
+
+
+def parse_model(model: type[M], data: Any, prefix: str = "") -> M:
+    """Validate ``data`` as ``model``; errors name the field under ``prefix``."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc, prefix) from None
+
+
+__all__ = ["Enrollment", "Event", "InvalidInput", "parse_event", "parse_model"]

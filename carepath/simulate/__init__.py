@@ -1,0 +1,1 @@
+"""`carepath simulate`: patients' stories in days, run through the production path."""

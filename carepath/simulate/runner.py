@@ -1,0 +1,268 @@
+"""Run scenarios through the production workflow, activities and database on Temporal's
+time-skipping test server.
+
+The test server's clock is global, so each worker process owns one server and runs its
+scenarios one at a time, moving the clock explicitly with ``env.sleep``; parallelism comes
+from several processes. Enrollment happens at 08:00 clinic time, events at 12:00 on their day.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import sys
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor as Threads
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from carepath.errors import FieldError, InvalidInput
+from carepath.pathway import rules
+from carepath.pathway.definition import PathwayDefinition, load_definition
+from carepath.simulate.scenario import (
+    PlannedEvent,
+    Scenario,
+    in_scenario_terms,
+    load_scenario,
+    plan_events,
+    raw_type,
+)
+from carepath.temporal import DATA_CONVERTER, bundled_binary, quiet_runtime
+from db.engine import make_engine
+from db.migrate import upgrade
+from db.queries import episode_phase, timeline
+from workflows.episode import INVALID_INPUT, EpisodeStart, EpisodeWorkflow, EventRequest, workflow_id
+
+ENROLL_TIME = time(8, 0)
+EVENT_TIME = time(12, 0)
+TASK_QUEUE = "carepath-simulate"
+MAX_SIMULATED_DAYS = 3650
+# A fixed day 0 for checking enrollments before anything runs: every check is relative.
+_NOMINAL_DAY0 = date(2025, 1, 1)
+
+
+@dataclass(frozen=True)
+class Job:
+    index: int
+    path: str
+
+
+def check_enrollment(scenario: Scenario, definition: PathwayDefinition) -> None:
+    """Raise ``InvalidInput`` (scenario field names) if the enrollment would be refused."""
+    enrollment = scenario.enrollment.dated(_NOMINAL_DAY0)
+    now = datetime.combine(
+        _NOMINAL_DAY0 + timedelta(days=scenario.enroll_day), ENROLL_TIME, ZoneInfo(definition.clock.timezone)
+    )
+    try:
+        rules.validate_enrollment(definition, enrollment, now)
+    except InvalidInput as exc:
+        renamed = in_scenario_terms(exc, "")
+        # enroll_day is the scenario's root key; everything else lives under enrollment.
+        raise InvalidInput(
+            e if e.field == "enroll_day" else FieldError(f"enrollment.{e.field}", e.message)
+            for e in renamed.errors
+        ) from None
+    if scenario.until_day > scenario.enroll_day + MAX_SIMULATED_DAYS:
+        raise InvalidInput.one("until_day", f"must be at most {MAX_SIMULATED_DAYS} days after enroll_day")
+
+
+def load_all(paths: list[str], definition: PathwayDefinition) -> list[Scenario]:
+    """Every scenario validated before any runs, so one bad file creates nothing at all."""
+    scenarios, errors = [], []
+    for path in paths:
+        try:
+            scenario = load_scenario(Path(path))
+            check_enrollment(scenario, definition)
+            scenarios.append(scenario)
+        except InvalidInput as exc:
+            errors.append(FieldError(path, str(exc)))
+    if errors:
+        raise InvalidInput(errors)
+    return scenarios
+
+
+def run_files(
+    paths: list[str],
+    database_url: str | None,
+    processes: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    scratch: Path | None = None,
+) -> list[dict[str, Any]]:
+    """Simulate ``paths`` side by side; results in the order given."""
+    definition = load_definition()
+    load_all(paths, definition)
+    if database_url is None:
+        folder = scratch or Path(os.environ.get("TMPDIR", "/tmp"))
+        database_url = f"sqlite:///{folder / f'carepath-sim-{uuid.uuid4().hex}.db'}"
+    upgrade(database_url)
+    jobs = [Job(i, p) for i, p in enumerate(paths)]
+    workers = max(1, min(len(jobs), processes or os.cpu_count() or 1))
+    chunks = [jobs[i::workers] for i in range(workers)]
+    results: dict[int, dict[str, Any]] = {}
+    if workers == 1:
+        for index, result in asyncio.run(_run_chunk(chunks[0], database_url, progress)):
+            results[index] = result
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = [pool.submit(_run_chunk_in_process, chunk, database_url) for chunk in chunks]
+            for future in as_completed(futures):
+                for index, result in future.result():
+                    results[index] = result
+                    if progress:
+                        progress(len(results), len(jobs))
+    return [results[i] for i in range(len(jobs))]
+
+
+def _run_chunk_in_process(jobs: list[Job], database_url: str) -> list[tuple[int, dict[str, Any]]]:
+    return asyncio.run(_run_chunk(jobs, database_url, None))
+
+
+async def _run_chunk(
+    jobs: list[Job], database_url: str, progress: Callable[[int, int], None] | None
+) -> list[tuple[int, dict[str, Any]]]:
+    from worker import build_worker  # the production worker, activities and all
+
+    definition = load_definition()
+    engine = make_engine(database_url)
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=bundled_binary("temporal-test-server"),
+        data_converter=DATA_CONVERTER,
+        runtime=quiet_runtime(),
+    )
+    out: list[tuple[int, dict[str, Any]]] = []
+    try:
+        # One episode runs at a time here, so a handful of activity threads is plenty.
+        with Threads(max_workers=4) as threads:
+            worker = build_worker(env.client, engine, TASK_QUEUE, threads, 100, max_concurrent_activities=4)
+            async with worker:
+                for done, job in enumerate(jobs, start=1):
+                    scenario = load_scenario(Path(job.path))
+                    out.append((job.index, await simulate(env, engine, scenario, definition)))
+                    if progress:
+                        progress(done, len(jobs))
+    finally:
+        await env.shutdown()
+        engine.dispose()
+    return out
+
+
+async def _sleep_until(env: WorkflowEnvironment, at: datetime) -> None:
+    now = await env.get_current_time()
+    if at > now:
+        await env.sleep(at - now)
+
+
+async def simulate(
+    env: WorkflowEnvironment, engine: Engine, scenario: Scenario, definition: PathwayDefinition
+) -> dict[str, Any]:
+    """Run one story: enroll, submit each event on its day, stop after ``until_day``."""
+    zone = ZoneInfo(definition.clock.timezone)
+    now = (await env.get_current_time()).astimezone(zone)
+    # Day 0 is pinned so that enrollment falls at 08:00 clinic time on the next calendar day.
+    enroll_on = now.date() + timedelta(days=1)
+    identified_on = enroll_on - timedelta(days=scenario.enroll_day)
+
+    def at(day: int, clock: time) -> datetime:
+        return datetime.combine(identified_on + timedelta(days=day), clock, zone)
+
+    await _sleep_until(env, at(scenario.enroll_day, ENROLL_TIME))
+    episode_id = uuid.uuid4().hex
+    handle = await env.client.start_workflow(
+        EpisodeWorkflow.run,
+        EpisodeStart(
+            episode_id=episode_id,
+            enrollment=scenario.enrollment.dated(identified_on),
+            definition=definition,
+            actor="simulate",
+        ),
+        id=workflow_id(episode_id),
+        task_queue=TASK_QUEUE,
+    )
+    await handle.execute_update(EpisodeWorkflow.catch_up)
+
+    rejected: list[dict[str, Any]] = []
+    for planned in plan_events(scenario, identified_on):
+        error = _outside_window(planned, scenario) or planned.error
+        if error is None:
+            await _sleep_until(env, at(planned.day, EVENT_TIME))
+            error = await _submit(handle, engine, episode_id, planned)
+        if error is not None:
+            rejected.append(
+                {
+                    "day": planned.day,
+                    "type": raw_type(scenario, planned.index),
+                    "index": planned.index,
+                    "error": str(error),
+                }
+            )
+    await _sleep_until(env, at(scenario.until_day, EVENT_TIME))
+    final_phase = await _finish(handle, engine, episode_id)
+    return {
+        "scenario": scenario.name,
+        "episode_id": episode_id,
+        "pathway": definition.key,
+        "identified_on": identified_on.isoformat(),
+        "timeline": timeline(engine, episode_id),
+        "rejected": sorted(rejected, key=lambda r: (r["day"], r["index"])),
+        "final_phase": final_phase,
+    }
+
+
+def _outside_window(planned: PlannedEvent, scenario: Scenario) -> InvalidInput | None:
+    field = f"events[{planned.index}].day"
+    if planned.day < scenario.enroll_day:
+        return InvalidInput.one(
+            field, f"is before enroll_day {scenario.enroll_day}: the episode does not exist yet"
+        )
+    if planned.day > scenario.until_day:
+        return InvalidInput.one(field, f"is after until_day {scenario.until_day}: the simulation has stopped")
+    return None
+
+
+async def _submit(
+    handle: WorkflowHandle[Any, Any], engine: Engine, episode_id: str, planned: PlannedEvent
+) -> InvalidInput | None:
+    assert planned.event is not None
+    request = EventRequest(event=planned.event, event_id=f"{episode_id}-{planned.index}", actor="simulate")
+    try:
+        await handle.execute_update(EpisodeWorkflow.record_event, request)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.type == INVALID_INPUT:
+            errors = cause.details[0]["errors"] if cause.details else []
+            rejected = InvalidInput(FieldError(e["field"], e["message"]) for e in errors)
+            return in_scenario_terms(rejected, f"events[{planned.index}]")
+        raise
+    except RPCError:
+        # The workflow has already closed: the episode is completed or withdrawn.
+        phase = episode_phase(engine, episode_id)
+        return InvalidInput.one("episode", f"episode is {phase}; no further events are accepted")
+    return None
+
+
+async def _finish(handle: WorkflowHandle[Any, Any], engine: Engine, episode_id: str) -> str:
+    """The phase at the end of the story; a still-running episode is then terminated."""
+    try:
+        view = await handle.execute_update(EpisodeWorkflow.catch_up)
+    except RPCError:
+        return episode_phase(engine, episode_id)
+    await handle.terminate(reason="simulation reached until_day")
+    return view.phase
+
+
+def print_progress(done: int, total: int) -> None:
+    if sys.stderr.isatty():
+        print(f"\rsimulated {done}/{total} scenarios", end="\n" if done == total else "", file=sys.stderr)

