@@ -84,9 +84,7 @@ _FRIENDLY = {
 }
 
 
-def from_validation_error(
-    exc: ValidationError, prefix: str = "", skip: frozenset[str] = frozenset()
-) -> InvalidInput:
+def from_validation_error(exc: ValidationError, prefix: str = "", skip: frozenset[str] = frozenset()) -> InvalidInput:
     errors = []
     for err in exc.errors(include_url=False):
         field = join_path(prefix, format_loc(err["loc"], skip))

@@ -61,9 +61,7 @@ class TimelineItemRow(Base):
     milestone: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (
-        UniqueConstraint("episode_id", "code", "milestone", name="uq_timeline_once_per_milestone"),
-    )
+    __table_args__ = (UniqueConstraint("episode_id", "code", "milestone", name="uq_timeline_once_per_milestone"),)
 
 
 class TaskRow(Base):

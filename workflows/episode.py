@@ -90,9 +90,7 @@ class EpisodeWorkflow:
             self._state = start.state
         else:
             if start.enrollment is None or start.definition is None:
-                raise ApplicationError(
-                    "a new episode needs an enrollment and a definition", non_retryable=True
-                )
+                raise ApplicationError("a new episode needs an enrollment and a definition", non_retryable=True)
             try:
                 # Pure and deterministic, so the state exists before any update is validated.
                 self._state, self._pending = rules.enroll(
@@ -199,10 +197,7 @@ class EpisodeWorkflow:
 
     def _history_full(self) -> bool:
         info = workflow.info()
-        return (
-            info.is_continue_as_new_suggested()
-            or info.get_current_history_length() >= self._start.history_limit
-        )
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() >= self._start.history_limit
 
     def _opened(self, start: EpisodeStart) -> EpisodeOpened:
         assert start.enrollment is not None and start.definition is not None

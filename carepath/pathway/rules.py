@@ -85,8 +85,7 @@ def validate_enrollment(definition: PathwayDefinition, enrollment: Enrollment, n
             errors.append(
                 FieldError(
                     "osteoporosis_therapy.agent",
-                    f"unknown osteoporosis agent {therapy.agent!r}; "
-                    f"known: {', '.join(definition.osteoporosis_agents)}",
+                    f"unknown osteoporosis agent {therapy.agent!r}; known: {', '.join(definition.osteoporosis_agents)}",
                 )
             )
         if therapy.last_dose_on is not None and therapy.last_dose_on > today:
@@ -238,9 +237,7 @@ def validate_event(state: EpisodeState, event: Event, now: datetime) -> None:
     today = local_date(d, now)
     errors: list[FieldError] = []
     if event.occurred_on < state.identified_on:
-        errors.append(
-            FieldError("occurred_on", f"must not be before day 0 (identified_on {state.identified_on})")
-        )
+        errors.append(FieldError("occurred_on", f"must not be before day 0 (identified_on {state.identified_on})"))
     elif event.occurred_on > today:
         errors.append(FieldError("occurred_on", f"must not be in the future (today is {today})"))
     match event:
@@ -248,14 +245,10 @@ def validate_event(state: EpisodeState, event: Event, now: datetime) -> None:
             errors += _unknown("analgesics", event.analgesics, d.analgesics, "analgesic")
         case MedicationStarted() | MedicationStopped() | DoseGiven():
             if event.agent not in d.known_agents:
-                errors.append(
-                    FieldError("agent", f"unknown agent {event.agent!r}; known: {', '.join(d.known_agents)}")
-                )
+                errors.append(FieldError("agent", f"unknown agent {event.agent!r}; known: {', '.join(d.known_agents)}"))
         case RedFlagRaised():
             if event.flag not in d.red_flags:
-                errors.append(
-                    FieldError("flag", f"unknown red flag {event.flag!r}; known: {', '.join(d.red_flags)}")
-                )
+                errors.append(FieldError("flag", f"unknown red flag {event.flag!r}; known: {', '.join(d.red_flags)}"))
         case Override():
             errors += _override_errors(state, event)
     if errors:
@@ -307,9 +300,7 @@ class _Step:
         self.s.raised.append(item.key)
         self.changes.items.append(item)
 
-    def raise_(
-        self, code: str, milestone: str | None = None, extra: str = "", due_on: date | None = None
-    ) -> bool:
+    def raise_(self, code: str, milestone: str | None = None, extra: str = "", due_on: date | None = None) -> bool:
         """Raise ``code`` once for ``milestone`` (default: the current period)."""
         key = milestone or self.s.period
         if f"{code}@{key}" in self.s.raised:
@@ -422,9 +413,7 @@ class _Step:
         elif point.what == "dose_reminder":
             due = date.fromisoformat(point.ref)
             self.s.denosumab_reminded_for = due
-            self.raise_(
-                "DENOSUMAB_DOSE_DUE", milestone=f"dose:{point.ref}", due_on=due, extra=f"Next dose due {due}."
-            )
+            self.raise_("DENOSUMAB_DOSE_DUE", milestone=f"dose:{point.ref}", due_on=due, extra=f"Next dose due {due}.")
 
     def run_milestone(self, spec: MilestoneSpec) -> None:
         progress = self.s.milestones[spec.name]
@@ -602,9 +591,7 @@ class _Step:
             spec = self.d.milestone(task.milestone)
             if self.s.identified_on + timedelta(days=spec.day) > occurred_on:
                 continue  # an assessment before a milestone does not close that milestone
-            self.close(
-                "PAIN_REASSESSMENT", "completed", f"pain assessment recorded on {occurred_on}", spec.name
-            )
+            self.close("PAIN_REASSESSMENT", "completed", f"pain assessment recorded on {occurred_on}", spec.name)
             progress = self.s.milestones[spec.name]
             if progress.reassessment == "open":
                 progress.reassessment = "recorded"
@@ -660,9 +647,7 @@ class _Step:
         if self.s.latest_imaging_on is None or event.occurred_on > self.s.latest_imaging_on:
             self.s.latest_imaging_on = event.occurred_on
         if event.new_fracture:
-            self.raise_(
-                "NEW_FRACTURE", extra=f"{event.modality.upper()} on {event.occurred_on} shows a new fracture."
-            )
+            self.raise_("NEW_FRACTURE", extra=f"{event.modality.upper()} on {event.occurred_on} shows a new fracture.")
         if event.modality == "mri":
             self.close("OBTAIN_MRI", "completed", f"MRI performed on {event.occurred_on}")
 

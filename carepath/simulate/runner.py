@@ -71,8 +71,7 @@ def check_enrollment(scenario: Scenario, definition: PathwayDefinition) -> None:
         renamed = in_scenario_terms(exc, "")
         # enroll_day is the scenario's root key; everything else lives under enrollment.
         raise InvalidInput(
-            e if e.field == "enroll_day" else FieldError(f"enrollment.{e.field}", e.message)
-            for e in renamed.errors
+            e if e.field == "enroll_day" else FieldError(f"enrollment.{e.field}", e.message) for e in renamed.errors
         ) from None
     if scenario.until_day > scenario.enroll_day + MAX_SIMULATED_DAYS:
         raise InvalidInput.one("until_day", f"must be at most {MAX_SIMULATED_DAYS} days after enroll_day")
@@ -224,9 +223,7 @@ async def simulate(
 def _outside_window(planned: PlannedEvent, scenario: Scenario) -> InvalidInput | None:
     field = f"events[{planned.index}].day"
     if planned.day < scenario.enroll_day:
-        return InvalidInput.one(
-            field, f"is before enroll_day {scenario.enroll_day}: the episode does not exist yet"
-        )
+        return InvalidInput.one(field, f"is before enroll_day {scenario.enroll_day}: the episode does not exist yet")
     if planned.day > scenario.until_day:
         return InvalidInput.one(field, f"is after until_day {scenario.until_day}: the simulation has stopped")
     return None

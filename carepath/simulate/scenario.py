@@ -74,9 +74,7 @@ class Scenario(InputModel):
 
     def model_post_init(self, __context: Any) -> None:
         if self.enroll_day < 0:
-            raise InvalidInput.one(
-                "enroll_day", "must not be negative (identified_on would be in the future)"
-            )
+            raise InvalidInput.one("enroll_day", "must not be negative (identified_on would be in the future)")
         if self.until_day < self.enroll_day:
             raise InvalidInput.one("until_day", f"must not be before enroll_day ({self.enroll_day})")
 

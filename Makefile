@@ -1,0 +1,42 @@
+# carepath: `make demo` sets up and runs the main job on embedded defaults; `make test` sets up
+# and runs every test (the CI entry point, .ci/run, calls exactly `make test`).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo simulate test lint postgres clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# The example stories through the production workflow, activities and a temporary SQLite file.
+demo: setup
+	$(BIN)/carepath simulate examples/*.json
+
+simulate: demo
+
+# The test suite runs against a real PostgreSQL server too; install it when missing (CI is root).
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing PostgreSQL (apt-get install -y postgresql)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else echo "PostgreSQL is missing: run 'sudo apt-get install -y postgresql'"; exit 1; fi
+
+test: setup postgres
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

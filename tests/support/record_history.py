@@ -1,0 +1,63 @@
+"""Record workflow histories for the replay test: ``python -m tests.support.record_history``.
+
+Re-record only on purpose (a deliberate, versioned workflow change); the checked-in histories
+are what running episodes look like, and the replay test proves new code still fits them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import uuid
+from pathlib import Path
+
+from carepath.pathway.inputs import parse_event
+from db.engine import make_engine
+from db.migrate import upgrade
+from tests.support.temporal import Clock, running_worker, start_episode, start_time_skipping
+from workflows.episode import EpisodeWorkflow, EventRequest
+
+HISTORIES = Path(__file__).resolve().parent.parent / "histories"
+
+# One patient-year touching every kind of step: baseline, timers, due checks, events,
+# evaluation, a rejected event, denosumab and maintenance.
+STORY: list[tuple[int, dict]] = [
+    (3, {"type": "medication_started", "agent": "denosumab"}),
+    (29, {"type": "pain_assessment", "nrs": 7, "analgesics": ["opioid"], "opioid_effects": ["fall"]}),
+    (44, {"type": "pain_assessment", "nrs": 6, "analgesics": ["opioid"], "mobility": "bed_rest"}),
+    (50, {"type": "imaging", "modality": "mri", "marrow_edema": True}),
+    (93, {"type": "pain_assessment", "nrs": 6, "analgesics": ["opioid"], "oral_analgesia_adequate": False}),
+    (120, {"type": "note", "text": "Discussed augmentation options.", "author": "Dr Ames"}),
+    (185, {"type": "dose_given", "agent": "denosumab"}),
+]
+
+
+async def record(path: Path) -> None:
+    env = await start_time_skipping()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/history.db"
+        upgrade(url)
+        engine = make_engine(url)
+        try:
+            async with running_worker(env, engine):
+                clock = await Clock.for_enrollment(env)
+                _, handle = await start_episode(env, clock, pain_nrs=8, analgesics=["opioid"], age=78)
+                for day, fields in STORY:
+                    await clock.to(day)
+                    event = parse_event({"occurred_on": clock.on(day), **fields})
+                    request = EventRequest(event=event, event_id=uuid.uuid4().hex, actor="recorder")
+                    await handle.execute_update(EpisodeWorkflow.record_event, request)
+                await clock.to(380)
+                await handle.execute_update(EpisodeWorkflow.catch_up)
+                history = await handle.fetch_history()
+                await handle.terminate()
+        finally:
+            engine.dispose()
+            await env.shutdown()
+    path.write_text(history.to_json())
+
+
+if __name__ == "__main__":
+    HISTORIES.mkdir(exist_ok=True)
+    asyncio.run(record(HISTORIES / "episode-year-v1.json"))
+    print(f"wrote {HISTORIES / 'episode-year-v1.json'}")

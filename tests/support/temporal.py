@@ -1,0 +1,84 @@
+"""Temporal helpers for tests: a time-skipping server, a production worker, clock driving."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from carepath.pathway.definition import load_definition
+from carepath.pathway.inputs import Enrollment, parse_model
+from carepath.temporal import DATA_CONVERTER, bundled_binary, quiet_runtime
+from tests.support.story import base_enrollment
+from worker import build_worker
+from workflows.episode import EpisodeStart, EpisodeWorkflow, workflow_id
+
+TASK_QUEUE = "carepath-tests"
+
+
+async def start_time_skipping() -> WorkflowEnvironment:
+    return await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=bundled_binary("temporal-test-server"),
+        data_converter=DATA_CONVERTER,
+        runtime=quiet_runtime(),
+    )
+
+
+@asynccontextmanager
+async def running_worker(env: WorkflowEnvironment, engine: Engine) -> AsyncIterator[None]:
+    with ThreadPoolExecutor(max_workers=4) as threads:
+        async with build_worker(env.client, engine, TASK_QUEUE, threads, 100, max_concurrent_activities=4):
+            yield
+
+
+class Clock:
+    """Day numbers on the test server's clock, day 0 pinned so that enrollment is at 08:00."""
+
+    def __init__(self, env: WorkflowEnvironment, day0: datetime) -> None:
+        self.env = env
+        self.day0 = day0.date()
+
+    @classmethod
+    async def for_enrollment(cls, env: WorkflowEnvironment, enroll_day: int = 0) -> Clock:
+        now = await env.get_current_time()
+        enroll_on = now.astimezone(UTC).date() + timedelta(days=1)
+        clock = cls(env, datetime.combine(enroll_on - timedelta(days=enroll_day), time(), UTC))
+        await clock.to(enroll_day, time(8, 0))
+        return clock
+
+    def on(self, day: int) -> str:
+        return (self.day0 + timedelta(days=day)).isoformat()
+
+    async def to(self, day: int, clock: time = time(12, 0)) -> None:
+        target = datetime.combine(self.day0 + timedelta(days=day), clock, UTC)
+        now = await self.env.get_current_time()
+        if target > now:
+            await self.env.sleep(target - now)
+
+
+async def start_episode(
+    env: WorkflowEnvironment, clock: Clock, history_limit: int = 10_000, **enrollment: Any
+) -> tuple[str, WorkflowHandle[Any, Any]]:
+    episode_id = uuid.uuid4().hex
+    model = parse_model(Enrollment, base_enrollment(identified_on=clock.on(0), **enrollment))
+    handle = await env.client.start_workflow(
+        EpisodeWorkflow.run,
+        EpisodeStart(
+            episode_id=episode_id,
+            enrollment=model,
+            definition=load_definition(),
+            actor="test",
+            history_limit=history_limit,
+        ),
+        id=workflow_id(episode_id),
+        task_queue=TASK_QUEUE,
+    )
+    await handle.execute_update(EpisodeWorkflow.catch_up)
+    return episode_id, handle
