@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.notifications import NotificationDispatcher, NotificationSink
 from activities.recording import EpisodeRecorder
 from carepath.settings import Settings
 from carepath.temporal import connect
@@ -28,15 +29,17 @@ def build_worker(
     engine: Engine,
     task_queue: str,
     executor: ThreadPoolExecutor,
+    sink: NotificationSink,
     max_cached_workflows: int = 10_000,
     max_concurrent_activities: int = 50,
 ) -> Worker:
     recorder = EpisodeRecorder(engine)
+    dispatcher = NotificationDispatcher(engine, sink)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[EpisodeWorkflow],
-        activities=[recorder.record_changes],
+        activities=[recorder.record_changes, dispatcher.deliver_notifications],
         activity_executor=executor,
         max_cached_workflows=max_cached_workflows,
         max_concurrent_activities=max_concurrent_activities,
@@ -53,6 +56,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             engine,
             settings.task_queue,
             executor,
+            settings.sink(),
             settings.max_cached_workflows,
             settings.max_concurrent_activities,
         )

@@ -25,6 +25,7 @@ class EpisodeOpened(BaseModel):
     pathway_version: int
     identified_on: date
     enrolled_on: date
+    simulated: bool = False
 
 
 class RecordedEvent(BaseModel):

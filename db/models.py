@@ -10,7 +10,20 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Date, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -29,6 +42,9 @@ class EpisodeRow(Base):
     enrolled_on: Mapped[date] = mapped_column(Date)
     phase: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | completed | withdrawn
+    # Stories run by `carepath simulate` are not patients' care: they never block a real
+    # enrollment and never reach a worklist or a notification sink.
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -38,8 +54,8 @@ class EpisodeRow(Base):
             "uq_episodes_active_patient",
             "patient_ref",
             unique=True,
-            sqlite_where=text("status = 'active'"),
-            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active' AND NOT simulated"),
+            postgresql_where=text("status = 'active' AND NOT simulated"),
         ),
     )
 

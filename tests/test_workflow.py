@@ -19,8 +19,8 @@ from db.migrate import upgrade
 from db.models import EpisodeRow, EventRow, NotificationRow, TaskRow
 from db.queries import timeline
 from tests.support.story import Story
-from tests.support.temporal import Clock, running_worker, start_episode, start_time_skipping
-from workflows.episode import INVALID_INPUT, EpisodeWorkflow, EventRequest
+from tests.support.temporal import Clock, MemorySink, running_worker, start_episode, start_time_skipping, stop_episode
+from workflows.episode import INVALID_INPUT, EpisodeWorkflow, EventRequest, TaskClosing
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ async def test_enrollment_opens_the_episode_with_tasks_and_notifications(env, en
     view = await handle.query(EpisodeWorkflow.view)
     assert view.phase == "acute" and view.pathway == "ovcf-lumbar.v1"
     assert view.next_due is not None and view.next_due.startswith(clock.on(7))
-    await handle.terminate()
+    await stop_episode(handle)
 
 
 async def test_milestones_fire_on_durable_timers_and_events_close_tasks(env, engine):
@@ -93,7 +93,7 @@ async def test_milestones_fire_on_durable_timers_and_events_close_tasks(env, eng
             ).all()
         )
     assert statuses == {"START_OSTEOPOROSIS_THERAPY": "completed", "PAIN_REASSESSMENT": "completed"}
-    await handle.terminate()
+    await stop_episode(handle)
 
 
 async def test_rejected_event_never_enters_history_and_changes_nothing(env, engine):
@@ -111,7 +111,7 @@ async def test_rejected_event_never_enters_history_and_changes_nothing(env, engi
     assert len(accepted) == 1  # the catch_up at enrollment, not the rejected event
     assert timeline(engine, episode_id) == before
     assert _count(engine, EventRow, episode_id=episode_id) == 0
-    await handle.terminate()
+    await stop_episode(handle)
 
 
 async def test_withdraw_cancels_open_tasks_and_completes_the_workflow(env, engine):
@@ -147,7 +147,7 @@ async def test_long_episode_continues_as_new_and_keeps_its_timeline(env, engine)
     recorded = [(i["day"], i["code"]) for i in timeline(engine, episode_id)]
     assert recorded == [(i.day, i.code) for i in sorted(story.items, key=lambda i: i.day)]
     assert [d for d, c in recorded if c == "DENOSUMAB_DOSE_DUE"] == [170, 352, 534]
-    await latest.terminate()
+    await stop_episode(latest)
 
 
 async def test_back_dated_enrollment_records_skipped_milestones(env, engine):
@@ -161,4 +161,51 @@ async def test_back_dated_enrollment_records_skipped_milestones(env, engine):
         (70, "week8"),
     ]
     assert (91, "PAIN_REASSESSMENT") in [(i["day"], i["code"]) for i in items]
-    await handle.terminate()
+    await stop_episode(handle)
+
+
+async def test_person_completes_a_task_through_the_workflow(env, engine):
+    clock = await Clock.for_enrollment(env)
+    episode_id, handle = await start_episode(env, clock)
+    await clock.to(2)
+    closing = TaskClosing(
+        code="CALCIUM_VITAMIN_D",
+        milestone="enrollment",
+        status="completed",
+        reason="started 1000 mg / 800 IU",
+        actor="coordinator-1",
+    )
+    outcome = await handle.execute_update(EpisodeWorkflow.close_task, closing)
+    assert outcome.closed == ["CALCIUM_VITAMIN_D@enrollment"]
+    with Session(engine) as session:
+        task = session.scalars(
+            select(TaskRow).where(TaskRow.episode_id == episode_id, TaskRow.code == "CALCIUM_VITAMIN_D")
+        ).one()
+    assert (task.status, task.close_reason) == ("completed", "started 1000 mg / 800 IU")
+    with pytest.raises(WorkflowUpdateFailedError) as caught:
+        await handle.execute_update(EpisodeWorkflow.close_task, closing)  # already closed
+    assert caught.value.cause.details[0]["errors"][0]["field"] == "task"
+    await stop_episode(handle)
+
+
+async def test_notifications_are_delivered_once_even_after_a_sink_outage(env, tmp_path):
+    url = f"sqlite:///{tmp_path / 'notify.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    sink = MemorySink()
+    sink.fail_next = 2  # the first two delivery attempts fail: the activity retries
+    async with running_worker(env, engine, sink):
+        clock = await Clock.for_enrollment(env)
+        episode_id, handle = await start_episode(env, clock)
+        await clock.to(29)
+        await stop_episode(handle)
+    engine.dispose()
+    delivered = [m["code"] for m in sink.messages]
+    assert delivered.count("START_OSTEOPOROSIS_THERAPY") == 1
+    assert delivered.count("PHARMACOTHERAPY_OVERDUE") == 1
+    assert delivered.count("PAIN_REASSESSMENT") == 1
+    assert len({m["delivery_id"] for m in sink.messages}) == len(sink.messages)
+    with Session(make_engine(url)) as session:
+        rows = session.scalars(select(NotificationRow).where(NotificationRow.episode_id == episode_id)).all()
+    assert rows and all(r.status == "delivered" and r.delivered_at is not None for r in rows)
+    assert max(r.attempts for r in rows) >= 2  # the failed attempts were counted

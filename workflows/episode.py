@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
@@ -17,6 +17,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.notifications import NotificationDispatcher
     from activities.recording import ChangeRecord, EpisodeOpened, EpisodeRecorder, RecordedEvent
     from carepath.errors import InvalidInput
     from carepath.pathway import rules
@@ -44,6 +45,8 @@ class EpisodeStart(BaseModel):
     enrollment: Enrollment | None = None
     definition: PathwayDefinition | None = None
     actor: str = "system"
+    # Simulated stories (carepath simulate) deliver no notifications.
+    simulated: bool = False
     state: EpisodeState | None = None
     change_seq: int = 0
     # Continue-as-new once history passes this many events (or when Temporal suggests it).
@@ -53,6 +56,14 @@ class EpisodeStart(BaseModel):
 class EventRequest(BaseModel):
     event: Event
     event_id: str
+    actor: str = "system"
+
+
+class TaskClosing(BaseModel):
+    code: str
+    milestone: str
+    status: Literal["completed", "cancelled"]
+    reason: str = Field(min_length=1, max_length=4000)
     actor: str = "system"
 
 
@@ -71,6 +82,7 @@ class EpisodeView(BaseModel):
     enrolled_on: str
     open_tasks: list[OpenTask]
     next_due: str | None
+    delivering: bool = False
 
 
 def _invalid(exc: InvalidInput) -> ApplicationError:
@@ -86,6 +98,8 @@ class EpisodeWorkflow:
         self._seq = start.change_seq
         self._woken = False
         self._pending: Changes | None = None
+        self._delivery: asyncio.Task[None] | None = None
+        self._delivery_wanted = False
         if start.state is not None:
             self._state = start.state
         else:
@@ -119,17 +133,23 @@ class EpisodeWorkflow:
                 if not changes.empty:
                     await self._record(changes, "clock", "pathway")
             if self._history_full() and not self._state.finished:
-                await workflow.wait_condition(workflow.all_handlers_finished)
+                await self._quiesce()
                 workflow.continue_as_new(
                     EpisodeStart(
                         episode_id=start.episode_id,
                         state=self._state,
                         change_seq=self._seq,
                         history_limit=start.history_limit,
+                        simulated=start.simulated,
                     )
                 )
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._quiesce()
         return self._state.phase
+
+    async def _quiesce(self) -> None:
+        """Let running updates and notification deliveries finish before this run ends."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await workflow.wait_condition(lambda: self._delivery is None or self._delivery.done())
 
     # ---- events -----------------------------------------------------------------------------
 
@@ -166,6 +186,36 @@ class EpisodeWorkflow:
             raise _invalid(exc) from None
 
     @workflow.update
+    async def close_task(self, request: TaskClosing) -> EventOutcome:
+        """A person completes or cancels an open task; what waited on it moves on."""
+        await workflow.wait_condition(lambda: self._pending is None)
+        async with self._lock:
+            try:
+                state, changes = rules.close_task(
+                    self._state, request.code, request.milestone, request.status, request.reason, workflow.now()
+                )
+            except InvalidInput as exc:
+                raise _invalid(exc) from None
+            self._state = state
+            await self._record(changes, f"task:{request.status}", request.actor)
+            self._woken = True
+        return EventOutcome(
+            event_id=f"{request.code}@{request.milestone}",
+            phase=state.phase,
+            raised=[item.key for item in changes.items],
+            closed=[f"{c.code}@{c.milestone}" for c in changes.closures],
+        )
+
+    @close_task.validator
+    def _validate_close_task(self, request: TaskClosing) -> None:
+        try:
+            rules.close_task(
+                self._state, request.code, request.milestone, request.status, request.reason, workflow.now()
+            )
+        except InvalidInput as exc:
+            raise _invalid(exc) from None
+
+    @workflow.update
     async def catch_up(self) -> EpisodeView:
         """Run whatever the clock owes now and return the episode as it then stands."""
         await workflow.wait_condition(lambda: self._pending is None)
@@ -187,6 +237,7 @@ class EpisodeWorkflow:
             enrolled_on=self._state.enrolled_on.isoformat(),
             open_tasks=self._state.open_tasks,
             next_due=due.isoformat() if due else None,
+            delivering=self._delivery is not None and not self._delivery.done(),
         )
 
     @workflow.query
@@ -207,6 +258,7 @@ class EpisodeWorkflow:
             pathway_version=start.definition.version,
             identified_on=start.enrollment.identified_on,
             enrolled_on=self._state.enrolled_on,
+            simulated=start.simulated,
         )
 
     async def _record(self, changes: Changes, action: str, actor: str, **extra: Any) -> None:
@@ -227,3 +279,22 @@ class EpisodeWorkflow:
             start_to_close_timeout=RECORD_TIMEOUT,
             retry_policy=RECORD_RETRY,
         )
+        if not self._start.simulated and any(item.notify for item in changes.items):
+            self._request_delivery()
+
+    def _request_delivery(self) -> None:
+        # Delivery runs beside the episode, one at a time, so a slow or failing sink never
+        # delays recording or an update's reply; it is awaited before the run ends.
+        self._delivery_wanted = True
+        if self._delivery is None or self._delivery.done():
+            self._delivery = asyncio.create_task(self._deliver())
+
+    async def _deliver(self) -> None:
+        while self._delivery_wanted:
+            self._delivery_wanted = False
+            await workflow.execute_activity_method(
+                NotificationDispatcher.deliver_notifications,
+                self._state.episode_id,
+                start_to_close_timeout=RECORD_TIMEOUT,
+                retry_policy=RECORD_RETRY,
+            )

@@ -277,6 +277,21 @@ def apply_event(state: EpisodeState, event: Event, now: datetime) -> tuple[Episo
     return state, changes
 
 
+def close_task(
+    state: EpisodeState, code: str, milestone: str, status: str, reason: str, now: datetime
+) -> tuple[EpisodeState, Changes]:
+    """A person completes or cancels an open task (``status`` ``completed`` or ``cancelled``)."""
+    state, changes = advance(state, now)
+    if not any(t.code == code and t.milestone == milestone for t in state.open_tasks):
+        raise InvalidInput.one("task", f"{code} for {milestone} is not open on this episode")
+    if status not in ("completed", "cancelled"):
+        raise InvalidInput.one("status", "must be completed or cancelled")
+    step = _Step(state, local_date(state.definition, now))
+    step.close_by_person(code, milestone, status, reason)
+    changes.extend(step.changes)
+    return state, changes
+
+
 # ---- one step -------------------------------------------------------------------------------
 
 
@@ -658,9 +673,13 @@ class _Step:
             self.s.milestones[spec.name].status = "skip_requested"
             self._record(spec.name, "skipped", f"{spec.name} skipped: {why}", spec.name)
             return
-        code = event.close_task
-        waived = [t.milestone for t in self.s.open_tasks if t.code == code]
-        self.close(code or "", "cancelled", why)
+        assert event.close_task is not None
+        self.close_by_person(event.close_task, None, "cancelled", why)
+
+    def close_by_person(self, code: str, milestone: str | None, status: str, why: str) -> None:
+        """A person closes a task (done, cancelled, or overridden): what waited on it moves on."""
+        waived = [t.milestone for t in self.s.open_tasks if t.code == code and milestone in (None, t.milestone)]
+        self.close(code, status, why, milestone)
         if code == "START_OSTEOPOROSIS_THERAPY" and self.s.watchdog == "armed":
             self.s.watchdog = "satisfied"
         if code == "PAIN_REASSESSMENT":
@@ -681,6 +700,7 @@ __all__ = [
     "action_time",
     "advance",
     "apply_event",
+    "close_task",
     "enroll",
     "implied_phase",
     "local_date",

@@ -28,6 +28,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from activities.notifications import FileSink
 from carepath.errors import FieldError, InvalidInput
 from carepath.pathway import rules
 from carepath.pathway.definition import PathwayDefinition, load_definition
@@ -145,7 +146,9 @@ async def _run_chunk(
     try:
         # One episode runs at a time here, so a handful of activity threads is plenty.
         with Threads(max_workers=4) as threads:
-            worker = build_worker(env.client, engine, TASK_QUEUE, threads, 100, max_concurrent_activities=4)
+            # Simulated episodes deliver no notifications; the sink is only there to satisfy the worker.
+            sink = FileSink(Path(os.devnull))
+            worker = build_worker(env.client, engine, TASK_QUEUE, threads, sink, 100, max_concurrent_activities=4)
             async with worker:
                 for done, job in enumerate(jobs, start=1):
                     scenario = load_scenario(Path(job.path))
@@ -186,6 +189,7 @@ async def simulate(
             enrollment=scenario.enrollment.dated(identified_on),
             definition=definition,
             actor="simulate",
+            simulated=True,
         ),
         id=workflow_id(episode_id),
         task_queue=TASK_QUEUE,

@@ -14,7 +14,7 @@ from pathlib import Path
 from carepath.pathway.inputs import parse_event
 from db.engine import make_engine
 from db.migrate import upgrade
-from tests.support.temporal import Clock, running_worker, start_episode, start_time_skipping
+from tests.support.temporal import Clock, running_worker, start_episode, start_time_skipping, stop_episode
 from workflows.episode import EpisodeWorkflow, EventRequest
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
@@ -50,7 +50,7 @@ async def record(path: Path) -> None:
                 await clock.to(380)
                 await handle.execute_update(EpisodeWorkflow.catch_up)
                 history = await handle.fetch_history()
-                await handle.terminate()
+                await stop_episode(handle)
         finally:
             engine.dispose()
             await env.shutdown()

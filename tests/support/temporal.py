@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,7 @@ from sqlalchemy import Engine
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from activities.notifications import NotificationSink
 from carepath.pathway.definition import load_definition
 from carepath.pathway.inputs import Enrollment, parse_model
 from carepath.temporal import DATA_CONVERTER, bundled_binary, quiet_runtime
@@ -31,10 +33,27 @@ async def start_time_skipping() -> WorkflowEnvironment:
     )
 
 
+class MemorySink:
+    """Keeps delivered notifications; ``fail_next`` makes deliveries raise (a sink outage)."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.fail_next = 0
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RuntimeError("sink unavailable")
+        self.messages.append(message)
+
+
 @asynccontextmanager
-async def running_worker(env: WorkflowEnvironment, engine: Engine) -> AsyncIterator[None]:
+async def running_worker(
+    env: WorkflowEnvironment, engine: Engine, sink: NotificationSink | None = None
+) -> AsyncIterator[None]:
     with ThreadPoolExecutor(max_workers=4) as threads:
-        async with build_worker(env.client, engine, TASK_QUEUE, threads, 100, max_concurrent_activities=4):
+        worker = build_worker(env.client, engine, TASK_QUEUE, threads, sink or MemorySink(), 100, 4)
+        async with worker:
             yield
 
 
@@ -82,3 +101,16 @@ async def start_episode(
     )
     await handle.execute_update(EpisodeWorkflow.catch_up)
     return episode_id, handle
+
+
+async def stop_episode(handle: WorkflowHandle[Any, Any]) -> None:
+    """Terminate an episode once its notification deliveries have settled.
+
+    An activity left running by a terminated workflow would hold the time-skipping clock.
+    """
+    for _ in range(200):
+        view = await handle.query(EpisodeWorkflow.view)
+        if not view.delivering:
+            break
+        await asyncio.sleep(0.01)
+    await handle.terminate()
