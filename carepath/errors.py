@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -85,8 +86,15 @@ _FRIENDLY = {
 
 
 def from_validation_error(exc: ValidationError, prefix: str = "", skip: frozenset[str] = frozenset()) -> InvalidInput:
+    return from_error_list(exc.errors(include_url=False), prefix, skip)
+
+
+def from_error_list(
+    details: Sequence[Mapping[str, Any]], prefix: str = "", skip: frozenset[str] = frozenset()
+) -> InvalidInput:
+    """pydantic-style error dicts (FastAPI's request errors too) as field-named errors."""
     errors = []
-    for err in exc.errors(include_url=False):
+    for err in details:
         field = join_path(prefix, format_loc(err["loc"], skip))
         message = _FRIENDLY.get(err["type"], err["msg"])
         if err["type"] == "literal_error":

@@ -1,0 +1,47 @@
+"""Every 4xx names the field; no 5xx carries a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from carepath.errors import FieldError, InvalidInput, from_error_list
+from carepath.pathway.inputs import EVENT_TYPES
+from carepath.service import Conflict, NotFound
+
+log = logging.getLogger("carepath.api")
+
+# FastAPI prefixes locations with where the value came from; the field path is what follows.
+_SOURCES = frozenset({"body", "query", "path", "header"})
+
+
+def _body(errors: list[FieldError]) -> dict[str, object]:
+    return {"detail": [{"field": e.field, "message": e.message} for e in errors]}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = from_error_list(exc.errors(), skip=EVENT_TYPES | _SOURCES).errors
+        return JSONResponse(status_code=422, content=_body(errors))
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
+        return JSONResponse(status_code=422, content=_body(exc.errors))
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return JSONResponse(status_code=409, content=_body([exc.error]))
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse(status_code=404, content=_body([FieldError("", str(exc))]))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse(status_code=500, content=_body([FieldError("", "internal error; it has been logged")]))
+

@@ -1,0 +1,364 @@
+"""What coordinators and physicians do, independent of HTTP or the terminal.
+
+Every write goes through the episode's workflow (start, updates), so the API and the workflow
+never disagree; reads come from the store the workflow's activities keep. The one exception is
+closing a task of an episode whose workflow has already finished (e.g. the 12-month review
+after completion): there is no workflow left to ask, so the store is updated directly, audited.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Engine, case, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from carepath.errors import FieldError, InvalidInput
+from carepath.pathway import rules
+from carepath.pathway.definition import load_definition
+from carepath.pathway.inputs import Enrollment, Event, Withdraw
+from db.models import AuditRow, EpisodeRow, EventRow, TaskRow, TimelineItemRow
+from db.queries import timeline
+from workflows.episode import (
+    INVALID_INPUT,
+    EpisodeStart,
+    EpisodeWorkflow,
+    EventOutcome,
+    EventRequest,
+    TaskClosing,
+    workflow_id,
+)
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Conflict(Exception):
+    """The request is well-formed but clashes with what is recorded (HTTP 409)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.error = FieldError(field, message)
+        super().__init__(str(self.error))
+
+
+class Enrolled(BaseModel):
+    episode_id: str
+    pathway: str
+    phase: str
+    identified_on: date
+    enrolled_on: date
+
+
+class TaskView(BaseModel):
+    id: int
+    episode_id: str
+    patient_ref: str
+    code: str
+    milestone: str
+    kind: str
+    priority: str
+    assignee: str
+    title: str
+    detail: str
+    evidence: list[str]
+    raised_on: date
+    due_on: date | None
+    overdue_days: int
+    status: str
+    close_reason: str | None
+
+
+class EpisodeDetail(BaseModel):
+    episode_id: str
+    patient_ref: str
+    pathway: str
+    phase: str
+    status: str
+    identified_on: date
+    enrolled_on: date
+    open_tasks: list[TaskView]
+    timeline: list[dict[str, Any]]
+
+
+PRIORITY_RANK = {"urgent": 0, "high": 1, "routine": 2}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _rejection(exc: WorkflowUpdateFailedError) -> InvalidInput | None:
+    cause = exc.cause
+    if isinstance(cause, ApplicationError) and cause.type == INVALID_INPUT:
+        errors = cause.details[0]["errors"] if cause.details else []
+        return InvalidInput(FieldError(e["field"], e["message"]) for e in errors)
+    return None
+
+
+class CarepathService:
+    def __init__(
+        self, client: Client, engine: Engine, task_queue: str, clock: Callable[[], datetime] = _utcnow
+    ) -> None:
+        self.client = client
+        self.engine = engine
+        self.task_queue = task_queue
+        self.clock = clock
+
+    # ---- writes (through the workflow) ------------------------------------------------------
+
+    async def enroll(self, enrollment: Enrollment, actor: str) -> Enrolled:
+        definition = load_definition()
+        now = self.clock()
+        rules.validate_enrollment(definition, enrollment, now)
+        episode_id = uuid.uuid4().hex
+        enrolled_on = rules.local_date(definition, now)
+        phase = rules.implied_phase(definition, (enrolled_on - enrollment.identified_on).days)
+        self._reserve(episode_id, enrollment, definition.id, definition.version, enrolled_on, phase, now)
+        try:
+            handle = await self.client.start_workflow(
+                EpisodeWorkflow.run,
+                EpisodeStart(episode_id=episode_id, enrollment=enrollment, definition=definition, actor=actor),
+                id=workflow_id(episode_id),
+                task_queue=self.task_queue,
+            )
+            # Wait until the baseline is recorded, so the worklist shows it on return.
+            view = await handle.execute_update(EpisodeWorkflow.catch_up)
+        except Exception:
+            self._release(episode_id)
+            raise
+        return Enrolled(
+            episode_id=episode_id,
+            pathway=view.pathway,
+            phase=view.phase,
+            identified_on=enrollment.identified_on,
+            enrolled_on=date.fromisoformat(view.enrolled_on),
+        )
+
+    def _reserve(
+        self,
+        episode_id: str,
+        enrollment: Enrollment,
+        pathway_id: str,
+        version: int,
+        enrolled_on: date,
+        phase: str,
+        now: datetime,
+    ) -> None:
+        """Claim the patient's one active episode before the workflow exists (SPEC section 7)."""
+        try:
+            with Session(self.engine) as session, session.begin():
+                session.add(
+                    EpisodeRow(
+                        id=episode_id,
+                        patient_ref=enrollment.patient.ref,
+                        pathway_id=pathway_id,
+                        pathway_version=version,
+                        identified_on=enrollment.identified_on,
+                        enrolled_on=enrolled_on,
+                        phase=phase,
+                        status="active",
+                        simulated=False,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        except IntegrityError:
+            active = self._active_episode(enrollment.patient.ref)
+            raise Conflict("patient.ref", f"patient already has an active episode ({active})") from None
+
+    def _active_episode(self, patient_ref: str) -> str | None:
+        with Session(self.engine) as session:
+            return session.scalar(
+                select(EpisodeRow.id).where(
+                    EpisodeRow.patient_ref == patient_ref,
+                    EpisodeRow.status == "active",
+                    EpisodeRow.simulated.is_(False),
+                )
+            )
+
+    def _release(self, episode_id: str) -> None:
+        with Session(self.engine) as session, session.begin():
+            row = session.get(EpisodeRow, episode_id)
+            if row is not None and not session.scalar(
+                select(AuditRow.id).where(AuditRow.episode_id == episode_id).limit(1)
+            ):
+                session.delete(row)
+
+    async def record_event(
+        self, episode_id: str, event: Event, actor: str, idempotency_key: str | None = None
+    ) -> EventOutcome:
+        episode = self._episode_row(episode_id)
+        if idempotency_key is not None:
+            if len(idempotency_key) > 64:
+                raise InvalidInput.one("Idempotency-Key", "must be at most 64 characters")
+            done = self._recorded_event(idempotency_key)
+            if done is not None:
+                if done.episode_id != episode_id:
+                    raise Conflict("Idempotency-Key", "already used for another episode")
+                return EventOutcome(event_id=done.id, phase=self._episode_row(episode_id).phase, raised=[], closed=[])
+        event_id = idempotency_key or uuid.uuid4().hex
+        handle = self.client.get_workflow_handle(workflow_id(episode.id))
+        request = EventRequest(event=event, event_id=event_id, actor=actor)
+        try:
+            # The update id makes a retried request (same key) apply once within the run.
+            return await handle.execute_update(EpisodeWorkflow.record_event, request, id=f"event-{event_id}")
+        except WorkflowUpdateFailedError as exc:
+            rejection = _rejection(exc)
+            if rejection is None:
+                raise
+            raise rejection from None
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            phase = self._episode_row(episode_id).phase
+            raise InvalidInput.one("episode", f"episode is {phase}; no further events are accepted") from None
+
+    async def withdraw(self, episode_id: str, reason: str, text: str | None, actor: str) -> EventOutcome:
+        today = rules.local_date(load_definition(), self.clock())
+        event = Withdraw(occurred_on=today, reason=reason, text=text)  # type: ignore[arg-type]
+        return await self.record_event(episode_id, event, actor)
+
+    async def close_task(self, task_id: int, status: str, reason: str, actor: str) -> TaskView:
+        task = self._task_row(task_id)
+        if task.status != "open":
+            raise Conflict("task", f"task {task_id} is already {task.status}")
+        handle = self.client.get_workflow_handle(workflow_id(task.episode_id))
+        closing = TaskClosing(code=task.code, milestone=task.milestone, status=status, reason=reason, actor=actor)
+        try:
+            await handle.execute_update(EpisodeWorkflow.close_task, closing)
+        except WorkflowUpdateFailedError as exc:
+            rejection = _rejection(exc)
+            if rejection is None:
+                raise
+            raise rejection from None
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            self._close_after_workflow(task_id, closing)
+        return self.task(task_id)
+
+    def _close_after_workflow(self, task_id: int, closing: TaskClosing) -> None:
+        now = self.clock()
+        with Session(self.engine) as session, session.begin():
+            task = session.get(TaskRow, task_id)
+            assert task is not None
+            if task.status != "open":
+                raise Conflict("task", f"task {task_id} is already {task.status}")
+            task.status = closing.status
+            task.closed_at = now
+            task.close_reason = closing.reason
+            session.add(
+                AuditRow(
+                    change_id=f"{task.episode_id}/task-{task_id}-{closing.status}",
+                    episode_id=task.episode_id,
+                    at=now,
+                    actor=closing.actor,
+                    action=f"task:{closing.status}",
+                    detail={"closed": [f"{task.code}@{task.milestone}:{closing.status}"], "after_workflow": True},
+                )
+            )
+
+    # ---- reads (from the store) -------------------------------------------------------------
+
+    def _episode_row(self, episode_id: str) -> EpisodeRow:
+        with Session(self.engine) as session:
+            row = session.get(EpisodeRow, episode_id)
+        if row is None:
+            raise NotFound(f"no episode {episode_id}")
+        return row
+
+    def _task_row(self, task_id: int) -> TaskRow:
+        with Session(self.engine) as session:
+            row = session.get(TaskRow, task_id)
+        if row is None:
+            raise NotFound(f"no task {task_id}")
+        return row
+
+    def _recorded_event(self, event_id: str) -> EventRow | None:
+        with Session(self.engine) as session:
+            return session.get(EventRow, event_id)
+
+    def episode(self, episode_id: str) -> EpisodeDetail:
+        row = self._episode_row(episode_id)
+        return EpisodeDetail(
+            episode_id=row.id,
+            patient_ref=row.patient_ref,
+            pathway=f"{row.pathway_id}.v{row.pathway_version}",
+            phase=row.phase,
+            status=row.status,
+            identified_on=row.identified_on,
+            enrolled_on=row.enrolled_on,
+            open_tasks=self.worklist(episode_id=episode_id, include_simulated=True),
+            timeline=timeline(self.engine, episode_id),
+        )
+
+    def task(self, task_id: int) -> TaskView:
+        found = self.worklist(task_id=task_id, status=None, include_simulated=True)
+        if not found:
+            raise NotFound(f"no task {task_id}")
+        return found[0]
+
+    def worklist(
+        self,
+        assignee: str | None = None,
+        status: str | None = "open",
+        priority: str | None = None,
+        episode_id: str | None = None,
+        task_id: int | None = None,
+        include_simulated: bool = False,
+        limit: int = 500,
+    ) -> list[TaskView]:
+        """Tasks across episodes, most urgent first, then most overdue (earliest due) first."""
+        today = rules.local_date(load_definition(), self.clock())
+        rank = case(PRIORITY_RANK, value=TaskRow.priority, else_=9)
+        query = (
+            select(TaskRow, EpisodeRow.patient_ref, TimelineItemRow.detail, TimelineItemRow.evidence)
+            .join(EpisodeRow, EpisodeRow.id == TaskRow.episode_id)
+            .join(TimelineItemRow, TimelineItemRow.id == TaskRow.timeline_item_id)
+            .order_by(rank, TaskRow.due_on.is_(None), TaskRow.due_on, TaskRow.id)
+            .limit(limit)
+        )
+        filters = {
+            TaskRow.assignee: assignee,
+            TaskRow.status: status,
+            TaskRow.priority: priority,
+            TaskRow.episode_id: episode_id,
+            TaskRow.id: task_id,
+        }
+        for column, value in filters.items():
+            if value is not None:
+                query = query.where(column == value)
+        if not include_simulated:
+            query = query.where(EpisodeRow.simulated.is_(False))
+        with Session(self.engine) as session:
+            rows = session.execute(query).all()
+        return [
+            TaskView(
+                id=task.id,
+                episode_id=task.episode_id,
+                patient_ref=patient_ref,
+                code=task.code,
+                milestone=task.milestone,
+                kind=task.kind,
+                priority=task.priority,
+                assignee=task.assignee,
+                title=task.title,
+                detail=detail,
+                evidence=list(evidence),
+                raised_on=task.raised_on,
+                due_on=task.due_on,
+                overdue_days=max(0, (today - task.due_on).days) if task.due_on and task.status == "open" else 0,
+                status=task.status,
+                close_reason=task.close_reason,
+            )
+            for task, patient_ref, detail, evidence in rows
+        ]

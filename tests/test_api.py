@@ -1,0 +1,184 @@
+"""The HTTP API against a real Temporal dev server, the production worker and the store."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.models import EpisodeRow, EventRow
+from tests.support.live import api_client, sqlite_url, start_dev_server
+
+TODAY = date.today()
+
+
+@pytest.fixture(scope="module")
+async def dev_env():
+    env = await start_dev_server()
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+async def api(dev_env, tmp_path):
+    async with api_client(dev_env, sqlite_url(tmp_path)) as (client, service):
+        yield client, service
+
+
+def enrollment(ref: str | None = None, days_ago: int = 0, **overrides):
+    body = {
+        "identified_on": (TODAY - timedelta(days=days_ago)).isoformat(),
+        "patient": {"ref": ref or f"p-{uuid.uuid4().hex[:8]}", "age": 72, "sex": "female"},
+        "fracture": {"levels": ["L2"], "acute_injury": False, "correlating_symptoms": False},
+        "pain_nrs": 6,
+        "analgesics": ["nsaid"],
+        "contraindications": [],
+        "osteoporosis_therapy": None,
+        "calcium_vitamin_d": False,
+        "imaging": [{"performed_on": TODAY.isoformat(), "modality": "xray"}],
+        "red_flags": [],
+    }
+    body.update(overrides)
+    return body
+
+
+def fields(response) -> list[str]:
+    return [e["field"] for e in response.json()["detail"]]
+
+
+def episodes(service) -> int:
+    with Session(service.engine) as session:
+        return session.scalar(select(func.count()).select_from(EpisodeRow))
+
+
+async def test_enrollment_appears_on_the_worklist(api):
+    client, _ = api
+    response = await client.post("/episodes", json=enrollment(ref="alice"))
+    assert response.status_code == 201, response.text
+    episode_id = response.json()["episode_id"]
+    assert response.json()["pathway"] == "ovcf-lumbar.v1"
+    worklist = (await client.get("/tasks")).json()
+    mine = [t for t in worklist if t["episode_id"] == episode_id]
+    assert {t["code"] for t in mine} >= {"START_OSTEOPOROSIS_THERAPY", "CALCIUM_VITAMIN_D", "AVOID_BED_REST"}
+    assert all(t["patient_ref"] == "alice" for t in mine)
+    ranks = [{"urgent": 0, "high": 1, "routine": 2}[t["priority"]] for t in worklist]
+    assert ranks == sorted(ranks)
+    physician = (await client.get("/tasks", params={"assignee": "physician"})).json()
+    assert physician and all(t["assignee"] == "physician" for t in physician)
+    detail = (await client.get(f"/episodes/{episode_id}")).json()
+    assert detail["phase"] == "acute" and detail["pathway"] == "ovcf-lumbar.v1"
+    assert any(i["code"] == "AVOID_BED_REST" for i in detail["timeline"])
+
+
+async def test_second_active_episode_for_a_patient_is_409(api):
+    client, service = api
+    assert (await client.post("/episodes", json=enrollment(ref="bob"))).status_code == 201
+    again = await client.post("/episodes", json=enrollment(ref="bob"))
+    assert again.status_code == 409
+    assert fields(again) == ["patient.ref"]
+    assert episodes(service) == 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"patient": {"ref": "c", "age": 12, "sex": "female"}}, ["patient.age"]),
+        ({"fracture": {"levels": ["L6"]}}, ["fracture.levels[0]"]),
+        ({"pain_nrs": 11}, ["pain_nrs"]),
+        ({"pain_nrs": 4.5}, ["pain_nrs"]),
+        ({"analgesics": ["aspirin"]}, ["analgesics[0]"]),
+        ({"identified_on": (TODAY + timedelta(days=1)).isoformat()}, ["identified_on"]),
+        ({"identified_on": (TODAY - timedelta(days=365)).isoformat()}, ["identified_on"]),
+        ({"nickname": "x"}, ["nickname"]),
+    ],
+)
+async def test_bad_enrollment_is_422_naming_the_field_and_creates_nothing(api, overrides, expected):
+    client, service = api
+    response = await client.post("/episodes", json=enrollment(**overrides))
+    assert response.status_code == 422, response.text
+    assert fields(response) == expected
+    assert episodes(service) == 0
+
+
+async def test_events_are_accepted_or_rejected_naming_the_field(api):
+    client, service = api
+    episode_id = (await client.post("/episodes", json=enrollment(days_ago=3))).json()["episode_id"]
+    before = (await client.get(f"/episodes/{episode_id}")).json()
+    bad = await client.post(
+        f"/episodes/{episode_id}/events",
+        json={"type": "pain_assessment", "occurred_on": TODAY.isoformat(), "nrs": 12},
+    )
+    assert bad.status_code == 422 and fields(bad) == ["nrs"]
+    future = await client.post(
+        f"/episodes/{episode_id}/events",
+        json={"type": "medication_started", "occurred_on": (TODAY + timedelta(days=2)).isoformat(), "agent": "nsaid"},
+    )
+    assert future.status_code == 422 and fields(future) == ["occurred_on"]
+    unknown = await client.post(f"/episodes/{episode_id}/events", json={"type": "x", "occurred_on": "2026-01-01"})
+    assert unknown.status_code == 422 and fields(unknown) == ["type"]
+    assert (await client.get(f"/episodes/{episode_id}")).json() == before
+    good = await client.post(
+        f"/episodes/{episode_id}/events",
+        json={"type": "medication_started", "occurred_on": TODAY.isoformat(), "agent": "alendronate"},
+    )
+    assert good.status_code == 200, good.text
+    assert good.json()["closed"] == ["START_OSTEOPOROSIS_THERAPY@enrollment"]
+
+
+async def test_same_idempotency_key_applies_the_event_once(api):
+    client, service = api
+    episode_id = (await client.post("/episodes", json=enrollment())).json()["episode_id"]
+    event = {"type": "red_flag", "occurred_on": TODAY.isoformat(), "flag": "instability"}
+    headers = {"Idempotency-Key": "retry-me-1"}
+    first = await client.post(f"/episodes/{episode_id}/events", json=event, headers=headers)
+    second = await client.post(f"/episodes/{episode_id}/events", json=event, headers=headers)
+    assert first.status_code == second.status_code == 200
+    assert first.json()["event_id"] == second.json()["event_id"] == "retry-me-1"
+    with Session(service.engine) as session:
+        assert session.scalar(select(func.count()).select_from(EventRow)) == 1
+    timeline = (await client.get(f"/episodes/{episode_id}")).json()["timeline"]
+    assert [i["code"] for i in timeline].count("SURGICAL_CONSULTATION") == 1
+
+
+async def test_tasks_are_completed_and_cancelled_through_the_workflow(api):
+    client, _ = api
+    episode_id = (await client.post("/episodes", json=enrollment())).json()["episode_id"]
+    tasks = {t["code"]: t for t in (await client.get("/tasks")).json() if t["episode_id"] == episode_id}
+    done = await client.post(f"/tasks/{tasks['CALCIUM_VITAMIN_D']['id']}/complete", json={"reason": "started"})
+    assert done.status_code == 200 and done.json()["status"] == "completed"
+    again = await client.post(f"/tasks/{tasks['CALCIUM_VITAMIN_D']['id']}/complete")
+    assert again.status_code == 409 and fields(again) == ["task"]
+    no_reason = await client.post(f"/tasks/{tasks['AVOID_BED_REST']['id']}/cancel", json={})
+    assert no_reason.status_code == 422 and fields(no_reason) == ["reason"]
+    cancelled = await client.post(f"/tasks/{tasks['AVOID_BED_REST']['id']}/cancel", json={"reason": "in hospital"})
+    assert cancelled.json()["status"] == "cancelled"
+    completed = (await client.get("/tasks", params={"status": "completed"})).json()
+    assert [t["code"] for t in completed if t["episode_id"] == episode_id] == ["CALCIUM_VITAMIN_D"]
+
+
+async def test_withdraw_ends_the_episode_and_later_events_are_refused(api):
+    client, _ = api
+    episode_id = (await client.post("/episodes", json=enrollment())).json()["episode_id"]
+    response = await client.post(f"/episodes/{episode_id}/withdraw", json={"reason": "transferred"})
+    assert response.status_code == 200 and response.json()["phase"] == "withdrawn"
+    detail = (await client.get(f"/episodes/{episode_id}")).json()
+    assert detail["status"] == "withdrawn" and detail["open_tasks"] == []
+    late = await client.post(
+        f"/episodes/{episode_id}/events",
+        json={"type": "note", "occurred_on": TODAY.isoformat(), "text": "x", "author": "y"},
+    )
+    assert late.status_code == 422 and fields(late) == ["episode"]
+    assert (await client.post("/episodes", json=enrollment(ref=detail["patient_ref"]))).status_code == 201
+
+
+async def test_unknown_things_are_404_and_bad_queries_422(api):
+    client, _ = api
+    assert (await client.get("/episodes/nope")).status_code == 404
+    assert (await client.post("/tasks/999999/complete")).status_code == 404
+    bad = await client.get("/tasks", params={"assignee": "nurse"})
+    assert bad.status_code == 422 and fields(bad) == ["assignee"]
+    assert (await client.get("/openapi.json")).json()["info"]["title"] == "carepath"
+    assert (await client.get("/docs")).status_code == 200
