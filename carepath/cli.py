@@ -1,11 +1,11 @@
-"""The ``carepath`` command."""
+"""The ``carepath`` command: simulate stories, run the service, and work with episodes."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from carepath.errors import InvalidInput
 
@@ -28,6 +28,93 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dev(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from carepath.dev import DevOptions, main
+
+    return main(
+        DevOptions(
+            home=Path(args.home), host=args.host, port=args.port, temporal_port=args.temporal_port, ui_port=args.ui_port
+        )
+    )
+
+
+def _worker(_: argparse.Namespace) -> int:
+    import worker
+
+    worker.main()
+    return 0
+
+
+def _api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from carepath.api.app import create_app
+
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _terminal(action: Callable[[argparse.Namespace, str], str]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from carepath.terminal import CommandError, api_url
+
+        try:
+            print(action(args, api_url(args.api)))
+        except CommandError as exc:
+            print(f"carepath {args.command}: {exc}", file=sys.stderr)
+            return exc.code
+        return 0
+
+    return run
+
+
+def _terminal_commands(sub: argparse._SubParsersAction) -> None:
+    from carepath import terminal as t
+
+    def add(name: str, help_text: str, action: Callable[[argparse.Namespace, str], str]) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, help=help_text, description=help_text)
+        parser.add_argument("--api", help=f"API base URL (env CAREPATH_API_URL, default {t.DEFAULT_API})")
+        parser.add_argument("--actor", help="who is acting (recorded in the audit trail)")
+        parser.set_defaults(handler=_terminal(action))
+        return parser
+
+    p = add("enroll", "enroll a patient from an enrollment JSON file", lambda a, u: t.enroll(u, a.file, a.actor))
+    p.add_argument("file", help="enrollment JSON (identified_on, patient, fracture, pain_nrs, ...); - for stdin")
+    p = add(
+        "event",
+        "record one event from a JSON file",
+        lambda a, u: t.event(u, a.episode, a.file, a.actor, a.idempotency_key),
+    )
+    p.add_argument("episode")
+    p.add_argument("file", help="event JSON with type and occurred_on; - for stdin")
+    p.add_argument("--idempotency-key", help="retrying with the same key records the event once")
+    p = add(
+        "worklist",
+        "open tasks across episodes, most urgent and most overdue first",
+        lambda a, u: t.worklist(u, a.assignee, a.status, a.priority),
+    )
+    p.add_argument("--assignee", choices=["physician", "coordinator", "patient"])
+    p.add_argument("--status", choices=["open", "completed", "cancelled"], default="open")
+    p.add_argument("--priority", choices=["urgent", "high", "routine"])
+    p = add("show", "an episode: phase, open tasks and timeline", lambda a, u: t.show(u, a.episode))
+    p.add_argument("episode")
+    p = add("complete", "complete a task", lambda a, u: t.close(u, a.task, "completed", a.reason, a.actor))
+    p.add_argument("task", type=int)
+    p.add_argument("--reason")
+    p = add(
+        "cancel",
+        "cancel a task (a reason is required)",
+        lambda a, u: t.close(u, a.task, "cancelled", a.reason, a.actor),
+    )
+    p.add_argument("task", type=int)
+    p.add_argument("--reason", required=True)
+    p = add("withdraw", "withdraw a patient from the pathway", lambda a, u: t.withdraw(u, a.episode, a.reason, a.actor))
+    p.add_argument("episode")
+    p.add_argument("--reason", required=True, choices=["recovered", "transferred", "declined", "deceased", "other"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carepath", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -41,23 +128,48 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("files", nargs="+", metavar="FILE", help="scenario JSON files")
     sim.add_argument("--json", action="store_true", help="print a JSON list instead of readable timelines")
     sim.add_argument(
-        "--database-url",
-        default=None,
-        help="record into this database (default: a new temporary SQLite file per run)",
+        "--database-url", default=None, help="record into this database (default: a new temporary SQLite file per run)"
     )
     sim.add_argument(
-        "--processes",
-        type=int,
-        default=None,
-        help="worker processes, each with its own server (default: CPUs)",
+        "--processes", type=int, default=None, help="worker processes, each with its own server (default: CPUs)"
     )
     sim.set_defaults(handler=_simulate)
+
+    dev = sub.add_parser(
+        "dev",
+        help="run Temporal, the worker and the API locally on embedded defaults",
+        description="Start a local Temporal dev server (state kept in HOME), migrate the SQLite database, run "
+        "the worker and the HTTP API. Ctrl-C stops everything. CAREPATH_TEMPORAL_ADDRESS and "
+        "CAREPATH_DATABASE_URL point it at an existing Temporal and database instead.",
+    )
+    dev.add_argument("--home", default=".carepath", help="where local state lives (default .carepath)")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--temporal-port", type=int, default=7233)
+    dev.add_argument("--ui-port", type=int, default=8233)
+    dev.set_defaults(handler=_dev)
+
+    sub.add_parser("worker", help="run the worker (production; settings from CAREPATH_* env)").set_defaults(
+        handler=_worker
+    )
+    api = sub.add_parser("api", help="serve the HTTP API (production; settings from CAREPATH_* env)")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.set_defaults(handler=_api)
+
+    _terminal_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except BrokenPipeError:  # e.g. `carepath worklist | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -39,5 +39,5 @@ def bundled_binary(name: str) -> str:
     return found
 
 
-async def connect(address: str, namespace: str = "default") -> Client:
-    return await Client.connect(address, namespace=namespace, data_converter=DATA_CONVERTER)
+async def connect(address: str, namespace: str = "default", runtime: Runtime | None = None) -> Client:
+    return await Client.connect(address, namespace=namespace, data_converter=DATA_CONVERTER, runtime=runtime)

@@ -11,7 +11,7 @@ from db.models import EpisodeRow, TaskRow, TimelineItemRow
 
 
 def timeline(engine: Engine, episode_id: str) -> list[dict[str, Any]]:
-    """Timeline items in the order they were raised, with the status of those that are tasks."""
+    """Timeline items by day, in the order raised within a day, with the status of those that are tasks."""
     with Session(engine) as session:
         rows = session.execute(
             select(TimelineItemRow, TaskRow.status, TaskRow.due_on)

@@ -104,7 +104,7 @@ async def test_bad_enrollment_is_422_naming_the_field_and_creates_nothing(api, o
 
 
 async def test_events_are_accepted_or_rejected_naming_the_field(api):
-    client, service = api
+    client, _ = api
     episode_id = (await client.post("/episodes", json=enrollment(days_ago=3))).json()["episode_id"]
     before = (await client.get(f"/episodes/{episode_id}")).json()
     bad = await client.post(

@@ -55,7 +55,8 @@ class EpisodeStart(BaseModel):
 
 class EventRequest(BaseModel):
     event: Event
-    event_id: str
+    # Also the idempotency key and the events table's primary key (String(64)).
+    event_id: str = Field(min_length=1, max_length=64)
     actor: str = "system"
 
 

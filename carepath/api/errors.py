@@ -44,4 +44,3 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse(status_code=500, content=_body([FieldError("", "internal error; it has been logged")]))
-

