@@ -16,11 +16,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The example stories through the production workflow, activities and a temporary SQLite file.
+# The service on embedded defaults: local Temporal dev server (state in .carepath/), SQLite,
+# the worker and the API on http://127.0.0.1:8000 (worklist at /, OpenAPI at /docs). Ctrl-C stops it.
 demo: setup
-	$(BIN)/carepath simulate examples/*.json
+	$(BIN)/carepath dev
 
-simulate: demo
+# The example stories through the production workflow, activities and a temporary SQLite file.
+simulate: setup
+	$(BIN)/carepath simulate examples/*.json
 
 # The test suite runs against a real PostgreSQL server too; install it when missing (CI is root).
 postgres:
