@@ -49,7 +49,7 @@ def build_worker(
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
-    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    client = await connect(settings.temporal_address, settings.temporal_namespace, converter=settings.data_converter())
     with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
         worker = build_worker(
             client,

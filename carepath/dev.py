@@ -20,8 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from temporalio.client import Client
+from temporalio.converter import DataConverter
 
 from carepath.api.app import create_app
+from carepath.codec import KeyRing
 from carepath.service import CarepathService
 from carepath.settings import Settings
 from carepath.temporal import bundled_binary, connect, quiet_runtime
@@ -91,12 +94,23 @@ async def _start_temporal(options: DevOptions) -> tuple[asyncio.subprocess.Proce
     return process, f"127.0.0.1:{options.temporal_port}"
 
 
-async def _connect_when_ready(address: str, namespace: str, process: asyncio.subprocess.Process | None):
+def _dev_key_file(home: Path) -> Path:
+    """The local key ring, created on first start (payloads in Temporal are always encrypted)."""
+    path = home / "keys.json"
+    if not path.exists():
+        KeyRing.generate().save(path)
+        print(f"created encryption key ring {path} (keep it: without it the episodes cannot be read)")
+    return path
+
+
+async def _connect_when_ready(
+    address: str, namespace: str, process: asyncio.subprocess.Process | None, converter: DataConverter
+) -> Client:
     for _ in range(300):
         if process is not None and process.returncode is not None:
             raise DevError(f"the Temporal dev server exited with {process.returncode}; see .carepath/temporal.log")
         try:
-            return await connect(address, namespace, runtime=quiet_runtime())
+            return await connect(address, namespace, runtime=quiet_runtime(), converter=converter)
         except RuntimeError:
             await asyncio.sleep(0.1)
     raise DevError(f"Temporal did not answer at {address} within 30 s")
@@ -111,6 +125,8 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
     database_url = settings.database_url
     if "CAREPATH_DATABASE_URL" not in os.environ:
         database_url = f"sqlite:///{options.home / 'carepath.db'}"
+    if not (settings.key_file or settings.encryption_keys):
+        settings = settings.model_copy(update={"key_file": str(_dev_key_file(options.home))})
     if "CAREPATH_NOTIFICATION_FILE" not in os.environ:
         settings = settings.model_copy(update={"notification_file": str(options.home / "notifications.jsonl")})
     try:
@@ -118,7 +134,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
             raise DevError(f"port {options.port} on {options.host} is in use (set --port)")
         upgrade(database_url)
         engine = make_engine(database_url)
-        client = await _connect_when_ready(address, settings.temporal_namespace, temporal)
+        client = await _connect_when_ready(address, settings.temporal_namespace, temporal, settings.data_converter())
         service = CarepathService(client, engine, settings.task_queue)
         server = _Server(
             uvicorn.Config(create_app(service=service), host=options.host, port=options.port, log_level="warning")

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from temporalio.converter import DataConverter
 
 from activities.notifications import FileSink, NotificationSink, WebhookSink
+from carepath.codec import KeyRing, KeyRingError, encrypted_converter
+from carepath.temporal import DATA_CONVERTER
 
 
 class Settings(BaseSettings):
@@ -25,6 +28,35 @@ class Settings(BaseSettings):
     notification_file: str = ".carepath/notifications.jsonl"
     webhook_url: str = ""
     webhook_secret: str = ""
+    # Payload encryption (carepath/codec.py): a key file, or keys inline. Production refuses to
+    # start without keys unless allow_unencrypted is set on purpose.
+    key_file: str = ""
+    encryption_keys: str = ""
+    encryption_key_id: str = ""
+    allow_unencrypted: bool = False
+    # Origins allowed to call the codec endpoint from a browser (the Temporal UI).
+    codec_cors_origins: str = "http://127.0.0.1:8233,http://localhost:8233,http://localhost:8080"
+
+    def key_ring(self) -> KeyRing | None:
+        if self.key_file:
+            path = Path(self.key_file)
+            if not path.exists():
+                raise KeyRingError(f"CAREPATH_KEY_FILE {path} does not exist")
+            return KeyRing.from_json(path.read_text())
+        if self.encryption_keys:
+            return KeyRing.from_env_value(self.encryption_keys, self.encryption_key_id or None)
+        return None
+
+    def data_converter(self) -> DataConverter:
+        ring = self.key_ring()
+        if ring is None:
+            if not self.allow_unencrypted:
+                raise KeyRingError(
+                    "no encryption keys: set CAREPATH_KEY_FILE or CAREPATH_ENCRYPTION_KEYS "
+                    "(or CAREPATH_ALLOW_UNENCRYPTED=true for a throwaway setup)"
+                )
+            return DATA_CONVERTER
+        return encrypted_converter(DATA_CONVERTER, ring)
 
     def sink(self) -> NotificationSink:
         if self.notification_sink == "webhook":

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 DATA_CONVERTER = pydantic_data_converter
@@ -39,5 +40,9 @@ def bundled_binary(name: str) -> str:
     return found
 
 
-async def connect(address: str, namespace: str = "default", runtime: Runtime | None = None) -> Client:
-    return await Client.connect(address, namespace=namespace, data_converter=DATA_CONVERTER, runtime=runtime)
+async def connect(
+    address: str, namespace: str = "default", runtime: Runtime | None = None, converter: DataConverter | None = None
+) -> Client:
+    return await Client.connect(
+        address, namespace=namespace, data_converter=converter or DATA_CONVERTER, runtime=runtime
+    )

@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from carepath.temporal import connect
+from carepath.codec import KeyRing, encrypted_converter
+from carepath.temporal import DATA_CONVERTER, connect
 from workflows.episode import EpisodeWorkflow, workflow_id
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,7 +110,8 @@ async def test_dev_serves_enrollments_and_keeps_them_across_a_restart(dev):
     dev.start()
     detail = httpx.get(f"{dev.base}/episodes/{episode_id}").json()
     assert detail["phase"] == "acute" and detail["patient_ref"] == "dev-patient"
-    client = await connect(f"127.0.0.1:{dev.temporal_port}")
+    ring = KeyRing.from_json((dev.home / "keys.json").read_text())  # dev created it on first start
+    client = await connect(f"127.0.0.1:{dev.temporal_port}", converter=encrypted_converter(DATA_CONVERTER, ring))
     handle = client.get_workflow_handle(workflow_id(episode_id))
     view = await asyncio.wait_for(handle.query(EpisodeWorkflow.view), 30)
     assert view.phase == "acute" and view.next_due is not None  # its timers survived the restart

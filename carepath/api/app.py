@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None, service: CarepathService | None
 
         config = settings or Settings()
         engine = make_engine(config.database_url)
-        client = await connect(config.temporal_address, config.temporal_namespace)
+        client = await connect(config.temporal_address, config.temporal_namespace, converter=config.data_converter())
         app.state.service = CarepathService(client, engine, config.task_queue)
         yield
         engine.dispose()

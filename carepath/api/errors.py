@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from carepath.api.auth import Forbidden, Unauthorized
 from carepath.errors import FieldError, InvalidInput, from_error_list
 from carepath.pathway.inputs import EVENT_TYPES
 from carepath.service import Conflict, NotFound
@@ -35,6 +36,18 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Conflict)
     async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse(status_code=409, content=_body([exc.error]))
+
+    @app.exception_handler(Unauthorized)
+    async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
+        return JSONResponse(
+            status_code=401,
+            content=_body([FieldError("Authorization", str(exc))]),
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(_: Request, exc: Forbidden) -> JSONResponse:
+        return JSONResponse(status_code=403, content=_body([FieldError("Authorization", str(exc))]))
 
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
