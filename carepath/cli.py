@@ -56,6 +56,23 @@ def _api(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bootstrap_admin(args: argparse.Namespace) -> int:
+    from carepath.settings import Settings
+    from db.engine import make_engine
+    from db.migrate import upgrade
+    from db.tokens import create_token, list_tokens
+
+    settings = Settings()
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    if any(row.role == "admin" and row.revoked_at is None for row in list_tokens(engine)) and not args.force:
+        print("carepath bootstrap-admin: an admin token exists already (use --force to add another)", file=sys.stderr)
+        return 2
+    token_id, token = create_token(engine, args.name, "admin", "bootstrap-admin")
+    print(f"admin token {token_id} for {args.name} (shown once): {token}")
+    return 0
+
+
 def _terminal(action: Callable[[argparse.Namespace, str], str]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from carepath.terminal import CommandError, api_url
@@ -75,17 +92,19 @@ def _terminal_commands(sub: argparse._SubParsersAction) -> None:
 
     def add(name: str, help_text: str, action: Callable[[argparse.Namespace, str], str]) -> argparse.ArgumentParser:
         parser = sub.add_parser(name, help=help_text, description=help_text)
-        parser.add_argument("--api", help=f"API base URL (env CAREPATH_API_URL, default {t.DEFAULT_API})")
-        parser.add_argument("--actor", help="who is acting (recorded in the audit trail)")
+        parser.add_argument(
+            "--api",
+            help=f"API base URL (env CAREPATH_API_URL, default {t.DEFAULT_API}); the token comes from CAREPATH_TOKEN",
+        )
         parser.set_defaults(handler=_terminal(action))
         return parser
 
-    p = add("enroll", "enroll a patient from an enrollment JSON file", lambda a, u: t.enroll(u, a.file, a.actor))
+    p = add("enroll", "enroll a patient from an enrollment JSON file", lambda a, u: t.enroll(u, a.file))
     p.add_argument("file", help="enrollment JSON (identified_on, patient, fracture, pain_nrs, ...); - for stdin")
     p = add(
         "event",
         "record one event from a JSON file",
-        lambda a, u: t.event(u, a.episode, a.file, a.actor, a.idempotency_key),
+        lambda a, u: t.event(u, a.episode, a.file, a.idempotency_key),
     )
     p.add_argument("episode")
     p.add_argument("file", help="event JSON with type and occurred_on; - for stdin")
@@ -100,19 +119,26 @@ def _terminal_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--priority", choices=["urgent", "high", "routine"])
     p = add("show", "an episode: phase, open tasks and timeline", lambda a, u: t.show(u, a.episode))
     p.add_argument("episode")
-    p = add("complete", "complete a task", lambda a, u: t.close(u, a.task, "completed", a.reason, a.actor))
+    p = add("complete", "complete a task", lambda a, u: t.close(u, a.task, "completed", a.reason))
     p.add_argument("task", type=int)
     p.add_argument("--reason")
     p = add(
         "cancel",
         "cancel a task (a reason is required)",
-        lambda a, u: t.close(u, a.task, "cancelled", a.reason, a.actor),
+        lambda a, u: t.close(u, a.task, "cancelled", a.reason),
     )
     p.add_argument("task", type=int)
     p.add_argument("--reason", required=True)
-    p = add("withdraw", "withdraw a patient from the pathway", lambda a, u: t.withdraw(u, a.episode, a.reason, a.actor))
+    p = add("withdraw", "withdraw a patient from the pathway", lambda a, u: t.withdraw(u, a.episode, a.reason))
     p.add_argument("episode")
     p.add_argument("--reason", required=True, choices=["recovered", "transferred", "declined", "deceased", "other"])
+    p = add(
+        "token",
+        "create an API token (admin); the token is printed once",
+        lambda a, u: t.create_api_token(u, a.name, a.role),
+    )
+    p.add_argument("--name", required=True)
+    p.add_argument("--role", required=True, choices=["viewer", "coordinator", "physician", "admin"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,6 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
     api.set_defaults(handler=_api)
+
+    boot = sub.add_parser(
+        "bootstrap-admin",
+        help="create an admin API token directly in the database (first set-up of a production install)",
+    )
+    boot.add_argument("--name", required=True)
+    boot.add_argument("--force", action="store_true", help="even if an admin token exists")
+    boot.set_defaults(handler=_bootstrap_admin)
 
     _terminal_commands(sub)
     return parser

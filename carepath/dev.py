@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 
@@ -30,6 +31,7 @@ from carepath.settings import Settings
 from carepath.temporal import bundled_binary, connect, quiet_runtime
 from db.engine import make_engine
 from db.migrate import upgrade
+from db.tokens import count_tokens, create_token
 from worker import build_worker
 
 
@@ -103,6 +105,13 @@ def _dev_key_file(home: Path) -> Path:
     return path
 
 
+def _first_admin_token(engine: Engine) -> str | None:
+    """On a database with no tokens at all, create an admin token (printed once)."""
+    if count_tokens(engine):
+        return None
+    return create_token(engine, "dev-admin", "admin", "carepath dev")[1]
+
+
 async def _connect_when_ready(
     address: str, namespace: str, process: asyncio.subprocess.Process | None, converter: DataConverter
 ) -> Client:
@@ -134,6 +143,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
             raise DevError(f"port {options.port} on {options.host} is in use (set --port)")
         upgrade(database_url)
         engine = make_engine(database_url)
+        first_token = _first_admin_token(engine)
         client = await _connect_when_ready(address, settings.temporal_namespace, temporal, settings.data_converter())
         service = CarepathService(client, engine, settings.task_queue)
         server = _Server(
@@ -163,6 +173,12 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
                 if temporal is not None:
                     print(f"  Temporal UI  http://127.0.0.1:{options.ui_port}")
                 print(f"  notifications {settings.notification_file}")
+                if first_token:
+                    print(f"\nFirst admin token (shown once, stored hashed): {first_token}")
+                    print(
+                        "  create clinician tokens with it:  CAREPATH_TOKEN=<admin token> carepath token "
+                        "--name alice --role coordinator"
+                    )
                 print("Press Ctrl-C to stop.", flush=True)
                 await stop.wait()
                 print("stopping…", flush=True)

@@ -77,6 +77,14 @@ class TaskView(BaseModel):
     close_reason: str | None
 
 
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    detail: dict[str, Any]
+
+
 class EpisodeDetail(BaseModel):
     episode_id: str
     patient_ref: str
@@ -300,6 +308,12 @@ class CarepathService:
             open_tasks=self.worklist(episode_id=episode_id, include_simulated=True),
             timeline=timeline(self.engine, episode_id),
         )
+
+    def audit(self, episode_id: str) -> list[AuditEntry]:
+        self._episode_row(episode_id)
+        with Session(self.engine) as session:
+            rows = session.scalars(select(AuditRow).where(AuditRow.episode_id == episode_id).order_by(AuditRow.id))
+            return [AuditEntry.model_validate(row, from_attributes=True) for row in rows]
 
     def task(self, task_id: int) -> TaskView:
         found = self.worklist(task_id=task_id, status=None, include_simulated=True)

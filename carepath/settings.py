@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     encryption_keys: str = ""
     encryption_key_id: str = ""
     allow_unencrypted: bool = False
+    # Largest request body the API reads (an enrollment or event is well under 10 KB).
+    max_request_bytes: int = 65_536
     # Origins allowed to call the codec endpoint from a browser (the Temporal UI).
     codec_cors_origins: str = "http://127.0.0.1:8233,http://localhost:8233,http://localhost:8080"
 

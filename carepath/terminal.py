@@ -25,10 +25,12 @@ def api_url(given: str | None) -> str:
     return (given or os.environ.get("CAREPATH_API_URL") or DEFAULT_API).rstrip("/")
 
 
-def call(base: str, method: str, path: str, actor: str | None = None, **kwargs: Any) -> Any:
+def call(base: str, method: str, path: str, **kwargs: Any) -> Any:
     headers = kwargs.pop("headers", {})
-    if actor:
-        headers["X-Carepath-Actor"] = actor
+    token = os.environ.get("CAREPATH_TOKEN")
+    if not token:
+        raise CommandError("set CAREPATH_TOKEN to your API token (`carepath dev` prints an admin token)", code=2)
+    headers["Authorization"] = f"Bearer {token}"
     try:
         response = httpx.request(method, f"{base}{path}", headers=headers, timeout=60, **kwargs)
     except httpx.HTTPError as exc:
@@ -73,14 +75,14 @@ TASK_COLUMNS = [
 ]
 
 
-def enroll(base: str, file: str, actor: str | None) -> str:
-    result = call(base, "POST", "/episodes", actor, json=read_json(file))
+def enroll(base: str, file: str) -> str:
+    result = call(base, "POST", "/episodes", json=read_json(file))
     return f"enrolled episode {result['episode_id']} ({result['pathway']}, phase {result['phase']})"
 
 
-def event(base: str, episode: str, file: str, actor: str | None, key: str | None) -> str:
+def event(base: str, episode: str, file: str, key: str | None) -> str:
     headers = {"Idempotency-Key": key} if key else {}
-    result = call(base, "POST", f"/episodes/{episode}/events", actor, json=read_json(file), headers=headers)
+    result = call(base, "POST", f"/episodes/{episode}/events", json=read_json(file), headers=headers)
     raised = ", ".join(result["raised"]) or "nothing new"
     return f"recorded {result['event_id']}: phase {result['phase']}; raised {raised}"
 
@@ -112,13 +114,18 @@ def show(base: str, episode: str) -> str:
     return f"{head}\n{timeline}"
 
 
-def close(base: str, task: int, status: str, reason: str | None, actor: str | None) -> str:
+def close(base: str, task: int, status: str, reason: str | None) -> str:
     verb = "complete" if status == "completed" else "cancel"
     body = {"reason": reason} if reason else ({} if verb == "cancel" else None)
-    result = call(base, "POST", f"/tasks/{task}/{verb}", actor, json=body)
+    result = call(base, "POST", f"/tasks/{task}/{verb}", json=body)
     return f"task {result['id']} {result['code']} is {result['status']}"
 
 
-def withdraw(base: str, episode: str, reason: str, actor: str | None) -> str:
-    result = call(base, "POST", f"/episodes/{episode}/withdraw", actor, json={"reason": reason})
+def withdraw(base: str, episode: str, reason: str) -> str:
+    result = call(base, "POST", f"/episodes/{episode}/withdraw", json={"reason": reason})
     return f"episode {episode} is {result['phase']}"
+
+
+def create_api_token(base: str, name: str, role: str) -> str:
+    result = call(base, "POST", "/tokens", json={"name": name, "role": role})
+    return f"token {result['id']} for {result['name']} ({result['role']}), shown once:\n{result['token']}"

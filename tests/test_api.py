@@ -24,8 +24,8 @@ async def dev_env():
 
 @pytest.fixture
 async def api(dev_env, tmp_path):
-    async with api_client(dev_env, sqlite_url(tmp_path)) as (client, service):
-        yield client, service
+    async with api_client(dev_env, sqlite_url(tmp_path)) as live:
+        yield live.client, live.service
 
 
 def enrollment(ref: str | None = None, days_ago: int = 0, **overrides):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -90,9 +92,23 @@ def dev(tmp_path):
         instance.process.kill()
 
 
-async def test_dev_serves_enrollments_and_keeps_them_across_a_restart(dev):
+def carepath(dev: Dev, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CAREPATH_API_URL": dev.base, "CAREPATH_TOKEN": token}
+    return subprocess.run(
+        [sys.executable, "-m", "carepath.cli", *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60
+    )
+
+
+async def test_dev_serves_enrollments_and_keeps_them_across_a_restart(dev, tmp_path):
     dev.start()
     assert f"{dev.base}/" in dev.output and "Temporal UI" in dev.output
+    admin = re.search(r"First admin token \(shown once, stored hashed\): (\S+)", dev.output).group(1)
+    created_token = httpx.post(
+        f"{dev.base}/tokens",
+        json={"name": "carol", "role": "coordinator"},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    coordinator = {"Authorization": f"Bearer {created_token.json()['token']}"}
     enrollment = {
         "identified_on": date.today().isoformat(),
         "patient": {"ref": "dev-patient", "age": 81, "sex": "male"},
@@ -100,22 +116,51 @@ async def test_dev_serves_enrollments_and_keeps_them_across_a_restart(dev):
         "pain_nrs": 7,
         "analgesics": ["opioid"],
     }
-    created = httpx.post(f"{dev.base}/episodes", json=enrollment, timeout=60)
+    assert httpx.post(f"{dev.base}/episodes", json=enrollment).status_code == 401
+    created = httpx.post(f"{dev.base}/episodes", json=enrollment, headers=coordinator, timeout=60)
     assert created.status_code == 201, created.text
     episode_id = created.json()["episode_id"]
-    codes = {t["code"] for t in httpx.get(f"{dev.base}/tasks").json() if t["episode_id"] == episode_id}
+    tasks = httpx.get(f"{dev.base}/tasks", headers=coordinator).json()
+    codes = {t["code"] for t in tasks if t["episode_id"] == episode_id}
     assert {"START_OSTEOPOROSIS_THERAPY", "OPIOID_CAUTION_ELDERLY"} <= codes
     dev.stop()
 
     dev.start()
-    detail = httpx.get(f"{dev.base}/episodes/{episode_id}").json()
+    assert "First admin token" not in dev.output.split("stopped.")[-1]  # printed once, on the first start
+    detail = httpx.get(f"{dev.base}/episodes/{episode_id}", headers=coordinator).json()
     assert detail["phase"] == "acute" and detail["patient_ref"] == "dev-patient"
     ring = KeyRing.from_json((dev.home / "keys.json").read_text())  # dev created it on first start
     client = await connect(f"127.0.0.1:{dev.temporal_port}", converter=encrypted_converter(DATA_CONVERTER, ring))
     handle = client.get_workflow_handle(workflow_id(episode_id))
     view = await asyncio.wait_for(handle.query(EpisodeWorkflow.view), 30)
     assert view.phase == "acute" and view.next_due is not None  # its timers survived the restart
-    again = httpx.post(f"{dev.base}/episodes", json=enrollment, timeout=60)
-    assert again.status_code == 409
+
+    # The same operations from a terminal.
+    token = created_token.json()["token"]
+    again = carepath(dev, token, "enroll", _write(tmp_path / "enroll.json", enrollment))
+    assert again.returncode == 2 and "409 patient.ref" in again.stderr and "Traceback" not in again.stderr
+    worklist = carepath(dev, token, "worklist", "--assignee", "coordinator")
+    assert worklist.returncode == 0 and "CALCIUM_VITAMIN_D" in worklist.stdout and "dev-patient" in worklist.stdout
+    task_id = next(t["id"] for t in tasks if t["code"] == "CALCIUM_VITAMIN_D")
+    done = carepath(dev, token, "complete", str(task_id), "--reason", "prescribed")
+    assert done.returncode == 0 and "completed" in done.stdout
+    bad = carepath(
+        dev,
+        token,
+        "event",
+        episode_id,
+        _write(
+            tmp_path / "event.json", {"type": "pain_assessment", "occurred_on": date.today().isoformat(), "nrs": 14}
+        ),
+    )
+    assert bad.returncode == 2 and "nrs: must be between 0 and 10" in bad.stderr
+    shown = carepath(dev, token, "show", episode_id)
+    assert shown.returncode == 0 and "AVOID_BED_REST" in shown.stdout
+    assert carepath(dev, "", "worklist").returncode == 2
     dev.stop()
     assert (dev.home / "temporal.db").exists() and (dev.home / "carepath.db").exists()
+
+
+def _write(path: Path, data: dict) -> str:
+    path.write_text(json.dumps(data))
+    return str(path)

@@ -4,20 +4,31 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import Body, FastAPI, Header, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Body, Depends, FastAPI, Header, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from carepath import __version__
-from carepath.api import errors
+from carepath.api import errors, security
+from carepath.api.auth import ADMINS, CLINICIANS, EVERYONE, PHYSICIANS, READERS, Principal, allow, ensure
+from carepath.api.codec import router as codec_router
+from carepath.codec import EncryptionCodec
+from carepath.pathway.definition import DEFAULT_PATHWAY, available_versions, load_definition
 from carepath.pathway.inputs import Enrollment, Event, Text
 from carepath.pathway.vocabulary import Assignee, Priority, TaskStatus, WithdrawReason
-from carepath.service import CarepathService, Enrolled, EpisodeDetail, TaskView
+from carepath.service import AuditEntry, CarepathService, Enrolled, EpisodeDetail, NotFound, TaskView
 from carepath.settings import Settings
+from db.tokens import create_token, list_tokens, revoke
 from workflows.episode import EventOutcome
 
-Actor = Annotated[str, Header(alias="X-Carepath-Actor", max_length=200)]
+Reader = Annotated[Principal, Depends(allow(*READERS))]
+Clinician = Annotated[Principal, Depends(allow(*CLINICIANS))]
+Admin = Annotated[Principal, Depends(allow(*ADMINS))]
+Anyone = Annotated[Principal, Depends(allow(*EVERYONE))]
+# Who may close a task depends on whom it is for (SPEC assignees).
+CLOSERS = {"physician": PHYSICIANS, "coordinator": CLINICIANS, "patient": CLINICIANS}
 
 
 class WithdrawRequest(BaseModel):
@@ -36,12 +47,37 @@ class CancelRequest(BaseModel):
     reason: Text = Field(description="why the task no longer needs doing")
 
 
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    role: Literal["viewer", "coordinator", "physician", "admin"]
+
+
+class TokenCreated(BaseModel):
+    id: int
+    name: str
+    role: str
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class TokenInfo(BaseModel):
+    id: int
+    name: str
+    role: str
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None
+
+
 def service_of(request: Request) -> CarepathService:
     return request.app.state.service
 
 
-def create_app(settings: Settings | None = None, service: CarepathService | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, service: CarepathService | None = None, codec: EncryptionCodec | None = None
+) -> FastAPI:
     """The app; with no ``service`` it connects to Temporal and the database from ``settings``."""
+    config = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,10 +87,11 @@ def create_app(settings: Settings | None = None, service: CarepathService | None
         from carepath.temporal import connect
         from db.engine import make_engine
 
-        config = settings or Settings()
         engine = make_engine(config.database_url)
         client = await connect(config.temporal_address, config.temporal_namespace, converter=config.data_converter())
         app.state.service = CarepathService(client, engine, config.task_queue)
+        ring = config.key_ring()
+        app.state.codec = EncryptionCodec(ring) if ring else None
         yield
         engine.dispose()
 
@@ -68,18 +105,21 @@ def create_app(settings: Settings | None = None, service: CarepathService | None
     errors.install(app)
     if service is not None:
         app.state.service = service
+        app.state.codec = codec
+    security.install(app, config)
+    app.include_router(codec_router)
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.post("/episodes", status_code=201, tags=["episodes"])
-    async def enroll(request: Request, enrollment: Enrollment, actor: Actor = "api") -> Enrolled:
+    async def enroll(request: Request, enrollment: Enrollment, who: Clinician) -> Enrolled:
         """Enroll a patient (``identified_on`` is day 0). 409 if the patient has an active episode."""
-        return await service_of(request).enroll(enrollment, actor)
+        return await service_of(request).enroll(enrollment, who.actor)
 
     @app.get("/episodes/{episode_id}", tags=["episodes"])
-    async def episode(request: Request, episode_id: str) -> EpisodeDetail:
+    async def episode(request: Request, episode_id: str, _: Reader) -> EpisodeDetail:
         """Phase, definition version, open tasks and timeline."""
         return service_of(request).episode(episode_id)
 
@@ -88,7 +128,7 @@ def create_app(settings: Settings | None = None, service: CarepathService | None
         request: Request,
         episode_id: str,
         event: Annotated[Event, Body()],
-        actor: Actor = "api",
+        who: Clinician,
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
     ) -> EventOutcome:
         """Record one clinical event (``occurred_on`` between day 0 and today).
@@ -96,15 +136,17 @@ def create_app(settings: Settings | None = None, service: CarepathService | None
         A rejected event gets 422 naming the field and changes nothing. Retrying with the same
         ``Idempotency-Key`` applies the event once.
         """
-        return await service_of(request).record_event(episode_id, event, actor, idempotency_key)
+        if event.type == "override":
+            ensure(who, PHYSICIANS, "an override")
+        return await service_of(request).record_event(episode_id, event, who.actor, idempotency_key)
 
     @app.post("/episodes/{episode_id}/withdraw", tags=["episodes"])
-    async def withdraw(request: Request, episode_id: str, body: WithdrawRequest, actor: Actor = "api") -> EventOutcome:
+    async def withdraw(request: Request, episode_id: str, body: WithdrawRequest, who: Clinician) -> EventOutcome:
         """Withdraw the patient: open tasks are cancelled and the episode ends."""
-        return await service_of(request).withdraw(episode_id, body.reason, body.text, actor)
+        return await service_of(request).withdraw(episode_id, body.reason, body.text, who.actor)
 
     @app.get("/episodes/{episode_id}/fhir", tags=["episodes"])
-    async def fhir(request: Request, episode_id: str) -> dict[str, Any]:
+    async def fhir(request: Request, episode_id: str, _: Reader) -> dict[str, Any]:
         """The episode as a FHIR R4 Bundle: a CarePlan and its Tasks."""
         from carepath.fhir import episode_bundle
 
@@ -115,6 +157,7 @@ def create_app(settings: Settings | None = None, service: CarepathService | None
     @app.get("/tasks", tags=["tasks"])
     async def tasks(
         request: Request,
+        _: Reader,
         assignee: Assignee | None = None,
         status: TaskStatus | None = "open",
         priority: Priority | None = None,
@@ -125,13 +168,55 @@ def create_app(settings: Settings | None = None, service: CarepathService | None
 
     @app.post("/tasks/{task_id}/complete", tags=["tasks"])
     async def complete(
-        request: Request, task_id: int, body: Annotated[CompleteRequest | None, Body()] = None, actor: Actor = "api"
+        request: Request, task_id: int, who: Clinician, body: Annotated[CompleteRequest | None, Body()] = None
     ) -> TaskView:
-        reason = body.reason if body else "done"
-        return await service_of(request).close_task(task_id, "completed", reason, actor)
+        """Complete a task (physician tasks need the physician role)."""
+        service = service_of(request)
+        ensure(who, CLOSERS[service.task(task_id).assignee], "this task")
+        return await service.close_task(task_id, "completed", body.reason if body else "done", who.actor)
 
     @app.post("/tasks/{task_id}/cancel", tags=["tasks"])
-    async def cancel(request: Request, task_id: int, body: CancelRequest, actor: Actor = "api") -> TaskView:
-        return await service_of(request).close_task(task_id, "cancelled", body.reason, actor)
+    async def cancel(request: Request, task_id: int, body: CancelRequest, who: Clinician) -> TaskView:
+        """Cancel a task with a reason (physician tasks need the physician role)."""
+        service = service_of(request)
+        ensure(who, CLOSERS[service.task(task_id).assignee], "this task")
+        return await service.close_task(task_id, "cancelled", body.reason, who.actor)
+
+    @app.get("/episodes/{episode_id}/audit", tags=["audit"])
+    async def audit(request: Request, episode_id: str, _: Reader) -> list[AuditEntry]:
+        """Who did what to the episode, when and why (append-only)."""
+        return service_of(request).audit(episode_id)
+
+    @app.get("/definitions", tags=["definitions"])
+    async def definitions(_: Anyone) -> list[dict[str, Any]]:
+        """The pathway definitions this server ships."""
+        return [
+            {"id": DEFAULT_PATHWAY, "version": v, "title": load_definition(DEFAULT_PATHWAY, v).title}
+            for v in available_versions(DEFAULT_PATHWAY)
+        ]
+
+    @app.get("/definitions/{pathway_id}/{version}", tags=["definitions"])
+    async def definition(pathway_id: str, version: int, _: Anyone) -> dict[str, Any]:
+        """One definition with every parameter."""
+        try:
+            return load_definition(pathway_id, version).model_dump(mode="json")
+        except LookupError as exc:
+            raise NotFound(str(exc)) from None
+
+    @app.post("/tokens", status_code=201, tags=["admin"])
+    async def create_api_token(request: Request, body: TokenRequest, who: Admin) -> TokenCreated:
+        """Create an API token; the token is in this answer only."""
+        token_id, token = create_token(service_of(request).engine, body.name, body.role, who.actor)
+        return TokenCreated(id=token_id, name=body.name, role=body.role, token=token)
+
+    @app.get("/tokens", tags=["admin"])
+    async def api_tokens(request: Request, _: Admin) -> list[TokenInfo]:
+        return [TokenInfo.model_validate(row, from_attributes=True) for row in list_tokens(service_of(request).engine)]
+
+    @app.post("/tokens/{token_id}/revoke", tags=["admin"])
+    async def revoke_api_token(request: Request, token_id: int, _: Admin) -> dict[str, Any]:
+        if not revoke(service_of(request).engine, token_id):
+            raise NotFound(f"no active token {token_id}")
+        return {"id": token_id, "revoked": True}
 
     return app

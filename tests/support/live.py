@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from carepath.api.app import create_app
+from carepath.codec import EncryptionCodec
 from carepath.service import CarepathService
 from carepath.temporal import DATA_CONVERTER, bundled_binary, quiet_runtime
 from db.engine import make_engine
 from db.migrate import upgrade
+from db.tokens import ROLES, create_token
 from tests.support.temporal import TASK_QUEUE, MemorySink, running_worker
 
 
@@ -26,19 +29,33 @@ async def start_dev_server() -> WorkflowEnvironment:
     )
 
 
+@dataclass
+class LiveApi:
+    client: httpx.AsyncClient  # authorised as a physician unless a test says otherwise
+    service: CarepathService
+    tokens: dict[str, str]  # role -> bearer token
+
+    def auth(self, role: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"} if role else {"Authorization": ""}
+
+
 @asynccontextmanager
 async def api_client(
-    env: WorkflowEnvironment, database_url: str, sink: MemorySink | None = None
-) -> AsyncIterator[tuple[httpx.AsyncClient, CarepathService]]:
+    env: WorkflowEnvironment, database_url: str, sink: MemorySink | None = None, codec: EncryptionCodec | None = None
+) -> AsyncIterator[LiveApi]:
     upgrade(database_url)
     engine = make_engine(database_url)
     service = CarepathService(env.client, engine, TASK_QUEUE)
-    app = create_app(service=service)
+    tokens = {role: create_token(engine, f"test-{role}", role, "test")[1] for role in ROLES}
+    app = create_app(service=service, codec=codec)
     try:
         async with running_worker(env, engine, sink):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://carepath.test") as client:
-                yield client, service
+            headers = {"Authorization": f"Bearer {tokens['physician']}"}
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://carepath.test", headers=headers
+            ) as client:
+                yield LiveApi(client, service, tokens)
     finally:
         engine.dispose()
 

@@ -1,0 +1,44 @@
+"""Input hardening and response headers for every request."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from carepath.settings import Settings
+
+# Pages set their own policy (allowing their stylesheet); everything else loads nothing.
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    limit = settings.max_request_bytes
+
+    @app.middleware("http")
+    async def harden(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            return _too_large(limit)
+        if request.method in ("POST", "PUT", "PATCH") and declared is None:
+            # A chunked body has no declared size: read it with the limit applied.
+            body = b""
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    return _too_large(limit)
+            request._body = body  # starlette re-reads the cached body downstream
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("Content-Security-Policy", API_CSP)
+        # Patient data must not linger in shared caches.
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return JSONResponse(
+        status_code=413, content={"detail": [{"field": "body", "message": f"request body over {limit} bytes"}]}
+    )
