@@ -42,6 +42,7 @@ class ChangeRecord(BaseModel):
     phase: Phase
     actor: str
     action: str
+    reason: str | None = None  # why a person did it (task closure, override, withdrawal)
     opened: EpisodeOpened | None = None
     event: RecordedEvent | None = None
     changes: Changes
@@ -117,6 +118,7 @@ def write_changes(session: Session, record: ChangeRecord) -> None:
                 action=record.action,
                 detail={
                     "event_id": record.event.event_id if record.event else None,
+                    "reason": record.reason,
                     "raised": [i.key for i in record.changes.items],
                     "closed": [f"{c.code}@{c.milestone}:{c.status}" for c in record.changes.closures],
                     "phase": record.phase,

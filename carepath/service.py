@@ -271,7 +271,11 @@ class CarepathService:
                     at=now,
                     actor=closing.actor,
                     action=f"task:{closing.status}",
-                    detail={"closed": [f"{task.code}@{task.milestone}:{closing.status}"], "after_workflow": True},
+                    detail={
+                        "closed": [f"{task.code}@{task.milestone}:{closing.status}"],
+                        "reason": closing.reason,
+                        "after_workflow": True,
+                    },
                 )
             )
 

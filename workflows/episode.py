@@ -169,7 +169,8 @@ class EpisodeWorkflow:
                 occurred_on=request.event.occurred_on,
                 payload=request.event.model_dump(mode="json"),
             )
-            await self._record(changes, f"event:{request.event.type}", request.actor, event=event)
+            why = getattr(request.event, "reason", None)
+            await self._record(changes, f"event:{request.event.type}", request.actor, event=event, reason=why)
             self._woken = True
         return EventOutcome(
             event_id=request.event_id,
@@ -198,7 +199,7 @@ class EpisodeWorkflow:
             except InvalidInput as exc:
                 raise _invalid(exc) from None
             self._state = state
-            await self._record(changes, f"task:{request.status}", request.actor)
+            await self._record(changes, f"task:{request.status}", request.actor, reason=request.reason)
             self._woken = True
         return EventOutcome(
             event_id=f"{request.code}@{request.milestone}",
