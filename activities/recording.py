@@ -43,6 +43,7 @@ class ChangeRecord(BaseModel):
     actor: str
     action: str
     reason: str | None = None  # why a person did it (task closure, override, withdrawal)
+    pathway_version: int | None = None  # set when the episode moved to another definition version
     opened: EpisodeOpened | None = None
     event: RecordedEvent | None = None
     changes: Changes
@@ -106,6 +107,8 @@ def write_changes(session: Session, record: ChangeRecord) -> None:
             .values(status=closure.status, closed_at=record.at, close_reason=closure.reason)
         )
     episode.phase = record.phase
+    if record.pathway_version is not None:
+        episode.pathway_version = record.pathway_version
     episode.status = episode_status(record.phase)
     episode.updated_at = record.at
     if session.scalar(select(AuditRow.id).where(AuditRow.change_id == record.change_id)) is None:

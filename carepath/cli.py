@@ -15,7 +15,9 @@ def _simulate(args: argparse.Namespace) -> int:
     from carepath.simulate.runner import print_progress, run_files
 
     try:
-        results = run_files(args.files, args.database_url, args.processes, progress=print_progress)
+        results = run_files(
+            args.files, args.database_url, args.processes, progress=print_progress, pathway_version=args.pathway_version
+        )
     except InvalidInput as exc:
         for error in exc.errors:
             print(f"carepath simulate: invalid scenario: {error}", file=sys.stderr)
@@ -158,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument(
         "--processes", type=int, default=None, help="worker processes, each with its own server (default: CPUs)"
+    )
+    sim.add_argument(
+        "--pathway-version",
+        type=int,
+        default=1,
+        help="ovcf-lumbar version to run the stories on (default 1, the version SPEC.md and the scenarios describe)",
     )
     sim.set_defaults(handler=_simulate)
 

@@ -145,7 +145,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
         engine = make_engine(database_url)
         first_token = _first_admin_token(engine)
         client = await _connect_when_ready(address, settings.temporal_namespace, temporal, settings.data_converter())
-        service = CarepathService(client, engine, settings.task_queue)
+        service = CarepathService(client, engine, settings.task_queue, pathway_version=settings.pathway_version)
         server = _Server(
             uvicorn.Config(create_app(service=service), host=options.host, port=options.port, log_level="warning")
         )

@@ -33,6 +33,7 @@ from workflows.episode import (
     EpisodeWorkflow,
     EventOutcome,
     EventRequest,
+    Migration,
     TaskClosing,
     workflow_id,
 )
@@ -114,8 +115,15 @@ def _rejection(exc: WorkflowUpdateFailedError) -> InvalidInput | None:
 
 class CarepathService:
     def __init__(
-        self, client: Client, engine: Engine, task_queue: str, clock: Callable[[], datetime] = _utcnow
+        self,
+        client: Client,
+        engine: Engine,
+        task_queue: str,
+        clock: Callable[[], datetime] = _utcnow,
+        pathway_version: int | None = None,
     ) -> None:
+        # New enrollments get this version of the pathway (default: the newest shipped).
+        self.pathway_version = pathway_version
         self.client = client
         self.engine = engine
         self.task_queue = task_queue
@@ -124,7 +132,7 @@ class CarepathService:
     # ---- writes (through the workflow) ------------------------------------------------------
 
     async def enroll(self, enrollment: Enrollment, actor: str) -> Enrolled:
-        definition = load_definition()
+        definition = load_definition(version=self.pathway_version)
         now = self.clock()
         rules.validate_enrollment(definition, enrollment, now)
         episode_id = uuid.uuid4().hex
@@ -234,6 +242,28 @@ class CarepathService:
         today = rules.local_date(load_definition(), self.clock())
         event = Withdraw(occurred_on=today, reason=reason, text=text)  # type: ignore[arg-type]
         return await self.record_event(episode_id, event, actor)
+
+    async def migrate(self, episode_id: str, version: int, reason: str, actor: str) -> EpisodeDetail:
+        episode = self._episode_row(episode_id)
+        try:
+            target = load_definition(episode.pathway_id, version)
+        except LookupError as exc:
+            raise InvalidInput.one("version", str(exc)) from None
+        handle = self.client.get_workflow_handle(workflow_id(episode_id))
+        try:
+            await handle.execute_update(
+                EpisodeWorkflow.migrate, Migration(definition=target, reason=reason, actor=actor)
+            )
+        except WorkflowUpdateFailedError as exc:
+            rejection = _rejection(exc)
+            if rejection is None:
+                raise
+            raise rejection from None
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            raise InvalidInput.one("episode", f"episode is {episode.phase}; nothing to migrate") from None
+        return self.episode(episode_id)
 
     async def close_task(self, task_id: int, status: str, reason: str, actor: str) -> TaskView:
         task = self._task_row(task_id)

@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     task_queue: str = "carepath-episodes"
+    # Pathway version for new enrollments (default: the newest shipped); running episodes keep theirs.
+    pathway_version: int | None = None
     database_url: str = "sqlite:///carepath.db"
     # Sleeping episodes the worker keeps in memory (about 90 KB each); more than the number of
     # live episodes avoids evict-and-replay churn.

@@ -59,7 +59,7 @@ async def test_enrollment_appears_on_the_worklist(api):
     response = await client.post("/episodes", json=enrollment(ref="alice"))
     assert response.status_code == 201, response.text
     episode_id = response.json()["episode_id"]
-    assert response.json()["pathway"] == "ovcf-lumbar.v1"
+    assert response.json()["pathway"] == "ovcf-lumbar.v2"  # the newest version
     worklist = (await client.get("/tasks")).json()
     mine = [t for t in worklist if t["episode_id"] == episode_id]
     assert {t["code"] for t in mine} >= {"START_OSTEOPOROSIS_THERAPY", "CALCIUM_VITAMIN_D", "AVOID_BED_REST"}
@@ -69,7 +69,7 @@ async def test_enrollment_appears_on_the_worklist(api):
     physician = (await client.get("/tasks", params={"assignee": "physician"})).json()
     assert physician and all(t["assignee"] == "physician" for t in physician)
     detail = (await client.get(f"/episodes/{episode_id}")).json()
-    assert detail["phase"] == "acute" and detail["pathway"] == "ovcf-lumbar.v1"
+    assert detail["phase"] == "acute" and detail["pathway"] == "ovcf-lumbar.v2"
     assert any(i["code"] == "AVOID_BED_REST" for i in detail["timeline"])
 
 
@@ -182,3 +182,24 @@ async def test_unknown_things_are_404_and_bad_queries_422(api):
     assert bad.status_code == 422 and fields(bad) == ["assignee"]
     assert (await client.get("/openapi.json")).json()["info"]["title"] == "carepath"
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_running_episode_keeps_v1_until_migrated_on_the_record(api):
+    client, service = api
+    service.pathway_version = 1
+    old = (await client.post("/episodes", json=enrollment())).json()["episode_id"]
+    service.pathway_version = None  # new enrollments get the newest version
+    new = (await client.post("/episodes", json=enrollment())).json()
+    assert new["pathway"] == "ovcf-lumbar.v2"
+    assert (await client.get(f"/episodes/{old}")).json()["pathway"] == "ovcf-lumbar.v1"
+    migrated = await client.post(f"/episodes/{old}/migrate", json={"version": 2, "reason": "clinic adopted v2"})
+    assert migrated.status_code == 200, migrated.text
+    detail = migrated.json()
+    assert detail["pathway"] == "ovcf-lumbar.v2"
+    assert any(i["code"] == "PATHWAY_MIGRATED" and "clinic adopted v2" in i["title"] for i in detail["timeline"])
+    audit = (await client.get(f"/episodes/{old}/audit")).json()
+    assert audit[-1]["action"] == "migrate" and audit[-1]["detail"]["reason"] == "clinic adopted v2"
+    again = await client.post(f"/episodes/{old}/migrate", json={"version": 2, "reason": "again"})
+    assert again.status_code == 422 and fields(again) == ["version"]
+    missing = await client.post(f"/episodes/{old}/migrate", json={"version": 9, "reason": "x"})
+    assert missing.status_code == 422 and fields(missing) == ["version"]

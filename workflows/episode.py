@@ -68,6 +68,12 @@ class TaskClosing(BaseModel):
     actor: str = "system"
 
 
+class Migration(BaseModel):
+    definition: PathwayDefinition
+    reason: str = Field(min_length=1, max_length=4000)
+    actor: str = "system"
+
+
 class EventOutcome(BaseModel):
     event_id: str
     phase: Phase
@@ -214,6 +220,31 @@ class EpisodeWorkflow:
             rules.close_task(
                 self._state, request.code, request.milestone, request.status, request.reason, workflow.now()
             )
+        except InvalidInput as exc:
+            raise _invalid(exc) from None
+
+    @workflow.update
+    async def migrate(self, request: Migration) -> EpisodeView:
+        """Move this episode to a newer pathway version, on its timeline and audit trail."""
+        await workflow.wait_condition(lambda: self._pending is None)
+        async with self._lock:
+            try:
+                state, changes = rules.migrate(
+                    self._state, request.definition, workflow.now(), request.actor, request.reason
+                )
+            except InvalidInput as exc:
+                raise _invalid(exc) from None
+            self._state = state
+            await self._record(
+                changes, "migrate", request.actor, reason=request.reason, pathway_version=request.definition.version
+            )
+            self._woken = True  # the new parameters may move what is due next
+        return self.view()
+
+    @migrate.validator
+    def _validate_migrate(self, request: Migration) -> None:
+        try:
+            rules.migrate(self._state, request.definition, workflow.now(), request.actor, request.reason)
         except InvalidInput as exc:
             raise _invalid(exc) from None
 

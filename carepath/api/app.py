@@ -27,6 +27,8 @@ Reader = Annotated[Principal, Depends(allow(*READERS))]
 Clinician = Annotated[Principal, Depends(allow(*CLINICIANS))]
 Admin = Annotated[Principal, Depends(allow(*ADMINS))]
 Anyone = Annotated[Principal, Depends(allow(*EVERYONE))]
+# Changing the rules a patient is followed by: the physician, or the admin who owns definitions.
+Migrator = Annotated[Principal, Depends(allow(*PHYSICIANS, *ADMINS))]
 # Who may close a task depends on whom it is for (SPEC assignees).
 CLOSERS = {"physician": PHYSICIANS, "coordinator": CLINICIANS, "patient": CLINICIANS}
 
@@ -45,6 +47,12 @@ class CompleteRequest(BaseModel):
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: Text = Field(description="why the task no longer needs doing")
+
+
+class MigrateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=1)
+    reason: Text
 
 
 class TokenRequest(BaseModel):
@@ -89,7 +97,7 @@ def create_app(
 
         engine = make_engine(config.database_url)
         client = await connect(config.temporal_address, config.temporal_namespace, converter=config.data_converter())
-        app.state.service = CarepathService(client, engine, config.task_queue)
+        app.state.service = CarepathService(client, engine, config.task_queue, pathway_version=config.pathway_version)
         ring = config.key_ring()
         app.state.codec = EncryptionCodec(ring) if ring else None
         yield
@@ -181,6 +189,11 @@ def create_app(
         service = service_of(request)
         ensure(who, CLOSERS[service.task(task_id).assignee], "this task")
         return await service.close_task(task_id, "cancelled", body.reason, who.actor)
+
+    @app.post("/episodes/{episode_id}/migrate", tags=["definitions"])
+    async def migrate(request: Request, episode_id: str, body: MigrateRequest, who: Migrator) -> EpisodeDetail:
+        """Move a running episode to a newer pathway version, deliberately (timeline + audit trail)."""
+        return await service_of(request).migrate(episode_id, body.version, body.reason, who.actor)
 
     @app.get("/episodes/{episode_id}/audit", tags=["audit"])
     async def audit(request: Request, episode_id: str, _: Reader) -> list[AuditEntry]:

@@ -119,6 +119,7 @@ class PathwayDefinition(_Data):
     version: int = Field(ge=1)
     title: str
     source: str = ""
+    changes: str = ""  # what this version changed from the previous one
     clock: ClockSpec = ClockSpec()
     thresholds: Thresholds
     pharmacotherapy_watchdog_days: int = Field(ge=1)

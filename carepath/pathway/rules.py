@@ -292,6 +292,32 @@ def close_task(
     return state, changes
 
 
+def migrate(
+    state: EpisodeState, target: PathwayDefinition, now: datetime, actor: str, reason: str
+) -> tuple[EpisodeState, Changes]:
+    """Move a running episode to a newer version of its pathway, deliberately and on the record.
+
+    What was raised stays; from now on the new parameters apply (e.g. the next reminder's day).
+    """
+    current = state.definition
+    if target.id != current.id:
+        raise InvalidInput.one("version", f"episode follows {current.id}, not {target.id}")
+    if target.version <= current.version:
+        raise InvalidInput.one("version", f"episode is on v{current.version}; migrate only to a newer version")
+    missing = set(state.milestones) - {m.name for m in target.milestones}
+    if missing:
+        raise InvalidInput.one("version", f"v{target.version} lacks milestones {sorted(missing)}")
+    state, changes = advance(state, now)
+    if state.finished:
+        raise InvalidInput.one("episode", f"episode is {state.phase}; nothing to migrate")
+    state.definition = target
+    step = _Step(state, local_date(target, now))
+    title = f"Pathway {current.key} -> {target.key} by {actor}: {reason}"
+    step._record("PATHWAY_MIGRATED", "info", title, f"migrate:v{target.version}")
+    changes.extend(step.changes)
+    return state, changes
+
+
 # ---- one step -------------------------------------------------------------------------------
 
 
@@ -348,7 +374,7 @@ class _Step:
         self._append(
             TimelineEntry(
                 code=code,
-                kind=kind,  # type: ignore[arg-type]  # "phase" or "skipped"
+                kind=kind,  # type: ignore[arg-type]  # "phase", "skipped" or "info"
                 priority="routine",
                 assignee=None,
                 title=title,
@@ -704,6 +730,7 @@ __all__ = [
     "enroll",
     "implied_phase",
     "local_date",
+    "migrate",
     "next_due",
     "validate_enrollment",
     "validate_event",

@@ -50,6 +50,8 @@ ENROLL_TIME = time(8, 0)
 EVENT_TIME = time(12, 0)
 TASK_QUEUE = "carepath-simulate"
 MAX_SIMULATED_DAYS = 3650
+# Scenarios are written against SPEC ovcf-lumbar v1, so that is what they run on unless asked.
+SPEC_VERSION = 1
 # A fixed day 0 for checking enrollments before anything runs: every check is relative.
 _NOMINAL_DAY0 = date(2025, 1, 1)
 
@@ -99,9 +101,13 @@ def run_files(
     processes: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     scratch: Path | None = None,
+    pathway_version: int = SPEC_VERSION,
 ) -> list[dict[str, Any]]:
     """Simulate ``paths`` side by side; results in the order given."""
-    definition = load_definition()
+    try:
+        definition = load_definition(version=pathway_version)
+    except LookupError as exc:
+        raise InvalidInput.one("--pathway-version", str(exc)) from None
     load_all(paths, definition)
     if database_url is None:
         folder = scratch or Path(os.environ.get("TMPDIR", "/tmp"))
@@ -112,12 +118,12 @@ def run_files(
     chunks = [jobs[i::workers] for i in range(workers)]
     results: dict[int, dict[str, Any]] = {}
     if workers == 1:
-        for index, result in asyncio.run(_run_chunk(chunks[0], database_url, progress)):
+        for index, result in asyncio.run(_run_chunk(chunks[0], database_url, pathway_version, progress)):
             results[index] = result
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = [pool.submit(_run_chunk_in_process, chunk, database_url) for chunk in chunks]
+            futures = [pool.submit(_run_chunk_in_process, chunk, database_url, pathway_version) for chunk in chunks]
             for future in as_completed(futures):
                 for index, result in future.result():
                     results[index] = result
@@ -126,16 +132,16 @@ def run_files(
     return [results[i] for i in range(len(jobs))]
 
 
-def _run_chunk_in_process(jobs: list[Job], database_url: str) -> list[tuple[int, dict[str, Any]]]:
-    return asyncio.run(_run_chunk(jobs, database_url, None))
+def _run_chunk_in_process(jobs: list[Job], database_url: str, version: int) -> list[tuple[int, dict[str, Any]]]:
+    return asyncio.run(_run_chunk(jobs, database_url, version, None))
 
 
 async def _run_chunk(
-    jobs: list[Job], database_url: str, progress: Callable[[int, int], None] | None
+    jobs: list[Job], database_url: str, version: int, progress: Callable[[int, int], None] | None
 ) -> list[tuple[int, dict[str, Any]]]:
     from worker import build_worker  # the production worker, activities and all
 
-    definition = load_definition()
+    definition = load_definition(version=version)
     engine = make_engine(database_url)
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=bundled_binary("temporal-test-server"),

@@ -92,7 +92,7 @@ async def start_episode(
         EpisodeStart(
             episode_id=episode_id,
             enrollment=model,
-            definition=load_definition(),
+            definition=load_definition(version=1),
             actor="test",
             history_limit=history_limit,
         ),
