@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import socket
@@ -66,6 +68,14 @@ class DevError(RuntimeError):
     pass
 
 
+def _die_with_parent() -> None:
+    """Linux: if carepath dev is killed outright, its Temporal server gets SIGTERM too."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 async def _start_temporal(options: DevOptions) -> tuple[asyncio.subprocess.Process, str]:
     for port in (options.temporal_port, options.ui_port):
         if not _port_free("127.0.0.1", port):
@@ -91,6 +101,7 @@ async def _start_temporal(options: DevOptions) -> tuple[asyncio.subprocess.Proce
         stdout=log,
         stderr=log,
         start_new_session=True,  # Ctrl-C reaches us; we stop the server ourselves, in order
+        preexec_fn=_die_with_parent,
     )
     log.close()
     return process, f"127.0.0.1:{options.temporal_port}"

@@ -89,7 +89,25 @@ def dev(tmp_path):
     instance = Dev(tmp_path / "home")
     yield instance
     if instance.process and instance.process.poll() is None:
-        instance.process.kill()
+        instance.process.send_signal(signal.SIGINT)
+        try:
+            instance.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            instance.process.kill()  # its Temporal server follows (parent-death signal)
+
+
+def test_killed_dev_takes_its_temporal_server_down(dev):
+    dev.start()
+    temporal_pid = int(
+        subprocess.run(["pgrep", "-f", "--", f"--port {dev.temporal_port}"], capture_output=True, text=True).stdout.split()[0]
+    )
+    dev.process.kill()
+    dev.process.wait(timeout=10)
+    for _ in range(100):
+        if not Path(f"/proc/{temporal_pid}").exists():
+            break
+        time.sleep(0.1)
+    assert not Path(f"/proc/{temporal_pid}").exists(), "Temporal dev server outlived carepath dev"
 
 
 def carepath(dev: Dev, token: str, *args: str) -> subprocess.CompletedProcess[str]:
