@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.models import EpisodeRow, EventRow
-from tests.support.live import api_client, sqlite_url, start_dev_server
+from tests.support.live import api_client, start_dev_server
 
 TODAY = date.today()
 
@@ -23,8 +23,9 @@ async def dev_env():
 
 
 @pytest.fixture
-async def api(dev_env, tmp_path):
-    async with api_client(dev_env, sqlite_url(tmp_path)) as live:
+async def api(dev_env, database_url):
+    # database_url: every test here runs on SQLite and on a real PostgreSQL server.
+    async with api_client(dev_env, database_url) as live:
         yield live.client, live.service
 
 

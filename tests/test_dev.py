@@ -99,7 +99,9 @@ def dev(tmp_path):
 def test_killed_dev_takes_its_temporal_server_down(dev):
     dev.start()
     temporal_pid = int(
-        subprocess.run(["pgrep", "-f", "--", f"--port {dev.temporal_port}"], capture_output=True, text=True).stdout.split()[0]
+        subprocess.run(
+            ["pgrep", "-f", "--", f"--port {dev.temporal_port}"], capture_output=True, text=True
+        ).stdout.split()[0]
     )
     dev.process.kill()
     dev.process.wait(timeout=10)

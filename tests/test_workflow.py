@@ -31,10 +31,9 @@ async def env():
 
 
 @pytest.fixture
-async def engine(env, tmp_path):
-    url = f"sqlite:///{tmp_path / 'carepath.db'}"
-    upgrade(url)
-    engine = make_engine(url)
+async def engine(env, database_url):
+    # database_url: every test here runs on SQLite and on a real PostgreSQL server.
+    engine = make_engine(database_url)
     async with running_worker(env, engine):
         yield engine
     engine.dispose()
