@@ -27,16 +27,8 @@ from carepath.pathway.definition import load_definition
 from carepath.pathway.inputs import Enrollment, Event, Withdraw
 from db.models import AuditRow, EpisodeRow, EventRow, TaskRow, TimelineItemRow
 from db.queries import timeline
-from workflows.episode import (
-    INVALID_INPUT,
-    EpisodeStart,
-    EpisodeWorkflow,
-    EventOutcome,
-    EventRequest,
-    Migration,
-    TaskClosing,
-    workflow_id,
-)
+from workflows.contracts import EpisodeStart, EventOutcome, EventRequest, Migration, TaskClosing, workflow_id
+from workflows.episode import INVALID_INPUT, EpisodeWorkflow
 
 
 class NotFound(LookupError):

@@ -19,7 +19,8 @@ import pytest
 
 from carepath.codec import KeyRing, encrypted_converter
 from carepath.temporal import DATA_CONVERTER, connect
-from workflows.episode import EpisodeWorkflow, workflow_id
+from workflows.contracts import workflow_id
+from workflows.episode import EpisodeWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent
 

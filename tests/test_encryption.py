@@ -19,7 +19,8 @@ from db.migrate import upgrade
 from tests.support.live import start_dev_server
 from tests.support.temporal import TASK_QUEUE, MemorySink
 from worker import build_worker
-from workflows.episode import EpisodeWorkflow, workflow_id
+from workflows.contracts import workflow_id
+from workflows.episode import EpisodeWorkflow
 
 SECRET_REF = "zz-ref-4417"
 SECRET_TEXT = "lives alone above the bakery on Quill Street"

@@ -20,7 +20,8 @@ from db.models import EpisodeRow, EventRow, NotificationRow, TaskRow
 from db.queries import timeline
 from tests.support.story import Story
 from tests.support.temporal import Clock, MemorySink, running_worker, start_episode, start_time_skipping, stop_episode
-from workflows.episode import INVALID_INPUT, EpisodeWorkflow, EventRequest, TaskClosing
+from workflows.contracts import EventRequest, TaskClosing
+from workflows.episode import INVALID_INPUT, EpisodeWorkflow
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
@@ -21,10 +20,15 @@ with workflow.unsafe.imports_passed_through():
     from activities.recording import ChangeRecord, EpisodeOpened, EpisodeRecorder, RecordedEvent
     from carepath.errors import InvalidInput
     from carepath.pathway import rules
-    from carepath.pathway.definition import PathwayDefinition
-    from carepath.pathway.inputs import Enrollment, Event
-    from carepath.pathway.state import Changes, EpisodeState, OpenTask
-    from carepath.pathway.vocabulary import Phase
+    from carepath.pathway.state import Changes, EpisodeState
+    from workflows.contracts import (
+        EpisodeStart,
+        EpisodeView,
+        EventOutcome,
+        EventRequest,
+        Migration,
+        TaskClosing,
+    )
 
 INVALID_INPUT = "InvalidInput"
 RECORD_TIMEOUT = timedelta(seconds=60)
@@ -32,64 +36,6 @@ RECORD_TIMEOUT = timedelta(seconds=60)
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=5)
 )
-
-
-def workflow_id(episode_id: str) -> str:
-    return f"episode-{episode_id}"
-
-
-class EpisodeStart(BaseModel):
-    """Workflow input: a new enrollment, or the carried state after continue-as-new."""
-
-    episode_id: str
-    enrollment: Enrollment | None = None
-    definition: PathwayDefinition | None = None
-    actor: str = "system"
-    # Simulated stories (carepath simulate) deliver no notifications.
-    simulated: bool = False
-    state: EpisodeState | None = None
-    change_seq: int = 0
-    # Continue-as-new once history passes this many events (or when Temporal suggests it).
-    history_limit: int = Field(10_000, ge=100)
-
-
-class EventRequest(BaseModel):
-    event: Event
-    # Also the idempotency key and the events table's primary key (String(64)).
-    event_id: str = Field(min_length=1, max_length=64)
-    actor: str = "system"
-
-
-class TaskClosing(BaseModel):
-    code: str
-    milestone: str
-    status: Literal["completed", "cancelled"]
-    reason: str = Field(min_length=1, max_length=4000)
-    actor: str = "system"
-
-
-class Migration(BaseModel):
-    definition: PathwayDefinition
-    reason: str = Field(min_length=1, max_length=4000)
-    actor: str = "system"
-
-
-class EventOutcome(BaseModel):
-    event_id: str
-    phase: Phase
-    raised: list[str]
-    closed: list[str]
-
-
-class EpisodeView(BaseModel):
-    episode_id: str
-    pathway: str
-    phase: Phase
-    identified_on: str
-    enrolled_on: str
-    open_tasks: list[OpenTask]
-    next_due: str | None
-    delivering: bool = False
 
 
 def _invalid(exc: InvalidInput) -> ApplicationError:

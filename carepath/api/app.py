@@ -21,7 +21,7 @@ from carepath.pathway.vocabulary import Assignee, Priority, TaskStatus, Withdraw
 from carepath.service import AuditEntry, CarepathService, Enrolled, EpisodeDetail, NotFound, TaskView
 from carepath.settings import Settings
 from db.tokens import create_token, list_tokens, revoke
-from workflows.episode import EventOutcome
+from workflows.contracts import EventOutcome
 
 Reader = Annotated[Principal, Depends(allow(*READERS))]
 Clinician = Annotated[Principal, Depends(allow(*CLINICIANS))]

@@ -15,7 +15,8 @@ from carepath.pathway.inputs import parse_event
 from db.engine import make_engine
 from db.migrate import upgrade
 from tests.support.temporal import Clock, running_worker, start_episode, start_time_skipping, stop_episode
-from workflows.episode import EpisodeWorkflow, EventRequest
+from workflows.contracts import EventRequest
+from workflows.episode import EpisodeWorkflow
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 

@@ -20,7 +20,8 @@ from carepath.pathway.inputs import Enrollment, parse_model
 from carepath.temporal import DATA_CONVERTER, bundled_binary, quiet_runtime
 from tests.support.story import base_enrollment
 from worker import build_worker
-from workflows.episode import EpisodeStart, EpisodeWorkflow, workflow_id
+from workflows.contracts import EpisodeStart, workflow_id
+from workflows.episode import EpisodeWorkflow
 
 TASK_QUEUE = "carepath-tests"
 
