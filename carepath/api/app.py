@@ -200,6 +200,15 @@ def create_app(
         """Who did what to the episode, when and why (append-only)."""
         return service_of(request).audit(episode_id)
 
+    @app.get("/episodes/{episode_id}/audit/fhir", tags=["audit"])
+    async def audit_fhir(request: Request, episode_id: str, _: Reader) -> dict[str, Any]:
+        """The audit trail as FHIR R4 AuditEvents."""
+        from carepath.fhir import audit_bundle
+
+        service = service_of(request)
+        service.episode(episode_id)  # 404 for an unknown episode
+        return audit_bundle(service.engine, episode_id)
+
     @app.get("/definitions", tags=["definitions"])
     async def definitions(_: Anyone) -> list[dict[str, Any]]:
         """The pathway definitions this server ships."""

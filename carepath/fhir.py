@@ -1,0 +1,147 @@
+"""FHIR R4 export: an episode as a Bundle (CarePlan + Tasks), its audit trail as AuditEvents.
+
+Validated with the ``fhir.resources`` R4B models (R4B's CarePlan, Task and AuditEvent match R4
+for what we use). The patient is referenced by identifier only: no other patient data leaves.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from fhir.resources.R4B.bundle import Bundle
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from db.models import AuditRow, EpisodeRow, TaskRow
+
+PATIENT_SYSTEM = "urn:carepath:patient"
+EPISODE_SYSTEM = "urn:carepath:episode"
+TASK_SYSTEM = "urn:carepath:task"
+CODE_SYSTEM = "urn:carepath:timeline-code"
+ROLE_SYSTEM = "urn:carepath:role"
+_NAMESPACE = uuid.UUID("6f1c8f2e-6d55-4c8b-9a57-0c3b8f0f7a11")
+
+# Our priorities onto FHIR's request-priority codes (routine | urgent | asap | stat).
+PRIORITY = {"routine": "routine", "high": "urgent", "urgent": "asap"}
+TASK_STATUS = {"open": "requested", "completed": "completed", "cancelled": "cancelled"}
+CAREPLAN_STATUS = {"active": "active", "completed": "completed", "withdrawn": "revoked"}
+
+
+def _full_url(kind: str, key: str) -> str:
+    return f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'{kind}/{key}')}"
+
+
+def _instant(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+def _patient(ref: str) -> dict[str, Any]:
+    return {"identifier": {"system": PATIENT_SYSTEM, "value": ref}}
+
+
+def _episode(session: Session, episode_id: str) -> EpisodeRow:
+    episode = session.get(EpisodeRow, episode_id)
+    if episode is None:
+        raise LookupError(f"no episode {episode_id}")
+    return episode
+
+
+def episode_bundle(engine: Engine, episode_id: str, base_url: str = "urn:carepath") -> dict[str, Any]:
+    """The episode's CarePlan and its Tasks as a validated FHIR R4 ``collection`` Bundle."""
+    with Session(engine) as session:
+        episode = _episode(session, episode_id)
+        tasks = session.scalars(select(TaskRow).where(TaskRow.episode_id == episode_id).order_by(TaskRow.id)).all()
+    plan_url = _full_url("CarePlan", episode.id)
+    entries = [_task_entry(task, episode, plan_url) for task in tasks]
+    care_plan = {
+        "resourceType": "CarePlan",
+        "identifier": [{"system": EPISODE_SYSTEM, "value": episode.id}],
+        "instantiatesCanonical": [f"urn:carepath:pathway:{episode.pathway_id}|{episode.pathway_version}"],
+        "status": CAREPLAN_STATUS.get(episode.status, "unknown"),
+        "intent": "plan",
+        "title": f"{episode.pathway_id} v{episode.pathway_version} ({episode.phase})",
+        "subject": _patient(episode.patient_ref),
+        "period": {"start": episode.identified_on.isoformat()},
+        "created": _instant(episode.created_at),
+        "activity": [{"reference": {"reference": entry["fullUrl"]}} for entry in entries],
+    }
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "timestamp": _instant(episode.updated_at),
+        "entry": [{"fullUrl": plan_url, "resource": care_plan}, *entries],
+    }
+    Bundle.model_validate(bundle)  # raises if we ever drift from R4
+    return bundle
+
+
+def _task_entry(task: TaskRow, episode: EpisodeRow, plan_url: str) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Task",
+        "identifier": [{"system": TASK_SYSTEM, "value": str(task.id)}],
+        "basedOn": [{"reference": plan_url}],
+        "status": TASK_STATUS[task.status],
+        "businessStatus": {"text": task.status},
+        "intent": "plan",
+        "priority": PRIORITY[task.priority],
+        "description": task.title,
+        "for": _patient(episode.patient_ref),
+        "authoredOn": task.raised_on.isoformat(),
+        "performerType": [{"coding": [{"system": ROLE_SYSTEM, "code": task.assignee}], "text": task.assignee}],
+        "owner": {"display": task.assignee},
+        "reasonCode": {"coding": [{"system": CODE_SYSTEM, "code": task.code, "display": task.title}]},
+        "executionPeriod": {
+            "start": task.raised_on.isoformat(),
+            **({"end": _instant(task.closed_at)} if task.closed_at else {}),
+        },
+    }
+    if task.due_on is not None:
+        resource["restriction"] = {"period": {"end": task.due_on.isoformat()}}
+    if task.close_reason:
+        resource["note"] = [{"text": task.close_reason}]
+    return {"fullUrl": _full_url("Task", f"{episode.id}/{task.id}"), "resource": resource}
+
+
+def audit_bundle(engine: Engine, episode_id: str) -> dict[str, Any]:
+    """The episode's audit trail as FHIR R4 AuditEvents in a ``collection`` Bundle."""
+    with Session(engine) as session:
+        episode = _episode(session, episode_id)
+        rows = session.scalars(select(AuditRow).where(AuditRow.episode_id == episode_id).order_by(AuditRow.id)).all()
+    plan_url = _full_url("CarePlan", episode.id)
+    entries = [
+        {"fullUrl": _full_url("AuditEvent", f"{episode.id}/{row.id}"), "resource": _audit_event(row, plan_url)}
+        for row in rows
+    ]
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+    Bundle.model_validate(bundle)
+    return bundle
+
+
+def _audit_event(row: AuditRow, plan_url: str) -> dict[str, Any]:
+    # C create (enrollment), U update (everything after it), as FHIR's AuditEvent action codes.
+    action = "C" if row.action == "enroll" else "U"
+    role, _, name = row.actor.partition(":")
+    detail = [{"type": key, "valueString": str(value)} for key, value in row.detail.items() if value]
+    return {
+        "resourceType": "AuditEvent",
+        "type": {
+            "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+            "code": "rest",
+            "display": "RESTful Operation",
+        },
+        "subtype": [{"system": "urn:carepath:audit-action", "code": row.action}],
+        "action": action,
+        "recorded": _instant(row.at),
+        "outcome": "0",
+        "agent": [
+            {
+                "type": {"coding": [{"system": ROLE_SYSTEM, "code": role or row.actor}]},
+                "who": {"display": name or row.actor},
+                "requestor": True,
+            }
+        ],
+        "source": {"observer": {"display": "carepath"}},
+        "entity": [{"what": {"reference": plan_url}, "detail": detail}],
+    }

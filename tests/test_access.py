@@ -1,0 +1,200 @@
+"""Access control: every route tried with every role and with no token; audit trail; hardening."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import date
+
+import pytest
+from fastapi.routing import APIRoute
+
+from carepath.api.app import create_app
+from carepath.codec import EncryptionCodec, KeyRing
+from tests.support.live import api_client, sqlite_url, start_dev_server
+
+ROLES = [None, "viewer", "coordinator", "physician", "admin"]
+READERS = {"viewer", "coordinator", "physician"}
+CLINICIANS = {"coordinator", "physician"}
+PHYSICIAN = {"physician"}
+ADMIN = {"admin"}
+EVERYONE = {"viewer", "coordinator", "physician", "admin"}
+PUBLIC = {None, *EVERYONE}
+TODAY = date.today().isoformat()
+CODEC = EncryptionCodec(KeyRing.generate())
+PAYLOADS = {
+    "payloads": [
+        {
+            "metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
+            "data": base64.b64encode(b'"hello"').decode(),
+        }
+    ]
+}
+
+# (method, route#variant, who may, body). Path parameters are filled with things made fresh for
+# every call (an episode, its physician or coordinator task, a token), so one role's success never
+# changes another's answer.
+MATRIX = [
+    ("GET", "/health", PUBLIC, None),
+    ("POST", "/episodes", CLINICIANS, "enrollment"),
+    ("GET", "/episodes/{episode_id}", READERS, None),
+    (
+        "POST",
+        "/episodes/{episode_id}/events",
+        CLINICIANS,
+        {"type": "note", "occurred_on": TODAY, "text": "called", "author": "x"},
+    ),
+    (
+        "POST",
+        "/episodes/{episode_id}/events#override",
+        PHYSICIAN,
+        {
+            "type": "override",
+            "occurred_on": TODAY,
+            "author": "Dr A",
+            "reason": "seen in clinic",
+            "close_task": "AVOID_BED_REST",
+        },
+    ),
+    ("POST", "/episodes/{episode_id}/withdraw", CLINICIANS, {"reason": "declined"}),
+    ("GET", "/episodes/{episode_id}/fhir", READERS, None),
+    ("GET", "/episodes/{episode_id}/audit", READERS, None),
+    ("GET", "/episodes/{episode_id}/audit/fhir", READERS, None),
+    ("POST", "/episodes/{episode_id}/migrate", PHYSICIAN | ADMIN, {"version": 2, "reason": "clinic policy"}),
+    ("GET", "/tasks", READERS, None),
+    ("POST", "/tasks/{task_id}/complete#physician", PHYSICIAN, {"reason": "done"}),
+    ("POST", "/tasks/{task_id}/complete#coordinator", CLINICIANS, {"reason": "done"}),
+    ("POST", "/tasks/{task_id}/cancel#physician", PHYSICIAN, {"reason": "not needed"}),
+    ("POST", "/tasks/{task_id}/cancel#coordinator", CLINICIANS, {"reason": "not needed"}),
+    ("GET", "/definitions", EVERYONE, None),
+    ("GET", "/definitions/{pathway_id}/{version}", EVERYONE, None),
+    ("POST", "/tokens", ADMIN, {"name": "new", "role": "viewer"}),
+    ("GET", "/tokens", ADMIN, None),
+    ("POST", "/tokens/{token_id}/revoke", ADMIN, None),
+    ("POST", "/codec/decode", READERS, PAYLOADS),
+    ("POST", "/codec/encode", READERS, PAYLOADS),
+]
+
+
+def enrollment() -> dict:
+    return {
+        "identified_on": TODAY,
+        "patient": {"ref": f"p-{uuid.uuid4().hex[:10]}", "age": 70, "sex": "male"},
+        "fracture": {"levels": ["L2"]},
+        "pain_nrs": 5,
+        "analgesics": ["nsaid"],
+    }
+
+
+@pytest.fixture(scope="module")
+async def live(tmp_path_factory):
+    env = await start_dev_server()
+    async with api_client(env, sqlite_url(tmp_path_factory.mktemp("access")), codec=CODEC) as api:
+        api.service.pathway_version = 1  # enroll on v1 so that migrating to v2 is possible
+        yield api
+    await env.shutdown()
+
+
+def test_every_route_is_in_the_matrix():
+    routes = {(m, r.path) for r in create_app().routes if isinstance(r, APIRoute) for m in r.methods}
+    covered = {(method, template.split("#")[0]) for method, template, _, _ in MATRIX}
+    assert routes - covered == set(), "routes without an access test"
+
+
+async def _fresh(live, template: str) -> str:
+    """The concrete path for ``template``, with a new episode / task / token where it needs one."""
+    client = live.client
+    path, _, variant = template.partition("#")
+    values: dict[str, object] = {"pathway_id": "ovcf-lumbar", "version": 1}
+    if "{episode_id}" in path or "{task_id}" in path:
+        created = await client.post("/episodes", json=enrollment())
+        assert created.status_code == 201, created.text
+        values["episode_id"] = created.json()["episode_id"]
+        detail = (await client.get(f"/episodes/{values['episode_id']}")).json()
+        tasks = {t["code"]: t["id"] for t in detail["open_tasks"]}
+        values["task_id"] = tasks["START_OSTEOPOROSIS_THERAPY" if variant == "physician" else "CALCIUM_VITAMIN_D"]
+    if "{token_id}" in path:
+        created = await client.post("/tokens", json={"name": "victim", "role": "viewer"}, headers=live.auth("admin"))
+        values["token_id"] = created.json()["id"]
+    return path.format(**values)
+
+
+@pytest.mark.parametrize(("method", "template", "allowed", "body"), MATRIX, ids=[f"{m} {p}" for m, p, _, _ in MATRIX])
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: r or "no-token")
+async def test_route_answers_each_role(live, method, template, allowed, body, role):
+    path = await _fresh(live, template)
+    payload = enrollment() if body == "enrollment" else body
+    response = await live.client.request(method, path, json=payload, headers=live.auth(role))
+    if role in allowed:
+        assert response.status_code < 400, (role, response.status_code, response.text)
+    elif role is None:
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+    else:
+        assert response.status_code == 403, (role, response.status_code, response.text)
+        assert response.json()["detail"][0]["field"] == "Authorization"
+
+
+async def test_revoked_and_unknown_tokens_are_refused(live):
+    created = await live.client.post("/tokens", json={"name": "temp", "role": "viewer"}, headers=live.auth("admin"))
+    token = created.json()["token"]
+    listed = (await live.client.get("/tokens", headers=live.auth("admin"))).json()
+    assert all("token" not in row for row in listed)  # never shown again, stored hashed
+    assert (await live.client.get("/tasks", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+    await live.client.post(f"/tokens/{created.json()['id']}/revoke", headers=live.auth("admin"))
+    assert (await live.client.get("/tasks", headers={"Authorization": f"Bearer {token}"})).status_code == 401
+    assert (await live.client.get("/tasks", headers={"Authorization": "Bearer cpt_nope"})).status_code == 401
+
+
+async def test_override_needs_a_reason(live):
+    episode_id = (await live.client.post("/episodes", json=enrollment())).json()["episode_id"]
+    missing = await live.client.post(
+        f"/episodes/{episode_id}/events",
+        json={"type": "override", "occurred_on": TODAY, "author": "Dr A", "close_task": "AVOID_BED_REST"},
+    )
+    assert missing.status_code == 422 and missing.json()["detail"][0]["field"] == "reason"
+
+
+async def test_audit_trail_records_who_did_what_and_why(live):
+    client = live.client
+    episode_id = (await client.post("/episodes", json=enrollment(), headers=live.auth("coordinator"))).json()[
+        "episode_id"
+    ]
+    await client.post(
+        f"/episodes/{episode_id}/events",
+        json={"type": "medication_started", "occurred_on": TODAY, "agent": "alendronate"},
+        headers=live.auth("coordinator"),
+    )
+    mine = (await client.get(f"/episodes/{episode_id}")).json()["open_tasks"]
+    task = next(t for t in mine if t["code"] == "AVOID_BED_REST")
+    await client.post(f"/tasks/{task['id']}/cancel", json={"reason": "admitted to ward"})
+    await client.post(f"/episodes/{episode_id}/withdraw", json={"reason": "transferred"})
+    audit = (await client.get(f"/episodes/{episode_id}/audit", headers=live.auth("viewer"))).json()
+    assert [(a["actor"], a["action"]) for a in audit] == [
+        ("coordinator:test-coordinator", "enroll"),
+        ("coordinator:test-coordinator", "event:medication_started"),
+        ("physician:test-physician", "task:cancelled"),
+        ("physician:test-physician", "event:withdraw"),
+    ]
+    assert "START_OSTEOPOROSIS_THERAPY@enrollment:completed" in audit[1]["detail"]["closed"]
+    assert audit[2]["detail"]["reason"] == "admitted to ward"
+    assert audit[3]["detail"]["reason"] == "transferred"
+    assert all(a["at"] for a in audit)
+
+
+async def test_codec_endpoint_round_trips_for_readers(live):
+    encoded = (await live.client.post("/codec/encode", json=PAYLOADS)).json()
+    assert encoded["payloads"][0]["data"] != PAYLOADS["payloads"][0]["data"]
+    decoded = (await live.client.post("/codec/decode", json=encoded)).json()
+    assert decoded == PAYLOADS
+
+
+async def test_oversized_and_unknown_fields_are_refused(live):
+    huge = enrollment() | {"pad": "x" * 100_000}
+    assert (await live.client.post("/episodes", json=huge)).status_code == 413
+    extra = await live.client.post("/episodes", json=enrollment() | {"ssn": "123"})
+    assert extra.status_code == 422 and extra.json()["detail"][0]["field"] == "ssn"
+    response = await live.client.get("/tasks")
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'none'" in response.headers["content-security-policy"]
