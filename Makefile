@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo simulate test lint postgres clean
+.PHONY: setup demo simulate test lint postgres chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,16 @@ postgres:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	else echo "PostgreSQL is missing: run 'sudo apt-get install -y postgresql'"; exit 1; fi
 
-test: setup postgres
+# The browser test drives Debian's Chromium through Playwright (Playwright's own browser
+# download cannot work offline).
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing Chromium (apt-get install -y chromium)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "Chromium is missing: run 'sudo apt-get install -y chromium'"; exit 1; fi
+
+test: setup postgres chromium
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 

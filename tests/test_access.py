@@ -73,7 +73,15 @@ MATRIX = [
     ("POST", "/tokens/{token_id}/revoke", ADMIN, None),
     ("POST", "/codec/decode", READERS, PAYLOADS),
     ("POST", "/codec/encode", READERS, PAYLOADS),
+    # Pages: a person without a token is sent to sign in (303) rather than given a 401.
+    ("GET", "/", READERS, None),
+    ("GET", "/ui/episodes/{episode_id}", READERS, None),
+    ("GET", "/login", PUBLIC, None),
+    ("GET", "/logout", PUBLIC, None),
+    ("POST", "/login", PUBLIC, "login"),
+    ("GET", "/static/carepath.css", PUBLIC, None),
 ]
+PAGES = {"/", "/ui/episodes/{episode_id}"}
 
 
 def enrollment() -> dict:
@@ -95,8 +103,20 @@ async def live(tmp_path_factory):
     await env.shutdown()
 
 
+def _api_routes(routes) -> set[tuple[str, str]]:
+    """Every (method, path) of the app, looking inside included routers too."""
+    found: set[tuple[str, str]] = set()
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found |= {(method, route.path) for method in route.methods}
+        elif hasattr(route, "original_router"):
+            found |= _api_routes(route.original_router.routes)
+    return found
+
+
 def test_every_route_is_in_the_matrix():
-    routes = {(m, r.path) for r in create_app().routes if isinstance(r, APIRoute) for m in r.methods}
+    routes = _api_routes(create_app().routes)
+    assert ("POST", "/codec/decode") in routes and ("GET", "/") in routes  # the walk sees included routers
     covered = {(method, template.split("#")[0]) for method, template, _, _ in MATRIX}
     assert routes - covered == set(), "routes without an access test"
 
@@ -123,16 +143,28 @@ async def _fresh(live, template: str) -> str:
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: r or "no-token")
 async def test_route_answers_each_role(live, method, template, allowed, body, role):
     path = await _fresh(live, template)
+    if body == "login":  # a form post with the person's own token, when they have one
+        token = live.tokens.get(role or "", "")
+        response = await live.client.post(
+            path,
+            content=f"token={token}",
+            headers={**live.auth(role), "content-type": "application/x-www-form-urlencoded"},
+        )
+        assert response.status_code == (303 if role else 401)
+        return
     payload = enrollment() if body == "enrollment" else body
     response = await live.client.request(method, path, json=payload, headers=live.auth(role))
     if role in allowed:
         assert response.status_code < 400, (role, response.status_code, response.text)
+    elif role is None and template in PAGES:
+        assert response.status_code == 303 and response.headers["location"] == "/login"
     elif role is None:
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Bearer"
     else:
         assert response.status_code == 403, (role, response.status_code, response.text)
-        assert response.json()["detail"][0]["field"] == "Authorization"
+        if template not in PAGES:
+            assert response.json()["detail"][0]["field"] == "Authorization"
 
 
 async def test_revoked_and_unknown_tokens_are_refused(live):

@@ -20,6 +20,7 @@ from carepath.pathway.inputs import Enrollment, Event, Text
 from carepath.pathway.vocabulary import Assignee, Priority, TaskStatus, WithdrawReason
 from carepath.service import AuditEntry, CarepathService, Enrolled, EpisodeDetail, NotFound, TaskView
 from carepath.settings import Settings
+from carepath.web.pages import router as web_router
 from db.tokens import create_token, list_tokens, revoke
 from workflows.contracts import EventOutcome
 
@@ -116,6 +117,7 @@ def create_app(
         app.state.codec = codec
     security.install(app, config)
     app.include_router(codec_router)
+    app.include_router(web_router)
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict[str, str]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import uvicorn
+from fastapi import FastAPI
 from temporalio.testing import WorkflowEnvironment
 
 from carepath.api.app import create_app
@@ -34,6 +37,7 @@ class LiveApi:
     client: httpx.AsyncClient  # authorised as a physician unless a test says otherwise
     service: CarepathService
     tokens: dict[str, str]  # role -> bearer token
+    app: FastAPI
 
     def auth(self, role: str | None) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"} if role else {"Authorization": ""}
@@ -55,10 +59,27 @@ async def api_client(
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://carepath.test", headers=headers
             ) as client:
-                yield LiveApi(client, service, tokens)
+                yield LiveApi(client, service, tokens, app)
     finally:
         engine.dispose()
 
 
 def sqlite_url(folder: Path) -> str:
     return f"sqlite:///{folder / 'carepath.db'}"
+
+
+@asynccontextmanager
+async def served(app: FastAPI) -> AsyncIterator[str]:
+    """Serve ``app`` over real HTTP on a free loopback port; yields the base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

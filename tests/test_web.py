@@ -1,0 +1,131 @@
+"""The worklist and episode pages: over HTTP, and in a real browser (Debian's Chromium)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from datetime import date
+
+import pytest
+
+from carepath.web.pages import render
+from tests.support.live import api_client, served, sqlite_url, start_dev_server
+
+TODAY = date.today().isoformat()
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def enrollment(ref: str, **overrides) -> dict:
+    return {
+        "identified_on": TODAY,
+        "patient": {"ref": ref, "age": 79, "sex": "female"},
+        "fracture": {"levels": ["L3"]},
+        "pain_nrs": 6,
+        "analgesics": ["nsaid"],
+        **overrides,
+    }
+
+
+@pytest.fixture(scope="module")
+async def live(tmp_path_factory):
+    env = await start_dev_server()
+    async with api_client(env, sqlite_url(tmp_path_factory.mktemp("web"))) as api:
+        yield api
+    await env.shutdown()
+
+
+async def _enroll(live, ref: str, **overrides) -> str:
+    response = await live.client.post("/episodes", json=enrollment(ref, **overrides))
+    assert response.status_code == 201, response.text
+    return response.json()["episode_id"]
+
+
+async def test_worklist_groups_tasks_by_urgency_with_their_facts(live):
+    await _enroll(live, f"red-{uuid.uuid4().hex[:6]}", red_flags=["cord_compression"])
+    page = await live.client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    urgent, high, routine = html.index(">Urgent"), html.index(">High"), html.index(">Routine")
+    assert urgent < high < routine
+    assert "SURGICAL_CONSULTATION" in html[urgent:high]
+    assert "START_OSTEOPOROSIS_THERAPY" in html[high:routine] and "[1][3][4][5]" in html
+    assert "Decision support" in html
+    assert "script-src 'none'" in page.headers["content-security-policy"]
+    coordinators = (await live.client.get("/", params={"assignee": "coordinator"})).text
+    assert "CALCIUM_VITAMIN_D" in coordinators and "START_OSTEOPOROSIS_THERAPY" not in coordinators
+
+
+async def test_episode_page_shows_the_timeline(live):
+    ref = f"tl-{uuid.uuid4().hex[:6]}"
+    episode_id = await _enroll(live, ref)
+    page = await live.client.get(f"/ui/episodes/{episode_id}")
+    assert page.status_code == 200
+    assert f"Patient {ref}" in page.text and "AVOID_BED_REST" in page.text and "ovcf-lumbar.v2" in page.text
+    missing = await live.client.get("/ui/episodes/nope")
+    assert missing.status_code == 404 and "No such episode" in missing.text
+
+
+async def test_sign_in_sets_a_strict_http_only_cookie(live):
+    anonymous = {"Authorization": ""}
+    assert (await live.client.get("/", headers=anonymous)).headers["location"] == "/login"
+    bad = await live.client.post(
+        "/login", content="token=nope", headers={**anonymous, "content-type": "application/x-www-form-urlencoded"}
+    )
+    assert bad.status_code == 401 and "unknown or revoked" in bad.text
+    good = await live.client.post(
+        "/login",
+        content=f"token={live.tokens['viewer']}",
+        headers={**anonymous, "content-type": "application/x-www-form-urlencoded"},
+    )
+    cookie = good.headers["set-cookie"]
+    assert good.status_code == 303 and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    live.client.cookies.clear()
+
+
+def test_output_is_escaped():
+    html = render("message.html", heading="<script>alert(1)</script>", message="<b>x</b>", who=None).body.decode()
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;" in html
+
+
+async def test_a_coordinator_works_the_worklist_in_a_real_browser(live, tmp_path):
+    if not os.path.exists(CHROMIUM):
+        message = "Chromium is missing: apt-get install -y chromium"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.async_api import async_playwright
+
+    ref = f"brw-{uuid.uuid4().hex[:6]}"
+    await _enroll(live, ref, red_flags=["instability"])
+    async with served(live.app) as base, async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            page = await browser.new_page()
+            await page.goto(f"{base}/")
+            assert page.url.endswith("/login")
+            await page.fill("#token", live.tokens["coordinator"])
+            await page.click("button[type=submit]")
+            await page.wait_for_url(f"{base}/")
+            urgent = page.locator("section.urgent")
+            row = urgent.locator("tr", has_text=ref)
+            assert "SURGICAL_CONSULTATION" in await row.inner_text()
+            await page.screenshot(path=str(tmp_path / "worklist.png"), full_page=True)
+            await row.get_by_role("link", name=ref).click()
+            await page.wait_for_url(f"{base}/ui/episodes/*")
+            assert ref in await page.locator("h1").inner_text()
+            assert await page.locator("table.timeline tr", has_text="AVOID_BED_REST").count() == 1
+            await page.screenshot(path=str(tmp_path / "episode.png"), full_page=True)
+        finally:
+            await browser.close()
+    assert (tmp_path / "worklist.png").stat().st_size > 10_000
