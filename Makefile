@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo simulate test lint postgres chromium clean
+.PHONY: setup demo simulate test lint postgres chromium compose clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,15 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "Chromium is missing: run 'sudo apt-get install -y chromium'"; exit 1; fi
 
-test: setup postgres chromium
+# docker-compose.yml is validated by a compose CLI (no Docker engine runs here).
+compose:
+	@if docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing a compose validator (apt-get install -y docker-compose)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; \
+	else echo "No compose CLI: run 'sudo apt-get install -y docker-compose'"; exit 1; fi
+
+test: setup postgres chromium compose
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from carepath.settings import Settings
@@ -15,6 +16,15 @@ API_CSP = "default-src 'none'; frame-ancestors 'none'"
 
 def install(app: FastAPI, settings: Settings) -> None:
     limit = settings.max_request_bytes
+    origins = [o.strip() for o in settings.codec_cors_origins.split(",") if o.strip()]
+    if origins:
+        # The Temporal UI calls /codec from the browser with the reader's bearer token.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Namespace"],
+        )
 
     @app.middleware("http")
     async def harden(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
