@@ -102,6 +102,17 @@ class NotificationDispatcher:
         self.engine = engine
         self.sink = sink
 
+    def _mark_delivered(self, ids: list[int]) -> int:
+        if not ids:
+            return 0
+        with Session(self.engine) as session, session.begin():
+            marked = session.execute(
+                update(NotificationRow)
+                .where(NotificationRow.id.in_(ids), NotificationRow.status == "pending")
+                .values(status="delivered", delivered_at=datetime.now(UTC))
+            )
+            return marked.rowcount
+
     @activity.defn(name="deliver_notifications")
     def deliver_notifications(self, episode_id: str) -> int:
         """Deliver the episode's pending notifications; returns how many were delivered now."""
@@ -112,20 +123,22 @@ class NotificationDispatcher:
                 .order_by(NotificationRow.id)
             ).all()
             messages = [(row.id, message_of(row)) for row in pending]
-        delivered = 0
-        for row_id, message in messages:
-            with Session(self.engine) as session, session.begin():
-                session.execute(
-                    update(NotificationRow)
-                    .where(NotificationRow.id == row_id)
-                    .values(attempts=NotificationRow.attempts + 1)
-                )
-            self.sink.deliver(message)
-            with Session(self.engine) as session, session.begin():
-                marked = session.execute(
-                    update(NotificationRow)
-                    .where(NotificationRow.id == row_id, NotificationRow.status == "pending")
-                    .values(status="delivered", delivered_at=datetime.now(UTC))
-                )
-                delivered += marked.rowcount
+        if not messages:
+            return 0
+        ids = [row_id for row_id, _ in messages]
+        # Two transactions per batch, not two per message: on SQLite every write transaction
+        # queues behind the others, and this ran once per raised task.
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(NotificationRow).where(NotificationRow.id.in_(ids)).values(attempts=NotificationRow.attempts + 1)
+            )
+        sent: list[int] = []
+        try:
+            for row_id, message in messages:
+                self.sink.deliver(message)
+                sent.append(row_id)
+        finally:
+            # Record what the sink accepted even if a later message failed (the retry resends
+            # only the rest); the status condition makes a repeat of this a no-op.
+            delivered = self._mark_delivered(sent)
         return delivered

@@ -16,7 +16,12 @@ def _simulate(args: argparse.Namespace) -> int:
 
     try:
         results = run_files(
-            args.files, args.database_url, args.processes, progress=print_progress, pathway_version=args.pathway_version
+            args.files,
+            args.database_url,
+            args.processes,
+            progress=print_progress,
+            pathway_version=args.pathway_version,
+            lanes=args.lanes,
         )
     except InvalidInput as exc:
         for error in exc.errors:
@@ -160,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument(
         "--processes", type=int, default=None, help="worker processes, each with its own server (default: CPUs)"
+    )
+    sim.add_argument(
+        "--lanes", type=int, default=2, help="stories at once per process, each on its own server (default 2)"
     )
     sim.add_argument(
         "--pathway-version",

@@ -173,6 +173,16 @@ class PathwayDefinition(_Data):
         raise KeyError(name)
 
 
+_SHARED: dict[str, PathwayDefinition] = {}
+
+
+def shared(definition: PathwayDefinition) -> PathwayDefinition:
+    """One instance per distinct definition, however many episodes carry it (definitions are
+    immutable): thousands of sleeping episodes then hold one copy, not thousands."""
+    key = definition.model_dump_json()
+    return _SHARED.setdefault(key, definition)
+
+
 def available_versions(pathway_id: str = DEFAULT_PATHWAY) -> list[int]:
     folder = resources.files("carepath.pathway") / "definitions"
     prefix = f"{pathway_id}.v"
