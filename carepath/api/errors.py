@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 
 from carepath.api.auth import Forbidden, Unauthorized
 from carepath.errors import FieldError, InvalidInput, from_error_list
@@ -52,6 +53,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse(status_code=404, content=_body([FieldError("", str(exc))]))
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database unavailable on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            status_code=503,
+            content=_body([FieldError("", "the database is unavailable; nothing was changed, retry shortly")]),
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -94,6 +94,29 @@ def running_postgres(base_dir: Path) -> Iterator[str]:
         _stop(bin_dir, data_dir, base_dir)
 
 
+class PostgresServer:
+    """A test server that can be stopped and started again on the same port (outage tests)."""
+
+    def __init__(self, bin_dir: Path, base_dir: Path, port: int, url: str) -> None:
+        self.bin_dir, self.base_dir, self.port, self.url = bin_dir, base_dir, port, url
+
+    def stop(self) -> None:
+        _stop(self.bin_dir, self.base_dir / "data", self.base_dir)
+
+    def start(self) -> None:
+        _start(self.bin_dir, self.base_dir / "data", self.base_dir / "postgres.log", fixed_port=self.port)
+
+
+@contextmanager
+def controllable_postgres(base_dir: Path) -> Iterator[PostgresServer]:
+    with running_postgres(base_dir) as url:
+        port = make_url(url).port
+        assert port is not None
+        bin_dir = find_bin_dir()
+        assert bin_dir is not None
+        yield PostgresServer(bin_dir, base_dir.resolve(), port, url)
+
+
 @contextmanager
 def temporary_database(server_url: str) -> Iterator[str]:
     """Create a database with a unique name beside ``server_url``'s; yield its URL; drop it."""
@@ -154,10 +177,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start(bin_dir: Path, data_dir: Path, log_file: Path) -> int:
-    """Start the server on a free port and return the port."""
+def _start(bin_dir: Path, data_dir: Path, log_file: Path, fixed_port: int | None = None) -> int:
+    """Start the server on a free port (or ``fixed_port``) and return the port."""
     for attempt in range(1, START_ATTEMPTS + 1):
-        port = _free_port()
+        port = fixed_port or _free_port()
         options = " ".join(
             [
                 f"-c port={port}",
