@@ -7,9 +7,14 @@ are what running episodes look like, and the replay test proves new code still f
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sys
 import tempfile
 import uuid
 from pathlib import Path
+
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError
 
 from carepath.pathway.inputs import parse_event
 from db.engine import make_engine
@@ -58,7 +63,49 @@ async def record(path: Path) -> None:
     path.write_text(history.to_json())
 
 
+async def record_generated(count: int, seed: int) -> list[Path]:
+    """Histories of benchmark stories (bench/stories.py) run through the simulator's path."""
+    from bench.stories import generate
+    from carepath.simulate.scenario import Scenario, plan_events
+
+    written = []
+    env = await start_time_skipping()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/generated.db"
+        upgrade(url)
+        engine = make_engine(url)
+        try:
+            async with running_worker(env, engine):
+                for index, raw in enumerate(generate(count, seed)):
+                    scenario = Scenario.model_validate(raw)
+                    clock = await Clock.for_enrollment(env, scenario.enroll_day)
+                    enrollment = scenario.enrollment.dated(clock.day0).model_dump(mode="json")
+                    enrollment = {k: v for k, v in enrollment.items() if k != "identified_on"}
+                    _, handle = await start_episode(env, clock, **enrollment)
+                    for planned in plan_events(scenario, clock.day0):
+                        if planned.event is None or planned.day < scenario.enroll_day:
+                            continue
+                        await clock.to(planned.day)
+                        request = EventRequest(event=planned.event, event_id=uuid.uuid4().hex, actor="recorder")
+                        # A rejected event (or one after the episode ended) is part of the story.
+                        with contextlib.suppress(WorkflowUpdateFailedError, RPCError):
+                            await handle.execute_update(EpisodeWorkflow.record_event, request)
+                    await clock.to(scenario.until_day)
+                    path = HISTORIES / f"generated-{seed}-{index}.json"
+                    path.write_text((await handle.fetch_history()).to_json())
+                    written.append(path)
+                    await stop_episode(handle)
+        finally:
+            engine.dispose()
+            await env.shutdown()
+    return written
+
+
 if __name__ == "__main__":
     HISTORIES.mkdir(exist_ok=True)
-    asyncio.run(record(HISTORIES / "episode-year-v1.json"))
-    print(f"wrote {HISTORIES / 'episode-year-v1.json'}")
+    if "--generated" in sys.argv:
+        for path in asyncio.run(record_generated(int(sys.argv[sys.argv.index("--generated") + 1]), seed=11)):
+            print(f"wrote {path}")
+    else:
+        asyncio.run(record(HISTORIES / "episode-year-v1.json"))
+        print(f"wrote {HISTORIES / 'episode-year-v1.json'}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notifications import NotificationSink
@@ -114,4 +116,5 @@ async def stop_episode(handle: WorkflowHandle[Any, Any]) -> None:
         if not view.delivering:
             break
         await asyncio.sleep(0.01)
-    await handle.terminate()
+    with contextlib.suppress(RPCError):  # it may have completed on its own
+        await handle.terminate()
