@@ -44,6 +44,10 @@ class Conflict(Exception):
         super().__init__(str(self.error))
 
 
+class _WorkflowClosed(Exception):
+    """The episode's workflow has finished (completed or withdrawn)."""
+
+
 class Enrolled(BaseModel):
     episode_id: str
     pathway: str
@@ -219,19 +223,11 @@ class CarepathService:
                     raise Conflict("Idempotency-Key", "already used for another episode")
                 return EventOutcome(event_id=done.id, phase=self._episode_row(episode_id).phase, raised=[], closed=[])
         event_id = idempotency_key or uuid.uuid4().hex
-        handle = self.client.get_workflow_handle(workflow_id(episode.id))
         request = EventRequest(event=event, event_id=event_id, actor=actor)
         try:
             # The update id makes a retried request (same key) apply once within the run.
-            return await handle.execute_update(EpisodeWorkflow.record_event, request, id=f"event-{event_id}")
-        except WorkflowUpdateFailedError as exc:
-            rejection = _rejection(exc)
-            if rejection is None:
-                raise
-            raise rejection from None
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
+            return await self._update(episode.id, EpisodeWorkflow.record_event, request, id=f"event-{event_id}")
+        except _WorkflowClosed:
             phase = self._episode_row(episode_id).phase
             raise InvalidInput.one("episode", f"episode is {phase}; no further events are accepted") from None
 
@@ -246,19 +242,11 @@ class CarepathService:
             target = load_definition(episode.pathway_id, version)
         except LookupError as exc:
             raise InvalidInput.one("version", str(exc)) from None
-        handle = self.client.get_workflow_handle(workflow_id(episode_id))
         try:
-            await handle.execute_update(
-                EpisodeWorkflow.migrate, Migration(definition=target, reason=reason, actor=actor)
+            await self._update(
+                episode_id, EpisodeWorkflow.migrate, Migration(definition=target, reason=reason, actor=actor)
             )
-        except WorkflowUpdateFailedError as exc:
-            rejection = _rejection(exc)
-            if rejection is None:
-                raise
-            raise rejection from None
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
+        except _WorkflowClosed:
             raise InvalidInput.one("episode", f"episode is {episode.phase}; nothing to migrate") from None
         return self.episode(episode_id)
 
@@ -266,10 +254,18 @@ class CarepathService:
         task = self._task_row(task_id)
         if task.status != "open":
             raise Conflict("task", f"task {task_id} is already {task.status}")
-        handle = self.client.get_workflow_handle(workflow_id(task.episode_id))
         closing = TaskClosing(code=task.code, milestone=task.milestone, status=status, reason=reason, actor=actor)
         try:
-            await handle.execute_update(EpisodeWorkflow.close_task, closing)
+            await self._update(task.episode_id, EpisodeWorkflow.close_task, closing)
+        except _WorkflowClosed:
+            self._close_after_workflow(task_id, closing)
+        return self.task(task_id)
+
+    async def _update(self, episode_id: str, update: Any, argument: Any, **options: Any) -> Any:
+        """Run an update on the episode's workflow; a rejection becomes ``InvalidInput``."""
+        handle = self.client.get_workflow_handle(workflow_id(episode_id))
+        try:
+            return await handle.execute_update(update, argument, **options)
         except WorkflowUpdateFailedError as exc:
             rejection = _rejection(exc)
             if rejection is None:
@@ -278,8 +274,7 @@ class CarepathService:
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
-            self._close_after_workflow(task_id, closing)
-        return self.task(task_id)
+            raise _WorkflowClosed from None
 
     def _close_after_workflow(self, task_id: int, closing: TaskClosing) -> None:
         now = self.clock()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -106,105 +107,102 @@ class EpisodeWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         await workflow.wait_condition(lambda: self._delivery is None or self._delivery.done())
 
-    # ---- events -----------------------------------------------------------------------------
+    # ---- events and decisions ---------------------------------------------------------------
+    # Every update runs the same way: wait until enrollment is recorded, then under the lock ask
+    # the pure rules, record what they decided, and wake the main loop (what is due may move).
+    # Its validator asks the same rules without recording: a rejected update never enters
+    # history, so the episode stays exactly as it was.
 
-    @workflow.update
-    async def record_event(self, request: EventRequest) -> EventOutcome:
+    async def _decide(
+        self, decide: Callable[[], tuple[EpisodeState, Changes]], action: str, actor: str, **extra: Any
+    ) -> Changes:
         await workflow.wait_condition(lambda: self._pending is None)
         async with self._lock:
             try:
-                state, changes = rules.apply_event(self._state, request.event, workflow.now())
+                self._state, changes = decide()
             except InvalidInput as exc:  # the clock moved on since validation
                 raise _invalid(exc) from None
-            self._state = state
-            event = RecordedEvent(
-                event_id=request.event_id,
-                type=request.event.type,
-                occurred_on=request.event.occurred_on,
-                payload=request.event.model_dump(mode="json"),
-            )
-            why = getattr(request.event, "reason", None)
-            await self._record(changes, f"event:{request.event.type}", request.actor, event=event, reason=why)
+            if not changes.empty or extra.get("event") is not None:
+                await self._record(changes, action, actor, **extra)
             self._woken = True
+        return changes
+
+    def _outcome(self, changes: Changes, event_id: str) -> EventOutcome:
         return EventOutcome(
-            event_id=request.event_id,
-            phase=state.phase,
+            event_id=event_id,
+            phase=self._state.phase,
             raised=[item.key for item in changes.items],
             closed=[f"{c.code}@{c.milestone}" for c in changes.closures],
         )
 
-    @record_event.validator
-    def _validate_event(self, request: EventRequest) -> None:
-        # A rejected update never enters history: the episode is exactly as it was.
+    @staticmethod
+    def _check(decide: Callable[[], object]) -> None:
         try:
-            rules.validate_event(self._state, request.event, workflow.now())
+            decide()
         except InvalidInput as exc:
             raise _invalid(exc) from None
+
+    @workflow.update
+    async def record_event(self, request: EventRequest) -> EventOutcome:
+        event = RecordedEvent(
+            event_id=request.event_id,
+            type=request.event.type,
+            occurred_on=request.event.occurred_on,
+            payload=request.event.model_dump(mode="json"),
+        )
+        changes = await self._decide(
+            lambda: rules.apply_event(self._state, request.event, workflow.now()),
+            f"event:{request.event.type}",
+            request.actor,
+            event=event,
+            reason=getattr(request.event, "reason", None),
+        )
+        return self._outcome(changes, request.event_id)
+
+    @record_event.validator
+    def _validate_event(self, request: EventRequest) -> None:
+        self._check(lambda: rules.validate_event(self._state, request.event, workflow.now()))
+
+    def _closing(self, request: TaskClosing) -> tuple[EpisodeState, Changes]:
+        return rules.close_task(
+            self._state, request.code, request.milestone, request.status, request.reason, workflow.now()
+        )
 
     @workflow.update
     async def close_task(self, request: TaskClosing) -> EventOutcome:
         """A person completes or cancels an open task; what waited on it moves on."""
-        await workflow.wait_condition(lambda: self._pending is None)
-        async with self._lock:
-            try:
-                state, changes = rules.close_task(
-                    self._state, request.code, request.milestone, request.status, request.reason, workflow.now()
-                )
-            except InvalidInput as exc:
-                raise _invalid(exc) from None
-            self._state = state
-            await self._record(changes, f"task:{request.status}", request.actor, reason=request.reason)
-            self._woken = True
-        return EventOutcome(
-            event_id=f"{request.code}@{request.milestone}",
-            phase=state.phase,
-            raised=[item.key for item in changes.items],
-            closed=[f"{c.code}@{c.milestone}" for c in changes.closures],
+        changes = await self._decide(
+            lambda: self._closing(request), f"task:{request.status}", request.actor, reason=request.reason
         )
+        return self._outcome(changes, f"{request.code}@{request.milestone}")
 
     @close_task.validator
     def _validate_close_task(self, request: TaskClosing) -> None:
-        try:
-            rules.close_task(
-                self._state, request.code, request.milestone, request.status, request.reason, workflow.now()
-            )
-        except InvalidInput as exc:
-            raise _invalid(exc) from None
+        self._check(lambda: self._closing(request))
+
+    def _migrating(self, request: Migration) -> tuple[EpisodeState, Changes]:
+        return rules.migrate(self._state, request.definition, workflow.now(), request.actor, request.reason)
 
     @workflow.update
     async def migrate(self, request: Migration) -> EpisodeView:
         """Move this episode to a newer pathway version, on its timeline and audit trail."""
-        await workflow.wait_condition(lambda: self._pending is None)
-        async with self._lock:
-            try:
-                state, changes = rules.migrate(
-                    self._state, request.definition, workflow.now(), request.actor, request.reason
-                )
-            except InvalidInput as exc:
-                raise _invalid(exc) from None
-            self._state = state
-            await self._record(
-                changes, "migrate", request.actor, reason=request.reason, pathway_version=request.definition.version
-            )
-            self._woken = True  # the new parameters may move what is due next
+        await self._decide(
+            lambda: self._migrating(request),
+            "migrate",
+            request.actor,
+            reason=request.reason,
+            pathway_version=request.definition.version,
+        )
         return self.view()
 
     @migrate.validator
     def _validate_migrate(self, request: Migration) -> None:
-        try:
-            rules.migrate(self._state, request.definition, workflow.now(), request.actor, request.reason)
-        except InvalidInput as exc:
-            raise _invalid(exc) from None
+        self._check(lambda: self._migrating(request))
 
     @workflow.update
     async def catch_up(self) -> EpisodeView:
         """Run whatever the clock owes now and return the episode as it then stands."""
-        await workflow.wait_condition(lambda: self._pending is None)
-        async with self._lock:
-            self._state, changes = rules.advance(self._state, workflow.now())
-            if not changes.empty:
-                await self._record(changes, "clock", "pathway")
-            self._woken = True
+        await self._decide(lambda: rules.advance(self._state, workflow.now()), "clock", "pathway")
         return self.view()
 
     @workflow.query
