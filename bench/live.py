@@ -125,7 +125,8 @@ async def main(n: int, concurrency: int) -> None:
     service = CarepathService(client, engine, TASK_QUEUE, pathway_version=1)
     try:
         await asyncio.sleep(2)
-        print(f"worker RSS before enrolling: {rss_mib(worker.pid):.0f} MiB", flush=True)
+        baseline = rss_mib(worker.pid)
+        print(f"worker RSS before enrolling: {baseline:.0f} MiB", flush=True)
         today = datetime.now(UTC).date()
         took = await bounded(n, concurrency, lambda i: service.enroll(enrollment(i, today), "bench"))
         carepath_rate = n / took
@@ -134,7 +135,10 @@ async def main(n: int, concurrency: int) -> None:
         )
         await asyncio.sleep(5)
         rss = rss_mib(worker.pid)
-        print(f"worker RSS with {n} sleeping episodes: {rss:.0f} MiB ({1024 * rss / n:.0f} KiB per episode)")
+        print(
+            f"worker RSS with {n} sleeping episodes: {rss:.0f} MiB "
+            f"({1024 * (rss - baseline) / n:.0f} KiB per episode above the idle worker)"
+        )
 
         latency = await milestone_latency(client, engine, count=10)
         print(
