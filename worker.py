@@ -46,20 +46,25 @@ def build_worker(
     )
 
 
+def worker_from_settings(client: Client, engine: Engine, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
+    """The production worker as settings configure it (``carepath worker`` and ``carepath dev``)."""
+    return build_worker(
+        client,
+        engine,
+        settings.task_queue,
+        executor,
+        settings.sink(),
+        settings.max_cached_workflows,
+        settings.max_concurrent_activities,
+    )
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     client = await connect(settings.temporal_address, settings.temporal_namespace, converter=settings.data_converter())
     with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
-        worker = build_worker(
-            client,
-            engine,
-            settings.task_queue,
-            executor,
-            settings.sink(),
-            settings.max_cached_workflows,
-            settings.max_concurrent_activities,
-        )
+        worker = worker_from_settings(client, engine, settings, executor)
         async with worker:
             logging.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
             await stop.wait()

@@ -34,7 +34,7 @@ from carepath.temporal import bundled_binary, connect, quiet_runtime
 from db.engine import make_engine
 from db.migrate import upgrade
 from db.tokens import count_tokens, create_token
-from worker import build_worker
+from worker import worker_from_settings
 
 
 @dataclass(frozen=True)
@@ -161,15 +161,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
             uvicorn.Config(create_app(service=service), host=options.host, port=options.port, log_level="warning")
         )
         with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as threads:
-            worker = build_worker(
-                client,
-                engine,
-                settings.task_queue,
-                threads,
-                settings.sink(),
-                settings.max_cached_workflows,
-                settings.max_concurrent_activities,
-            )
+            worker = worker_from_settings(client, engine, settings, threads)
             async with worker:
                 serving = asyncio.create_task(server.serve())
                 while not server.started and not serving.done():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import Engine, case, select
@@ -95,6 +95,7 @@ class EpisodeDetail(BaseModel):
     timeline: list[dict[str, Any]]
 
 
+Row = TypeVar("Row", EpisodeRow, TaskRow)
 PRIORITY_RANK = {"urgent": 0, "high": 1, "routine": 2}
 
 
@@ -304,17 +305,16 @@ class CarepathService:
     # ---- reads (from the store) -------------------------------------------------------------
 
     def _episode_row(self, episode_id: str) -> EpisodeRow:
-        with Session(self.engine) as session:
-            row = session.get(EpisodeRow, episode_id)
-        if row is None:
-            raise NotFound(f"no episode {episode_id}")
-        return row
+        return self._row(EpisodeRow, episode_id, "episode")
 
     def _task_row(self, task_id: int) -> TaskRow:
+        return self._row(TaskRow, task_id, "task")
+
+    def _row(self, model: type[Row], key: object, what: str) -> Row:
         with Session(self.engine) as session:
-            row = session.get(TaskRow, task_id)
+            row = session.get(model, key)
         if row is None:
-            raise NotFound(f"no task {task_id}")
+            raise NotFound(f"no {what} {key}")
         return row
 
     def _recorded_event(self, event_id: str) -> EventRow | None:
