@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
@@ -50,10 +50,36 @@ async def test_worklist_groups_tasks_by_urgency_with_their_facts(live):
     assert urgent < high < routine
     assert "SURGICAL_CONSULTATION" in html[urgent:high]
     assert "START_OSTEOPOROSIS_THERAPY" in html[high:routine] and "[1][3][4][5]" in html
-    assert "Decision support" in html
+    assert "Red flag: surgical consultation now" in html[urgent:high]
+    assert "Start osteoporosis pharmacotherapy now" in html[high:routine]
+    assert "Decision support: carepath suggests; clinicians decide." in html
     assert "script-src 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff" and page.headers["referrer-policy"] == "no-referrer"
     coordinators = (await live.client.get("/", params={"assignee": "coordinator"})).text
     assert "CALCIUM_VITAMIN_D" in coordinators and "START_OSTEOPOROSIS_THERAPY" not in coordinators
+
+
+async def test_worklist_shows_due_dates_and_how_overdue(live):
+    episode_id = await _enroll(live, f"late-{uuid.uuid4().hex[:6]}")
+    tasks = [t for t in (await live.client.get("/tasks")).json() if t["episode_id"] == episode_id]
+    calcitonin = next(t for t in tasks if t["code"] == "CALCITONIN_ACUTE_PAIN")
+    real_clock = live.service.clock
+    live.service.clock = lambda: real_clock() + timedelta(days=10)  # read the worklist ten days on
+    try:
+        html = (await live.client.get("/")).text
+    finally:
+        live.service.clock = real_clock
+    rows = [r for r in html.split("<tr") if f"/ui/episodes/{episode_id}" in r and "CALCITONIN_ACUTE_PAIN" in r]
+    assert len(rows) == 1
+    row = rows[0]
+    assert calcitonin["due_on"] in row and "Consider calcitonin for acute fracture pain" in row
+    overdue = (date.today() + timedelta(days=10) - date.fromisoformat(calcitonin["due_on"])).days
+    assert f"overdue {overdue} days" in row
+
+
+def test_empty_worklist_says_so():
+    html = render("worklist.html", who=None, assignee=None, groups=[]).body.decode()
+    assert "No open tasks" in html
 
 
 async def test_episode_page_shows_the_timeline(live):
@@ -62,8 +88,14 @@ async def test_episode_page_shows_the_timeline(live):
     page = await live.client.get(f"/ui/episodes/{episode_id}")
     assert page.status_code == 200
     assert f"Patient {ref}" in page.text and "AVOID_BED_REST" in page.text and "ovcf-lumbar.v2" in page.text
+    assert "Prolonged bed rest costs about 1% of bone per week" in page.text  # an item's detail text
+    assert "<th>Day</th><th>Date</th><th>Kind</th><th>Code</th>" in page.text and f"<dd>{TODAY}</dd>" in page.text
     missing = await live.client.get("/ui/episodes/nope")
     assert missing.status_code == 404 and "No such episode" in missing.text
+    assert (
+        missing.headers["content-type"].startswith("text/html")
+        and "frame-ancestors 'none'" in (missing.headers["content-security-policy"])
+    )
 
 
 async def test_sign_in_sets_a_strict_http_only_cookie(live):
@@ -90,7 +122,7 @@ def test_output_is_escaped():
 
 async def test_a_coordinator_works_the_worklist_in_a_real_browser(live, tmp_path):
     if not os.path.exists(CHROMIUM):
-        message = "Chromium is missing: apt-get install -y chromium"
+        message = "Chromium is missing: apt-get update && apt-get install -y chromium"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
