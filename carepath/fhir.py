@@ -48,7 +48,7 @@ def _episode(session: Session, episode_id: str) -> EpisodeRow:
     return episode
 
 
-def episode_bundle(engine: Engine, episode_id: str, base_url: str = "urn:carepath") -> dict[str, Any]:
+def episode_bundle(engine: Engine, episode_id: str) -> dict[str, Any]:
     """The episode's CarePlan and its Tasks as a validated FHIR R4 ``collection`` Bundle."""
     with Session(engine) as session:
         episode = _episode(session, episode_id)

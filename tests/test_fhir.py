@@ -7,12 +7,14 @@ from datetime import UTC, datetime
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from activities.recording import ChangeRecord, EpisodeOpened, write_changes
 from carepath.fhir import audit_bundle, episode_bundle
 from carepath.pathway.state import Changes
 from db.engine import make_engine
+from db.models import TaskRow
 from tests.support.story import Story
 
 
@@ -92,3 +94,51 @@ def test_audit_bundle_is_valid_r4_auditevents(engine):
 def test_unknown_episode_is_a_lookup_error(engine):
     with pytest.raises(LookupError):
         episode_bundle(engine, "nope")
+
+
+def test_withdrawn_episode_is_revoked_with_cancelled_tasks(engine):
+    """Recorded in two steps like the workflow does: the story to day 40, then a withdrawal."""
+    story = Story(pain_nrs=6, ref="fhir-patient").until(40)
+    first = len(story.items), len(story.closures)
+    story.event(41, "withdraw", reason="transferred")
+    opened = EpisodeOpened(
+        patient_ref="fhir-patient",
+        pathway_id="ovcf-lumbar",
+        pathway_version=1,
+        identified_on=story.state.identified_on,
+        enrolled_on=story.state.enrolled_on,
+    )
+    steps = [
+        ("conservative", "enroll", opened, story.items[: first[0]], story.closures[: first[1]]),
+        ("withdrawn", "withdraw", None, story.items[first[0] :], story.closures[first[1] :]),
+    ]
+    for n, (phase, action, opened_, items, closures) in enumerate(steps, 1):
+        record = ChangeRecord(
+            change_id=f"ep-gone/{n}",
+            episode_id="ep-gone",
+            at=datetime(2026, 4, 11 + n, 12, tzinfo=UTC),
+            phase=phase,
+            actor="coordinator:kim",
+            action=action,
+            opened=opened_,
+            changes=Changes(items=items, closures=closures),
+        )
+        with Session(engine) as session, session.begin():
+            write_changes(session, record)
+
+    bundle = episode_bundle(engine, "ep-gone")
+    Bundle.model_validate(bundle)
+    plan, *tasks = [e["resource"] for e in bundle["entry"]]
+    assert plan["status"] == "revoked"
+    with Session(engine) as session:
+        rows = session.scalars(select(TaskRow).where(TaskRow.episode_id == "ep-gone")).all()
+    assert len(tasks) == len(rows) == len(plan["activity"]) > 0
+    assert all(t["status"] == "cancelled" and t["businessStatus"]["text"] == "cancelled" for t in tasks)
+    assert all(t["note"] == [{"text": "episode withdrawn (transferred)"}] for t in tasks)
+    assert all(t["executionPeriod"]["end"].startswith("2026-04-13") for t in tasks)
+    priority = {t["reasonCode"]["coding"][0]["code"]: t["priority"] for t in tasks}
+    assert priority["PHARMACOTHERAPY_OVERDUE"] == "asap"  # our "urgent"
+    assert priority["PAIN_REASSESSMENT_OVERDUE"] == "urgent"  # our "high"
+    assert priority["CALCIUM_VITAMIN_D"] == "routine"
+    assert {t["identifier"][0]["value"] for t in tasks} == {str(r.id) for r in rows}
+    assert len({e["fullUrl"] for e in bundle["entry"]}) == len(bundle["entry"])

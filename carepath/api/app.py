@@ -162,7 +162,7 @@ def create_app(
 
         service = service_of(request)
         service.episode(episode_id)  # 404 for an unknown episode
-        return episode_bundle(service.engine, episode_id, base_url=str(request.base_url).rstrip("/"))
+        return episode_bundle(service.engine, episode_id)
 
     @app.get("/tasks", tags=["tasks"])
     async def tasks(
