@@ -1,224 +1,387 @@
-"""Faults: the worker is SIGKILLed at random moments; nothing is lost and nothing is written twice.
+"""Faults: nothing is lost and nothing is written twice.
 
-The production worker runs as a separate process against a real Temporal dev server and a SQLite
-file; the test enrolls episodes and records events through the service (client retries reuse the
-idempotency key) while a chaos task kills and restarts the worker. The pure rules, fed the same
-inputs, are the oracle for every timeline.
+1. The production worker runs as a separate process and is SIGKILLed at random (seeded) moments
+   while episodes run through their year on the dev server with per-workflow time skipping. The
+   pure rules are the oracle for every timeline, task, notification and audit entry.
+2. PostgreSQL goes away while an event is being recorded: the recording waits and retries, the
+   event lands once when the database is back; reads during the outage fail cleanly (API: 503).
+
+Sizes: ``CAREPATH_FAULT_EPISODES`` / ``CAREPATH_FAULT_KILLS`` override the default (CI-sized)
+run; the full-size run (100 episodes, 10 kills) is marked ``slow`` and runs only when asked for
+(``-m slow`` or ``CAREPATH_SLOW_TESTS=1``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
-import shutil
-import signal
-import subprocess
-import sys
 import tempfile
+import time
 import uuid
-from datetime import UTC, date, datetime
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
-from temporalio.client import Client
+from temporalio import client as temporal_client
+from temporalio.api.enums.v1 import EventType, PendingActivityState
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 
-from carepath.codec import KeyRing, encrypted_converter
+from carepath.api.app import create_app
 from carepath.pathway import rules
-from carepath.pathway.definition import load_definition
+from carepath.pathway.definition import PathwayDefinition, load_definition
 from carepath.pathway.inputs import Enrollment, parse_event
+from carepath.pathway.state import Changes, EpisodeState
 from carepath.service import CarepathService
-from carepath.temporal import DATA_CONVERTER
+from carepath.temporal import DATA_CONVERTER, bundled_binary, quiet_runtime
 from db.engine import make_engine
 from db.migrate import upgrade
-from db.models import EventRow, NotificationRow, TaskRow, TimelineItemRow
+from db.models import AuditRow, EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
+from db.tokens import create_token
 from tests.support.live import start_dev_server
-from workflows.contracts import EventRequest
+from tests.support.postgres import PostgresServer, controllable_postgres, postgres_available
+from tests.support.temporal import TASK_QUEUE, MemorySink, running_worker
+from tests.support.worker_process import WorkerProcess
+from workflows.contracts import EpisodeStart, workflow_id
 from workflows.episode import EpisodeWorkflow
 
-ROOT = Path(__file__).resolve().parent.parent
-TASK_QUEUE = "carepath-faults"
-EPISODES = int(os.environ.get("CAREPATH_FAULT_EPISODES", "12"))
-KILLS = int(os.environ.get("CAREPATH_FAULT_KILLS", "4"))
+CI_EPISODES = int(os.environ.get("CAREPATH_FAULT_EPISODES", "20"))
+CI_KILLS = int(os.environ.get("CAREPATH_FAULT_KILLS", "3"))
+# Seconds for every episode to finish its year once the chaos is over.
+SETTLE_TIMEOUT = float(os.environ.get("CAREPATH_FAULT_SETTLE_SECONDS", "240"))
+HORIZON = timedelta(days=3650)  # the oracle runs the clock this far: past anything the year can raise
 
 
-class WorkerProcess:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.process: subprocess.Popen[bytes] | None = None
-        self.kills = 0
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "worker.py")],
-            env=self.env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-        self.kills += 1
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+def _slow_requested(config: pytest.Config) -> bool:
+    return "slow" in (config.option.markexpr or "") or os.environ.get("CAREPATH_SLOW_TESTS", "") not in ("", "0")
 
 
-def _enrollment(i: int) -> dict:
-    rng = random.Random(i)
-    return {
-        "identified_on": date.today().isoformat(),
-        "patient": {"ref": f"fault-{i}-{uuid.uuid4().hex[:6]}", "age": rng.randint(55, 95), "sex": "female"},
-        "fracture": {
-            "levels": [rng.choice(["L1", "L3", "L4"])],
-            "acute_injury": rng.random() < 0.5,
-            "correlating_symptoms": rng.random() < 0.5,
-        },
-        "pain_nrs": rng.randint(0, 10),
-        "analgesics": rng.sample(["acetaminophen", "nsaid", "opioid"], rng.randint(0, 2)),
-        "calcium_vitamin_d": rng.random() < 0.5,
-        "red_flags": ["instability"] if rng.random() < 0.2 else [],
-    }
+# ---- 1. SIGKILLed worker ------------------------------------------------------------------------
 
 
-def _events(i: int) -> list[dict]:
-    rng = random.Random(1000 + i)
-    today = date.today().isoformat()
-    choices = [
-        {"type": "medication_started", "agent": rng.choice(["alendronate", "denosumab", "opioid", "calcitonin"])},
+def _enrollment(rng: random.Random, today: date) -> Enrollment:
+    """A varied enrollment that needs no later event: every path runs on the clock alone."""
+    identified_on = today - timedelta(days=rng.randint(0, 364))
+    therapy_roll = rng.random()
+    if therapy_roll < 0.4:
+        therapy = None
+    elif therapy_roll < 0.65:
+        therapy = {"agent": "alendronate"}
+    else:  # denosumab: reminders at due-14 days, forever in maintenance if no dose is recorded
+        therapy = {"agent": "denosumab", "last_dose_on": (today - timedelta(days=rng.randint(0, 200))).isoformat()}
+    analgesics = rng.sample(["acetaminophen", "nsaid", "opioid", "calcitonin"], rng.randint(0, 3))
+    red_flags = rng.sample(["neurological_deficit", "cord_compression", "instability"], rng.choice([0, 0, 0, 1, 2]))
+    return Enrollment.model_validate(
         {
-            "type": "pain_assessment",
-            "nrs": rng.randint(0, 10),
-            "analgesics": ["opioid"],
-            "mobility": "bed_rest",
-            "opioid_effects": ["fall"],
-            "symptoms_changed": True,
-        },
-        {"type": "imaging", "modality": "ct", "new_fracture": True},
-        {"type": "red_flag", "flag": "cord_compression"},
-        {"type": "hospital_admission"},
-        {"type": "note", "text": "phoned the patient", "author": "kim"},
-    ]
-    return [{"occurred_on": today, **rng.choice(choices)} for _ in range(rng.randint(2, 5))]
+            "identified_on": identified_on.isoformat(),
+            "patient": {"ref": f"fault-{uuid.uuid4().hex[:12]}", "age": rng.randint(50, 98), "sex": "female"},
+            "fracture": {
+                "levels": sorted(rng.sample(["L1", "L2", "L3", "L4", "L5"], rng.randint(1, 2))),
+                "acute_injury": rng.random() < 0.5,
+                "correlating_symptoms": rng.random() < 0.5,
+            },
+            "pain_nrs": rng.randint(0, 10),
+            "analgesics": analgesics,
+            "contraindications": rng.choice([[], [], ["nsaid"], ["nsaid", "opioid"]]),
+            "calcium_vitamin_d": rng.random() < 0.5,
+            "osteoporosis_therapy": therapy,
+            "imaging": (
+                [{"performed_on": identified_on.isoformat(), "modality": rng.choice(["xray", "ct", "mri"])}]
+                if rng.random() < 0.7
+                else []
+            ),
+            "red_flags": red_flags,
+        }
+    )
 
 
-async def _until_accepted(operation, attempts: int = 30):
-    """A client that retries on timeouts, as an API client would (the same idempotency key)."""
-    for attempt in range(attempts):
-        try:
-            return await asyncio.wait_for(operation(), timeout=30)
-        except (TimeoutError, RuntimeError):
-            if attempt == attempts - 1:
-                raise
-            await asyncio.sleep(0.5)
-    return None
+def _oracle(
+    definition: PathwayDefinition, enrollment: Enrollment, episode_id: str, enrolled_at: datetime
+) -> tuple[EpisodeState, Changes]:
+    """The fault-free timeline: enrollment, then every timed action up to the horizon."""
+    state, changes = rules.enroll(definition, enrollment, episode_id, enrolled_at)
+    state, more = rules.advance(state, enrolled_at + HORIZON)
+    changes.extend(more)
+    return state, changes
 
 
-async def test_sigkilled_worker_loses_nothing_and_duplicates_nothing(tmp_path):
-    env = await start_dev_server()
-    ring = KeyRing.generate()
-    ring.save(tmp_path / "keys.json")
+async def _enrolled_at(handle: WorkflowHandle[Any, Any]) -> datetime:
+    """``workflow.now()`` when the episode was enrolled (the workflow's ``__init__``).
+
+    It is the start time of the first workflow task that completed: usually a few ms after the
+    workflow's start time, but seconds later when that task's first attempt died with the worker.
+    """
+    events = [event async for event in handle.fetch_history_events()]
+    completed = next(
+        e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    ).workflow_task_completed_event_attributes
+    started = next(e for e in events if e.event_id == completed.started_event_id)
+    return started.event_time.ToDatetime().replace(tzinfo=UTC)
+
+
+@dataclass
+class Episode:
+    episode_id: str
+    enrollment: Enrollment
+    handle: WorkflowHandle[Any, Any]
+    settled: str = ""  # "completed" or "waiting" (nothing more due, ever) once it is
+
+
+async def _settle(episode: Episode) -> None:
+    """Mark the episode settled if it completed, or if it waits for nothing and runs nothing."""
+    description = await episode.handle.describe()
+    if description.status == WorkflowExecutionStatus.COMPLETED:
+        episode.settled = "completed"
+        return
+    assert description.status == WorkflowExecutionStatus.RUNNING, (episode.episode_id, description.status)
+    if _busy(description):
+        return
+    view = await episode.handle.query(EpisodeWorkflow.view)
+    # The view is only a snapshot of the same moment if nothing happened in between.
+    again = await episode.handle.describe()
+    if _busy(again) or again.history_length != description.history_length:
+        return
+    # A finished episode must complete: one that stays RUNNING with nothing left to do is stuck.
+    if view.next_due is None and not view.delivering and view.phase not in ("completed", "withdrawn"):
+        episode.settled = "waiting"
+
+
+def _busy(description: Any) -> bool:
+    raw = description.raw_description
+    return bool(raw.pending_activities) or raw.HasField("pending_workflow_task")
+
+
+async def _describe_stuck(episode: Episode) -> str:
+    description = await episode.handle.describe()
+    view = await episode.handle.query(EpisodeWorkflow.view)
+    events = [event async for event in episode.handle.fetch_history_events()]
+    tail = [(e.event_id, EventType.Name(e.event_type).removeprefix("EVENT_TYPE_")) for e in events[-12:]]
+    return f"{episode.episode_id} {description.status.name} {view} history tail {tail}"
+
+
+async def _chaos(worker: WorkerProcess, kills: int, rng: random.Random, log: list[str]) -> None:
+    """Kill the worker at random moments and start it again, ``kills`` times."""
+    began = time.monotonic()
+    for _ in range(kills):
+        await asyncio.sleep(rng.uniform(0.2, 2.5))
+        await worker.kill()
+        log.append(f"kill at {time.monotonic() - began:.1f}s")
+        await asyncio.sleep(rng.uniform(0.0, 1.0))
+        await worker.start()
+
+
+def _history_counts(events: list[Any]) -> Counter[str]:
+    """What the kills cost, from one history: retried activities (by cause) and lost workflow tasks.
+
+    A retried activity attempt leaves no failure event of its own: its ``ActivityTaskStarted``
+    carries the attempt number and the previous attempt's failure.
+    """
+    counts = Counter[str]()
+    scheduled = {}
+    for event in events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            scheduled[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            started = event.activity_task_started_event_attributes
+            if started.attempt > 1:
+                name = scheduled[started.scheduled_event_id]
+                counts[f"{name} retried after: {started.last_failure.message}"] += 1
+        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+            counts["workflow task timed out"] += 1
+        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+            counts["workflow task failed"] += 1
+    return counts
+
+
+def _check_episode(session: Session, episode: Episode, state: EpisodeState, expected: Changes) -> None:
+    """The database holds exactly what the oracle raised: nothing lost, nothing twice."""
+    eid = episode.episode_id
+    timeline = session.execute(
+        select(TimelineItemRow.day, TimelineItemRow.code, TimelineItemRow.milestone)
+        .where(TimelineItemRow.episode_id == eid)
+        .order_by(TimelineItemRow.id)
+    ).all()
+    assert [tuple(row) for row in timeline] == [(i.day, i.code, i.milestone) for i in expected.items], eid
+
+    # Tasks: one per actionable item, with the status its closures left it in.
+    status = {(i.code, i.milestone): "open" for i in expected.items if i.kind in ("task", "flag", "escalation")}
+    for closure in expected.closures:
+        if status.get((closure.code, closure.milestone)) == "open":
+            status[(closure.code, closure.milestone)] = closure.status
+    tasks = session.execute(
+        select(TaskRow.code, TaskRow.milestone, TaskRow.status).where(TaskRow.episode_id == eid)
+    ).all()
+    assert len(tasks) == len({(code, milestone) for code, milestone, _ in tasks}), eid
+    assert {(code, milestone): st for code, milestone, st in tasks} == status, eid
+
+    # Notifications: one per notifying item, each recorded delivered exactly once.
+    notes = session.scalars(select(NotificationRow).where(NotificationRow.episode_id == eid)).all()
+    assert sorted((n.code, n.milestone) for n in notes) == sorted(
+        (i.code, i.milestone) for i in expected.items if i.notify and i.assignee is not None
+    ), eid
+    assert all(n.status == "delivered" and n.delivered_at is not None for n in notes), eid
+
+    # Audit: every raised item appears exactly once across the episode's audit entries, in order.
+    audit = session.scalars(select(AuditRow).where(AuditRow.episode_id == eid).order_by(AuditRow.id)).all()
+    assert [key for row in audit for key in row.detail["raised"]] == [i.key for i in expected.items], eid
+    assert audit[0].action == "enroll", eid
+
+    row = session.get(EpisodeRow, eid)
+    assert row is not None and row.phase == state.phase, eid
+    assert episode.settled == ("completed" if state.finished else "waiting"), eid
+
+
+async def _sigkill_run(tmp_path: Path, episodes: int, kills: int, seed: int) -> dict[str, Any]:
+    began = time.monotonic()
+    rng = random.Random(seed)
+    definition = load_definition(version=1)
     url = f"sqlite:///{tmp_path / 'faults.db'}"
     upgrade(url)
     engine = make_engine(url)
-    address = env.client.service_client.config.target_host
+    sink = tmp_path / "notifications.jsonl"
+    task_queue = f"faults-{uuid.uuid4().hex[:8]}"
+    env = await WorkflowEnvironment.start_time_skipping_v2(
+        dev_server_existing_path=bundled_binary("temporal"),
+        data_converter=DATA_CONVERTER,
+        runtime=quiet_runtime(),
+        ui=False,
+        dev_server_extra_args=["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"],
+        ts_config=TimeSkippingConfig(max_session_skip_count=10_000),
+    )
     worker = WorkerProcess(
-        {
-            **os.environ,
-            "CAREPATH_TEMPORAL_ADDRESS": address,
-            "CAREPATH_DATABASE_URL": url,
-            "CAREPATH_TASK_QUEUE": TASK_QUEUE,
-            "CAREPATH_KEY_FILE": str(tmp_path / "keys.json"),
-            "CAREPATH_NOTIFICATION_FILE": str(tmp_path / "notifications.jsonl"),
-        }
+        address=env.client.service_client.config.target_host,
+        task_queue=task_queue,
+        database_url=url,
+        sink_file=sink,
+        log_file=tmp_path / "worker.log",
     )
-    client = Client(
-        env.client.service_client, namespace="default", data_converter=encrypted_converter(DATA_CONVERTER, ring)
-    )
-    service = CarepathService(client, engine, TASK_QUEUE, pathway_version=1)
-    worker.start()
-    done = asyncio.Event()
-
-    async def chaos() -> None:
-        rng = random.Random(7)
-        while worker.kills < KILLS and not done.is_set():
-            await asyncio.sleep(rng.uniform(0.3, 1.5))
-            worker.kill()
-            await asyncio.sleep(rng.uniform(0.1, 0.5))
-            worker.start()
-
-    async def patient(i: int) -> tuple[str, datetime, list[dict]]:
-        model = Enrollment.model_validate(_enrollment(i))
-        enrolled = await _until_accepted(lambda: service.enroll(model, "coordinator:fault"))
-        events = _events(i)
-        for n, body in enumerate(events):
-            key = f"{enrolled.episode_id[:40]}-{n}"
-            await _until_accepted(
-                lambda b=body, k=key: service.record_event(enrolled.episode_id, parse_event(b), "coordinator:fault", k)
-            )
-        started = (await client.get_workflow_handle(f"episode-{enrolled.episode_id}").describe()).start_time
-        return enrolled.episode_id, started, events
-
+    chaos_log: list[str] = []
     try:
-        chaos_task = asyncio.create_task(chaos())
-        stories = await asyncio.gather(*(patient(i) for i in range(EPISODES)))
-        done.set()
-        await chaos_task
-        await asyncio.sleep(3)  # let notification deliveries settle after the last restart
-        assert worker.kills >= min(KILLS, 1)
-        definition = load_definition(version=1)
+        await worker.start()
+        started_at = time.monotonic()
+        today = datetime.now(UTC).date()
+        population: list[Episode] = []
+        for _ in range(episodes):
+            episode_id = uuid.uuid4().hex
+            enrollment = _enrollment(rng, today)
+            handle = await env.client.start_workflow(
+                EpisodeWorkflow.run,
+                EpisodeStart(episode_id=episode_id, enrollment=enrollment, definition=definition, actor="faults"),
+                id=workflow_id(episode_id),
+                task_queue=task_queue,
+            )
+            population.append(Episode(episode_id, enrollment, handle))
+        await _chaos(worker, kills, rng, chaos_log)
+        chaos_over = time.monotonic()
+
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while unsettled := [e for e in population if not e.settled]:
+            if time.monotonic() > deadline:
+                details = "\n".join([await _describe_stuck(e) for e in unsettled[:3]])
+                pytest.fail(f"{len(unsettled)} episodes never settled (chaos: {chaos_log}); first:\n{details}")
+            for batch in range(0, len(unsettled), 50):
+                await asyncio.gather(*(_settle(e) for e in unsettled[batch : batch + 50]))
+            await asyncio.sleep(0.5)
+        settled_at = time.monotonic()
+
+        histories = Counter[str]()
+        oracles = []
+        for episode in population:
+            events = [event async for event in episode.handle.fetch_history_events()]
+            histories += _history_counts(events)
+            enrolled_at = await _enrolled_at(episode.handle)
+            oracles.append(_oracle(definition, episode.enrollment, episode.episode_id, enrolled_at))
         with Session(engine) as session:
-            for i, (episode_id, started, events) in enumerate(stories):
-                state, changes = rules.enroll(
-                    definition, Enrollment.model_validate(_enrollment(i)), episode_id, started
-                )
-                expected = list(changes.items)
-                for body in events:
-                    state, more = rules.apply_event(state, parse_event(body), datetime.now(UTC))
-                    expected += more.items
-                got = session.execute(
-                    select(TimelineItemRow.code, TimelineItemRow.milestone)
-                    .where(TimelineItemRow.episode_id == episode_id)
-                    .order_by(TimelineItemRow.id)
-                ).all()
-                assert sorted(got) == sorted((e.code, e.milestone) for e in expected), episode_id
-                assert session.scalar(
-                    select(func.count()).select_from(EventRow).where(EventRow.episode_id == episode_id)
-                ) == len(events)
-                assert session.scalar(
-                    select(func.count()).select_from(TaskRow).where(TaskRow.episode_id == episode_id)
-                ) == len({(e.code, e.milestone) for e in expected if e.kind in ("task", "flag", "escalation")})
-            notified = session.scalars(select(NotificationRow)).all()
-        sunk = (tmp_path / "notifications.jsonl").read_text().splitlines()
-        assert len({n.dedupe_key for n in notified}) == len(notified)
-        delivered_ids = {line.split('"delivery_id": "')[1].split('"')[0] for line in sunk}
-        assert {n.dedupe_key for n in notified if n.status == "delivered"} <= delivered_ids
-        assert sum(n.status == "delivered" for n in notified) >= len(notified) * 0.9  # settling stragglers
+            for episode, (state, expected) in zip(population, oracles, strict=True):
+                _check_episode(session, episode, state, expected)
+            outbox = session.scalars(select(NotificationRow.dedupe_key)).all()
+            assert session.scalar(select(func.count()).select_from(EventRow)) == 0
+        sent = Counter(json.loads(line)["delivery_id"] for line in sink.read_text().splitlines())
+        assert set(outbox) <= set(sent), set(outbox) - set(sent)
+        assert set(sent) <= set(outbox)
+        return {
+            "episodes": episodes,
+            "kills": worker.kills,
+            "completed": sum(e.settled == "completed" for e in population),
+            "waiting": sum(e.settled == "waiting" for e in population),
+            "timeline items": sum(len(expected.items) for _, expected in oracles),
+            "notifications": len(outbox),
+            "re-sent notifications": sum(n - 1 for n in sent.values()),
+            "history": dict(histories),
+            "worker start seconds": [round(s, 1) for s in worker.start_seconds],
+            "chaos": chaos_log,
+            "seconds: chaos": round(chaos_over - started_at, 1),
+            "seconds: settle after chaos": round(settled_at - chaos_over, 1),
+            "seconds: total": round(time.monotonic() - began, 1),
+        }
     finally:
-        done.set()
-        worker.stop()
+        await worker.kill()
         engine.dispose()
         await env.shutdown()
 
 
-@pytest.mark.postgres
-async def test_database_outage_delays_but_loses_and_duplicates_nothing(tmp_path):
-    from tests.support.postgres import controllable_postgres
-    from tests.support.temporal import MemorySink, running_worker
+async def test_sigkilled_worker_loses_and_duplicates_nothing(tmp_path):
+    report = await _sigkill_run(tmp_path, CI_EPISODES, CI_KILLS, seed=20260)
+    print("sigkill run:", json.dumps(report))
+    assert report["kills"] == CI_KILLS
 
+
+@pytest.mark.slow
+async def test_sigkilled_worker_full_size(tmp_path, request):
+    if not _slow_requested(request.config):
+        pytest.skip("full-size fault run: select it with -m slow (or CAREPATH_SLOW_TESTS=1)")
+    report = await _sigkill_run(tmp_path, 100, 10, seed=7)
+    print("sigkill run:", json.dumps(report))
+    assert report["kills"] == 10
+
+
+# ---- 2. PostgreSQL outage -----------------------------------------------------------------------
+
+
+class _OutageOnUpdate(temporal_client.Interceptor):
+    """Takes the database down just as the next update is sent to a workflow (after the service's
+    own reads), so the recording activity is the one that meets the outage."""
+
+    def __init__(self, server: PostgresServer) -> None:
+        self.server = server
+        self.armed = False
+        self.fired = asyncio.Event()
+
+    def intercept_client(self, next: temporal_client.OutboundInterceptor) -> temporal_client.OutboundInterceptor:
+        interceptor = self
+
+        class Outbound(temporal_client.OutboundInterceptor):
+            async def start_workflow_update(self, input: Any) -> Any:
+                if interceptor.armed:
+                    interceptor.armed = False
+                    await asyncio.to_thread(interceptor.server.stop)
+                    interceptor.fired.set()
+                return await super().start_workflow_update(input)
+
+        return Outbound(next)
+
+
+def _count(session: Session, model: Any, **where: Any) -> int:
+    query = select(func.count()).select_from(model)
+    for key, value in where.items():
+        query = query.where(getattr(model, key) == value)
+    return session.scalar(query) or 0
+
+
+@pytest.mark.postgres
+async def test_database_outage_delays_but_loses_and_duplicates_nothing():
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not installed: apt-get install -y postgresql")
     env = await start_dev_server()
-    folder = tempfile.mkdtemp(prefix="carepath-pg-")
     try:
         # Under /tmp itself: the postgres user cannot enter root's pytest folders.
         with (
@@ -227,34 +390,165 @@ async def test_database_outage_delays_but_loses_and_duplicates_nothing(tmp_path)
         ):
             upgrade(server.url)
             engine = make_engine(server.url)
-            service = CarepathService(env.client, engine, "carepath-tests", pathway_version=1)
-            async with running_worker(env, engine, MemorySink()):
-                model = Enrollment.model_validate(_enrollment(1) | {"red_flags": []})
-                enrolled = await service.enroll(model, "coordinator:outage")
-                server.stop()
-                with pytest.raises(OperationalError):  # reads fail fast (the API answers 503)
-                    service.episode(enrolled.episode_id)
-                flag = parse_event(
-                    {"type": "red_flag", "occurred_on": date.today().isoformat(), "flag": "cord_compression"}
-                )
-                # An event the workflow accepted as the database went away: its recording retries.
-                handle = env.client.get_workflow_handle(f"episode-{enrolled.episode_id}")
-                request = EventRequest(event=flag, event_id="outage-1", actor="coordinator:outage")
-                pending = asyncio.create_task(handle.execute_update(EpisodeWorkflow.record_event, request))
-                await asyncio.sleep(4)
-                assert not pending.done()  # the activity is retrying; the update waits for it
-                server.start()
-                outcome = await asyncio.wait_for(pending, 90)
-                assert "SURGICAL_CONSULTATION@enrollment" in outcome.raised
-                with Session(engine) as session:
-                    count = session.scalar(
-                        select(func.count())
-                        .select_from(TaskRow)
-                        .where(TaskRow.episode_id == enrolled.episode_id, TaskRow.code == "SURGICAL_CONSULTATION")
-                    )
-                    events = session.scalar(select(func.count()).select_from(EventRow))
-                assert (count, events) == (1, 1)
-            engine.dispose()
+            outage = _OutageOnUpdate(server)
+            client = temporal_client.Client(**{**env.client.config(), "interceptors": [outage]})
+            service = CarepathService(client, engine, TASK_QUEUE, pathway_version=1)
+            sink = MemorySink()
+            _, token = create_token(engine, "outage", "physician", "test")
+            app = create_app(service=service)
+            try:
+                async with (
+                    running_worker(env, engine, sink),
+                    httpx.AsyncClient(
+                        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+                        base_url="http://carepath.test",
+                        headers={"Authorization": f"Bearer {token}"},
+                    ) as api,
+                ):
+                    await _outage_story(server, service, outage, engine, sink, api)
+            finally:
+                engine.dispose()
     finally:
         await env.shutdown()
-        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _outage_story(
+    server: PostgresServer,
+    service: CarepathService,
+    outage: _OutageOnUpdate,
+    engine: Any,
+    sink: MemorySink,
+    api: httpx.AsyncClient,
+) -> None:
+    today = datetime.now(UTC).date()
+    enrollment = Enrollment.model_validate(
+        {
+            "identified_on": today.isoformat(),
+            "patient": {"ref": "outage-1", "age": 74, "sex": "female"},
+            "fracture": {"levels": ["L2"]},
+            "pain_nrs": 6,
+            "analgesics": ["nsaid"],
+        }
+    )
+    enrolled = await service.enroll(enrollment, "coordinator:outage")
+    episode_id = enrolled.episode_id
+    handle = service.client.get_workflow_handle(workflow_id(episode_id))
+    await _until(lambda: _delivered(handle))
+    state = await handle.query(EpisodeWorkflow.state)
+    with Session(engine) as session:
+        before = {
+            "timeline": _count(session, TimelineItemRow, episode_id=episode_id),
+            "tasks": _count(session, TaskRow, episode_id=episode_id),
+            "notifications": _count(session, NotificationRow, episode_id=episode_id),
+            "audit": _count(session, AuditRow, episode_id=episode_id),
+        }
+    assert before["audit"] == 1  # the enrollment; catch_up at enrollment had nothing to record
+    red_flag = parse_event({"type": "red_flag", "occurred_on": today.isoformat(), "flag": "cord_compression"})
+    _, expected = rules.apply_event(state, red_flag, datetime.now(UTC))
+    assert "SURGICAL_CONSULTATION@enrollment" in [i.key for i in expected.items]
+
+    # The database goes down as the update is sent: the request waits while recording retries.
+    outage.armed = True
+    pending = asyncio.create_task(
+        service.record_event(episode_id, red_flag, "physician:outage", idempotency_key="outage-red-flag")
+    )
+    try:
+        await _during_outage(server, service, outage, api, handle, pending, episode_id, today)
+    finally:
+        if not pending.done():
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+    outcome = pending.result()
+    assert outcome.raised == [i.key for i in expected.items]
+    # A client that gave up during the outage retries with the same key: applied once only.
+    again = await service.record_event(episode_id, red_flag, "physician:outage", idempotency_key="outage-red-flag")
+    assert again.raised == [] and again.event_id == "outage-red-flag"
+    await _until(lambda: _delivered(handle))
+
+    actionable = [i for i in expected.items if i.kind in ("task", "flag", "escalation") and i.assignee]
+    notifying = [i for i in expected.items if i.notify and i.assignee]
+    with Session(engine) as session:
+        assert session.scalars(select(EventRow.id).where(EventRow.episode_id == episode_id)).all() == [
+            "outage-red-flag"
+        ]
+        for model in (TimelineItemRow, TaskRow, NotificationRow):
+            assert _count(session, model, episode_id=episode_id, code="SURGICAL_CONSULTATION") == 1, model
+        assert _count(session, TimelineItemRow, episode_id=episode_id) == before["timeline"] + len(expected.items)
+        assert _count(session, TaskRow, episode_id=episode_id) == before["tasks"] + len(actionable)
+        assert _count(session, NotificationRow, episode_id=episode_id) == before["notifications"] + len(notifying)
+        assert _count(session, AuditRow, episode_id=episode_id) == before["audit"] + 1
+        audit = session.scalars(select(AuditRow).where(AuditRow.episode_id == episode_id).order_by(AuditRow.id)).all()
+        assert audit[-1].action == "event:red_flag" and audit[-1].detail["event_id"] == "outage-red-flag"
+        assert audit[-1].detail["raised"] == [i.key for i in expected.items]
+        notes = session.scalars(select(NotificationRow).where(NotificationRow.episode_id == episode_id)).all()
+    assert all(n.status == "delivered" and n.delivered_at is not None for n in notes)
+    assert sorted(m["delivery_id"] for m in sink.messages) == sorted(n.dedupe_key for n in notes)  # none re-sent
+
+
+async def _during_outage(
+    server: PostgresServer,
+    service: CarepathService,
+    outage: _OutageOnUpdate,
+    api: httpx.AsyncClient,
+    handle: WorkflowHandle[Any, Any],
+    pending: asyncio.Task[Any],
+    episode_id: str,
+    today: date,
+) -> None:
+    await asyncio.wait_for(outage.fired.wait(), 30)
+    await asyncio.sleep(5)
+    assert not pending.done()
+    activity = await _pending_activity(handle)
+    assert activity.activity_type.name == "record_changes"
+    assert activity.attempt >= 2, activity  # attempts at +0 s, +1 s, +3 s: the database refused them
+    failure, messages = activity.last_failure, []
+    while failure.message:
+        messages.append(failure.message)
+        failure = failure.cause
+    assert any("connection" in m and "refused" in m for m in messages), messages
+    print(f"database outage: recording attempt {activity.attempt}, last failure {messages}")
+
+    # Meanwhile reads fail cleanly: the service raises OperationalError, the API answers 503.
+    with pytest.raises(OperationalError):
+        service.episode(episode_id)
+    answer = await api.get(f"/episodes/{episode_id}")
+    assert answer.status_code == 503, answer.text
+    assert answer.headers.get("retry-after") == "5"
+    assert "Traceback" not in answer.text and "psycopg" not in answer.text
+    # A new event submitted now fails fast, before reaching the workflow: nothing is changed.
+    note = parse_event({"type": "note", "occurred_on": today.isoformat(), "text": "phoned", "author": "kim"})
+    with pytest.raises(OperationalError):
+        await service.record_event(episode_id, note, "physician:outage", idempotency_key="outage-note")
+    posted = await api.post(
+        f"/episodes/{episode_id}/events",
+        json={"type": "note", "occurred_on": today.isoformat(), "text": "phoned", "author": "kim"},
+        headers={"Idempotency-Key": "outage-note-api"},
+    )
+    assert posted.status_code == 503, posted.text
+
+    began = time.monotonic()
+    await asyncio.to_thread(server.start)
+    await asyncio.wait_for(asyncio.shield(pending), 120)
+    print(f"database outage: the event was recorded {time.monotonic() - began:.1f}s after PostgreSQL came back")
+
+
+async def _delivered(handle: WorkflowHandle[Any, Any]) -> bool:
+    description = await handle.describe()
+    view = await handle.query(EpisodeWorkflow.view)
+    return not view.delivering and not description.raw_description.pending_activities
+
+
+async def _pending_activity(handle: WorkflowHandle[Any, Any]) -> Any:
+    description = await handle.describe()
+    activities = list(description.raw_description.pending_activities)
+    assert len(activities) == 1, activities
+    assert activities[0].state != PendingActivityState.PENDING_ACTIVITY_STATE_UNSPECIFIED
+    return activities[0]
+
+
+async def _until(check: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(0.1)
