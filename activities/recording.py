@@ -7,16 +7,22 @@ retried call (after a timeout, a crash, a lost connection) writes nothing twice.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from functools import cache
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, insert, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from temporalio import activity
 
 from carepath.pathway.state import Changes, TimelineEntry
 from carepath.pathway.vocabulary import ACTIONABLE_KINDS, Phase
 from db.models import AuditRow, EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
+
+EPISODES = EpisodeRow.__table__
+TASKS = TaskRow.__table__
 
 
 class EpisodeOpened(BaseModel):
@@ -66,123 +72,152 @@ class EpisodeRecorder:
 
 
 def write_changes(session: Session, record: ChangeRecord) -> None:
-    """Write ``record`` inside the caller's transaction; a second call is a no-op."""
-    episode = session.get(EpisodeRow, record.episode_id)
-    if episode is None:
-        if record.opened is None:
-            raise LookupError(f"episode {record.episode_id} was never opened")
-        episode = EpisodeRow(
-            id=record.episode_id,
-            created_at=record.at,
-            updated_at=record.at,
-            phase=record.phase,
-            status=episode_status(record.phase),
-            **record.opened.model_dump(),
+    """Write ``record`` inside the caller's transaction; a second call is a no-op.
+
+    Plain INSERT .. ON CONFLICT DO NOTHING statements on each row's natural key rather than
+    ORM look-ups before every insert: one statement per row (a network round trip each on
+    PostgreSQL), and measured ~12% of a simulated patient-year's worker CPU saved on SQLite.
+    """
+    # Core statements straight on the transaction's connection: through Session.execute each one
+    # would also go through the ORM's statement layer (measured ~5% of worker CPU for one UPDATE).
+    db = session.connection()
+    sql = _statements(db.dialect.name)
+    episode_id, at = record.episode_id, record.at
+    status = episode_status(record.phase)
+    if record.opened is not None:
+        db.execute(
+            sql.episode,
+            {"id": episode_id, "created_at": at, "updated_at": at, "phase": record.phase, "status": status}
+            | record.opened.model_dump(),
         )
-        session.add(episode)
-        session.flush()
-    if record.event is not None and session.get(EventRow, record.event.event_id) is None:
-        session.add(
-            EventRow(
-                id=record.event.event_id,
-                episode_id=record.episode_id,
-                type=record.event.type,
-                occurred_on=record.event.occurred_on,
-                payload=record.event.payload,
-                recorded_at=record.at,
-                recorded_by=record.actor,
-            )
+    values: dict[str, Any] = {"phase": record.phase, "status": status, "updated_at": at}
+    if record.pathway_version is not None:
+        values["pathway_version"] = record.pathway_version
+    if db.execute(update(EPISODES).where(EPISODES.c.id == episode_id).values(values)).rowcount == 0:
+        raise LookupError(f"episode {episode_id} was never opened")
+    if record.event is not None:
+        db.execute(
+            sql.event,
+            {
+                "id": record.event.event_id,
+                "episode_id": episode_id,
+                "type": record.event.type,
+                "occurred_on": record.event.occurred_on,
+                "payload": record.event.payload,
+                "recorded_at": at,
+                "recorded_by": record.actor,
+            },
         )
     for item in record.changes.items:
-        _add_item(session, record, item)
+        _add_item(db, sql, record, item)
     for closure in record.changes.closures:
-        session.execute(
-            update(TaskRow)
+        db.execute(
+            update(TASKS)
             .where(
-                TaskRow.episode_id == record.episode_id,
-                TaskRow.code == closure.code,
-                TaskRow.milestone == closure.milestone,
-                TaskRow.status == "open",
+                TASKS.c.episode_id == episode_id,
+                TASKS.c.code == closure.code,
+                TASKS.c.milestone == closure.milestone,
+                TASKS.c.status == "open",
             )
-            .values(status=closure.status, closed_at=record.at, close_reason=closure.reason)
+            .values(status=closure.status, closed_at=at, close_reason=closure.reason)
         )
-    episode.phase = record.phase
-    if record.pathway_version is not None:
-        episode.pathway_version = record.pathway_version
-    episode.status = episode_status(record.phase)
-    episode.updated_at = record.at
-    if session.scalar(select(AuditRow.id).where(AuditRow.change_id == record.change_id)) is None:
-        session.add(
-            AuditRow(
-                change_id=record.change_id,
-                episode_id=record.episode_id,
-                at=record.at,
-                actor=record.actor,
-                action=record.action,
-                detail={
-                    "event_id": record.event.event_id if record.event else None,
-                    "reason": record.reason,
-                    "raised": [i.key for i in record.changes.items],
-                    "closed": [f"{c.code}@{c.milestone}:{c.status}" for c in record.changes.closures],
-                    "phase": record.phase,
-                },
-            )
-        )
-
-
-def _add_item(session: Session, record: ChangeRecord, item: TimelineEntry) -> None:
-    exists = session.scalar(
-        select(TimelineItemRow.id).where(
-            TimelineItemRow.episode_id == record.episode_id,
-            TimelineItemRow.code == item.code,
-            TimelineItemRow.milestone == item.milestone,
-        )
+    db.execute(
+        sql.audit,
+        {
+            "change_id": record.change_id,
+            "episode_id": episode_id,
+            "at": at,
+            "actor": record.actor,
+            "action": record.action,
+            "detail": {
+                "event_id": record.event.event_id if record.event else None,
+                "reason": record.reason,
+                "raised": [i.key for i in record.changes.items],
+                "closed": [f"{c.code}@{c.milestone}:{c.status}" for c in record.changes.closures],
+                "phase": record.phase,
+            },
+        },
     )
-    if exists is not None:
+
+
+def _add_item(db: Connection, sql: _Inserts, record: ChangeRecord, item: TimelineEntry) -> None:
+    item_id = db.execute(
+        sql.item,
+        {
+            "episode_id": record.episode_id,
+            "code": item.code,
+            "kind": item.kind,
+            "priority": item.priority,
+            "assignee": item.assignee,
+            "title": item.title,
+            "detail": item.detail,
+            "evidence": item.evidence,
+            "day": item.day,
+            "on_date": item.on,
+            "milestone": item.milestone,
+            "created_at": record.at,
+        },
+    ).scalar()
+    if item_id is None:  # already recorded (a retry, or raised again in a later step)
         return
-    row = TimelineItemRow(
-        episode_id=record.episode_id,
-        code=item.code,
-        kind=item.kind,
-        priority=item.priority,
-        assignee=item.assignee,
-        title=item.title,
-        detail=item.detail,
-        evidence=item.evidence,
-        day=item.day,
-        on_date=item.on,
-        milestone=item.milestone,
-        created_at=record.at,
-    )
-    session.add(row)
-    session.flush()
     if item.kind in ACTIONABLE_KINDS and item.assignee is not None:
-        session.add(
-            TaskRow(
-                episode_id=record.episode_id,
-                timeline_item_id=row.id,
-                code=item.code,
-                milestone=item.milestone,
-                kind=item.kind,
-                priority=item.priority,
-                assignee=item.assignee,
-                title=item.title,
-                raised_on=item.on,
-                due_on=item.due_on,
-                status="open",
-            )
+        db.execute(
+            insert(TASKS),
+            {
+                "episode_id": record.episode_id,
+                "timeline_item_id": item_id,
+                "code": item.code,
+                "milestone": item.milestone,
+                "kind": item.kind,
+                "priority": item.priority,
+                "assignee": item.assignee,
+                "title": item.title,
+                "raised_on": item.on,
+                "due_on": item.due_on,
+                "status": "open",
+            },
         )
     if item.notify and item.assignee is not None:
-        session.add(
-            NotificationRow(
-                dedupe_key=f"{record.episode_id}:{item.key}",
-                episode_id=record.episode_id,
-                code=item.code,
-                milestone=item.milestone,
-                recipient_role=item.assignee,
-                subject=f"[{item.priority}] {item.title}",
-                body=item.detail,
-                created_at=record.at,
-                status="pending",
-            )
+        db.execute(
+            sql.notification,
+            {
+                "dedupe_key": f"{record.episode_id}:{item.key}",
+                "episode_id": record.episode_id,
+                "code": item.code,
+                "milestone": item.milestone,
+                "recipient_role": item.assignee,
+                "subject": f"[{item.priority}] {item.title}",
+                "body": item.detail,
+                "created_at": record.at,
+                "status": "pending",
+                "attempts": 0,
+            },
         )
+
+
+class _Inserts(NamedTuple):
+    """Inserts that skip a row whose natural key is already there (the idempotency keys)."""
+
+    episode: Any
+    event: Any
+    item: Any
+    notification: Any
+    audit: Any
+
+
+@cache
+def _statements(dialect: str) -> _Inserts:
+    # ON CONFLICT is dialect syntax; SQLite and PostgreSQL spell it the same way.
+    upsert = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}.get(dialect)
+    if upsert is None:
+        raise RuntimeError(f"unsupported database dialect {dialect!r} (SQLite or PostgreSQL)")
+    items = TimelineItemRow.__table__
+    return _Inserts(
+        episode=upsert(EPISODES).on_conflict_do_nothing(index_elements=["id"]),
+        event=upsert(EventRow.__table__).on_conflict_do_nothing(index_elements=["id"]),
+        item=upsert(items)
+        .on_conflict_do_nothing(index_elements=["episode_id", "code", "milestone"])
+        .returning(items.c.id),
+        notification=upsert(NotificationRow.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"]),
+        audit=upsert(AuditRow.__table__).on_conflict_do_nothing(index_elements=["change_id"]),
+    )

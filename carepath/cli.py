@@ -64,12 +64,12 @@ def _api(args: argparse.Namespace) -> int:
 
 
 def _bootstrap_admin(args: argparse.Namespace) -> int:
-    from carepath.settings import Settings
+    from carepath.settings import load_settings
     from db.engine import make_engine
     from db.migrate import upgrade
     from db.tokens import create_token, list_tokens
 
-    settings = Settings()
+    settings = load_settings()
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     if any(row.role == "admin" and row.revoked_at is None for row in list_tokens(engine)) and not args.force:

@@ -29,7 +29,7 @@ from temporalio.converter import DataConverter
 from carepath.api.app import create_app
 from carepath.codec import KeyRing
 from carepath.service import CarepathService
-from carepath.settings import Settings
+from carepath.settings import Settings, load_settings
 from carepath.temporal import bundled_binary, connect, quiet_runtime
 from db.engine import make_engine
 from db.migrate import upgrade
@@ -204,7 +204,7 @@ def main(options: DevOptions) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_dev(options, Settings(), stop)
+        await run_dev(options, load_settings(), stop)
 
     try:
         asyncio.run(_main())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.converter import DataConverter
 
@@ -21,9 +23,10 @@ class Settings(BaseSettings):
     # Pathway version for new enrollments (default: the newest shipped); running episodes keep theirs.
     pathway_version: int | None = None
     database_url: str = "sqlite:///carepath.db"
-    # Sleeping episodes the worker keeps in memory (about 90 KB each); more than the number of
-    # live episodes avoids evict-and-replay churn.
-    max_cached_workflows: int = 10_000
+    # Episodes the worker keeps in memory (~230 KiB each, measured). Episodes sleep for weeks, so
+    # those beyond this are evicted and replayed from history when their next timer or event
+    # comes; the bound keeps a worker with 10,000 sleeping episodes under ~400 MiB.
+    max_cached_workflows: int = Field(1_000, ge=1)
     max_concurrent_activities: int = 50
     # Where notifications go: "file" (JSON lines, the default) or "webhook" (HMAC-signed POST).
     notification_sink: str = "file"
@@ -68,3 +71,14 @@ class Settings(BaseSettings):
         if self.notification_sink == "file":
             return FileSink(Path(self.notification_file))
         raise ValueError(f"CAREPATH_NOTIFICATION_SINK must be 'file' or 'webhook', not {self.notification_sink!r}")
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a bad value stops the program naming its variable (exit 2)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            variable = "CAREPATH_" + "_".join(str(part) for part in error["loc"]).upper()
+            print(f"carepath: {variable}: {error['msg']} (got {error.get('input')!r})", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -72,3 +72,19 @@ def test_every_raised_code_is_a_contract_code_a_milestone_or_a_phase_change():
             assert item.code in ACTION_CODES
     keys = [i.key for i in story.items]
     assert len(keys) == len(set(keys)), "a code was raised twice for one milestone"
+
+
+def test_decoded_workflow_inputs_share_one_definition_instance_per_version():
+    # Thousands of sleeping episodes each keep their decoded input in the worker; they must not
+    # each hold a private copy of the definition (measured ~40 KiB each).
+    from carepath.pathway.state import EpisodeState
+    from workflows.contracts import EpisodeStart, Migration
+
+    v1, v2 = (load_definition(version=v).model_dump(mode="json") for v in (1, 2))
+    first, second = (EpisodeStart.model_validate_json(json.dumps({"episode_id": "e1", "definition": v1})) for _ in "ab")
+    migrations = [Migration.model_validate_json(json.dumps({"reason": "r", "definition": v2})) for _ in "ab"]
+
+    assert first.definition is second.definition
+    assert first.definition == load_definition(version=1)
+    assert migrations[0].definition is migrations[1].definition is not first.definition
+    assert EpisodeState.model_fields["definition"].metadata, "carried state interns its definition too"

@@ -185,3 +185,20 @@ async def test_dev_serves_enrollments_and_keeps_them_across_a_restart(dev, tmp_p
 def _write(path: Path, data: dict) -> str:
     path.write_text(json.dumps(data))
     return str(path)
+
+
+@pytest.mark.parametrize("command", [["worker"], ["api"], ["dev"]])
+def test_a_bad_setting_stops_the_service_naming_its_variable(command: list[str], tmp_path: Path) -> None:
+    env = {**os.environ, "CAREPATH_MAX_CACHED_WORKFLOWS": "lots", "CAREPATH_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "carepath"), *command],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "CAREPATH_MAX_CACHED_WORKFLOWS" in result.stderr and "valid integer" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not any(tmp_path.iterdir())  # nothing started, nothing written

@@ -313,3 +313,10 @@ def test_timeline_lists_items_in_order_with_the_status_of_tasks(engine: Engine) 
     assert "status" not in by_code["baseline-recorded"]  # not a task
     assert queries.timeline(engine, "ep-unknown") == []
     assert queries.episode_phase(engine, "ep-1") == "acute"
+
+
+def test_a_change_for_an_episode_never_opened_is_refused_and_writes_nothing(engine: Engine) -> None:
+    with pytest.raises(LookupError, match="never opened"):
+        record(engine, change("ep-unknown", 1, items=[entry("call-patient", notify=True)]))
+
+    assert [count(engine, model) for model in (TimelineItemRow, TaskRow, NotificationRow, AuditRow)] == [0, 0, 0, 0]

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from carepath.pathway.definition import PathwayDefinition
+from carepath.pathway.definition import SharedDefinition
 from carepath.pathway.inputs import Enrollment, Event
 from carepath.pathway.state import EpisodeState, OpenTask
 from carepath.pathway.vocabulary import Phase
@@ -25,7 +25,7 @@ class EpisodeStart(BaseModel):
 
     episode_id: str
     enrollment: Enrollment | None = None
-    definition: PathwayDefinition | None = None
+    definition: SharedDefinition | None = None
     actor: str = "system"
     # Simulated stories (carepath simulate) deliver no notifications.
     simulated: bool = False
@@ -51,7 +51,7 @@ class TaskClosing(BaseModel):
 
 
 class Migration(BaseModel):
-    definition: PathwayDefinition
+    definition: SharedDefinition
     reason: str = Field(min_length=1, max_length=4000)
     actor: str = "system"
 

@@ -21,7 +21,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.recording import ChangeRecord, EpisodeOpened, EpisodeRecorder, RecordedEvent
     from carepath.errors import InvalidInput
     from carepath.pathway import rules
-    from carepath.pathway.definition import shared
     from carepath.pathway.state import Changes, EpisodeState
     from workflows.contracts import (
         EpisodeStart,
@@ -58,15 +57,14 @@ class EpisodeWorkflow:
         self._delivery: asyncio.Task[None] | None = None
         self._delivery_wanted = False
         if start.state is not None:
-            self._state = start.state
-            self._state.definition = shared(start.state.definition)
+            self._state = start.state  # its definition is the shared instance (SharedDefinition)
         else:
             if start.enrollment is None or start.definition is None:
                 raise ApplicationError("a new episode needs an enrollment and a definition", non_retryable=True)
             try:
                 # Pure and deterministic, so the state exists before any update is validated.
                 self._state, self._pending = rules.enroll(
-                    shared(start.definition), start.enrollment, start.episode_id, workflow.now()
+                    start.definition, start.enrollment, start.episode_id, workflow.now()
                 )
             except InvalidInput as exc:
                 raise _invalid(exc) from None

@@ -19,7 +19,7 @@ from carepath.pathway.definition import DEFAULT_PATHWAY, available_versions, loa
 from carepath.pathway.inputs import Enrollment, Event, Text
 from carepath.pathway.vocabulary import Assignee, Priority, TaskStatus, WithdrawReason
 from carepath.service import AuditEntry, CarepathService, Enrolled, EpisodeDetail, NotFound, TaskView
-from carepath.settings import Settings
+from carepath.settings import Settings, load_settings
 from carepath.web.pages import router as web_router
 from db.tokens import create_token, list_tokens, revoke
 from workflows.contracts import EventOutcome
@@ -86,7 +86,7 @@ def create_app(
     settings: Settings | None = None, service: CarepathService | None = None, codec: EncryptionCodec | None = None
 ) -> FastAPI:
     """The app; with no ``service`` it connects to Temporal and the database from ``settings``."""
-    config = settings or Settings()
+    config = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

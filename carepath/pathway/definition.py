@@ -11,10 +11,10 @@ import json
 from datetime import time
 from functools import cache
 from importlib import resources
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from carepath.pathway.vocabulary import Assignee, Kind, Level, Phase, Priority
 
@@ -181,6 +181,12 @@ def shared(definition: PathwayDefinition) -> PathwayDefinition:
     immutable): thousands of sleeping episodes then hold one copy, not thousands."""
     key = definition.model_dump_json()
     return _SHARED.setdefault(key, definition)
+
+
+# A definition field decoded from the wire (workflow input, carried state, migration) points at
+# the one shared instance: Temporal keeps each cached workflow's decoded input for its life, and
+# a private copy is ~40 KiB per sleeping episode.
+SharedDefinition = Annotated[PathwayDefinition, AfterValidator(shared)]
 
 
 def available_versions(pathway_id: str = DEFAULT_PATHWAY) -> list[int]:

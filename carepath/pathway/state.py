@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from carepath.pathway.definition import PathwayDefinition
+from carepath.pathway.definition import SharedDefinition
 from carepath.pathway.vocabulary import Assignee, Kind, Phase, Priority
 
 MilestoneStatus = Literal["pending", "done", "skipped", "skip_requested"]
@@ -33,7 +33,7 @@ class OpenTask(BaseModel):
 
 class EpisodeState(BaseModel):
     episode_id: str
-    definition: PathwayDefinition
+    definition: SharedDefinition
     identified_on: date
     enrolled_on: date
     age: int

@@ -23,7 +23,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WithStartWorkflowOperation, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -192,10 +193,27 @@ async def _run_lane(jobs: list[Job], engine: Engine, definition: PathwayDefiniti
     return out
 
 
-async def _sleep_until(env: WorkflowEnvironment, at: datetime) -> None:
-    now = await env.get_current_time()
-    if at > now:
-        await env.sleep(at - now)
+class _Clock:
+    """The lane server's clock, read once per story and then tracked across our own sleeps.
+
+    Nothing else moves this server's clock but ``sleep`` (one story at a time), so a read
+    before every sleep was a wasted round trip; the few milliseconds of real time an update
+    takes only make the next sleep land that much later than its 12:00.
+    """
+
+    def __init__(self, env: WorkflowEnvironment) -> None:
+        self.env = env
+        self.known: datetime | None = None
+
+    async def now(self) -> datetime:
+        self.known = await self.env.get_current_time()
+        return self.known
+
+    async def sleep_until(self, at: datetime) -> None:
+        known = self.known or await self.now()
+        if at > known:
+            await self.env.sleep(at - known)
+            self.known = at
 
 
 async def simulate(
@@ -203,7 +221,8 @@ async def simulate(
 ) -> dict[str, Any]:
     """Run one story: enroll, submit each event on its day, stop after ``until_day``."""
     zone = ZoneInfo(definition.clock.timezone)
-    now = (await env.get_current_time()).astimezone(zone)
+    clock = _Clock(env)
+    now = (await clock.now()).astimezone(zone)
     # Day 0 is pinned so that enrollment falls at 08:00 clinic time on the next calendar day.
     enroll_on = now.date() + timedelta(days=1)
     identified_on = enroll_on - timedelta(days=scenario.enroll_day)
@@ -211,9 +230,10 @@ async def simulate(
     def at(day: int, clock: time) -> datetime:
         return datetime.combine(identified_on + timedelta(days=day), clock, zone)
 
-    await _sleep_until(env, at(scenario.enroll_day, ENROLL_TIME))
+    await clock.sleep_until(at(scenario.enroll_day, ENROLL_TIME))
     episode_id = uuid.uuid4().hex
-    handle = await env.client.start_workflow(
+    # Start and wait for the recorded baseline in one call, as CarepathService.enroll does.
+    start = WithStartWorkflowOperation(
         EpisodeWorkflow.run,
         EpisodeStart(
             episode_id=episode_id,
@@ -223,15 +243,17 @@ async def simulate(
             simulated=True,
         ),
         id=workflow_id(episode_id),
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         task_queue=TASK_QUEUE,
     )
-    await handle.execute_update(EpisodeWorkflow.catch_up)
+    await env.client.execute_update_with_start_workflow(EpisodeWorkflow.catch_up, start_workflow_operation=start)
+    handle = await start.workflow_handle()
 
     rejected: list[dict[str, Any]] = []
     for planned in plan_events(scenario, identified_on):
         error = _outside_window(planned, scenario) or planned.error
         if error is None:
-            await _sleep_until(env, at(planned.day, EVENT_TIME))
+            await clock.sleep_until(at(planned.day, EVENT_TIME))
             error = await _submit(handle, engine, episode_id, planned)
         if error is not None:
             rejected.append(
@@ -242,7 +264,7 @@ async def simulate(
                     "error": str(error),
                 }
             )
-    await _sleep_until(env, at(scenario.until_day, EVENT_TIME))
+    await clock.sleep_until(at(scenario.until_day, EVENT_TIME))
     final_phase = await _finish(handle, engine, episode_id)
     return {
         "scenario": scenario.name,
