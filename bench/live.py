@@ -152,6 +152,13 @@ async def bounded(
     return time.perf_counter() - t0, latencies
 
 
+def rate_line(n: int, what: str, took: float, latencies: list[float]) -> str:
+    return (
+        f"{n} {what} in {took:.1f} s = {n / took:.0f}/s, "
+        f"p50 {1000 * pct(latencies, 0.5):.0f} ms p99 {1000 * pct(latencies, 0.99):.0f} ms"
+    )
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -287,11 +294,8 @@ async def run(args: argparse.Namespace, tmp: Path, database_url: str) -> None:
 
             took, lat = await bounded(n, concurrency, start_and_ping, "bare update-with-start")
             update_rate = n / took
-            print(
-                f"bare: {n} update-with-start (no-op update) in {took:.1f} s = {update_rate:.0f}/s, "
-                f"p50 {1000 * pct(lat, 0.5):.0f} ms p99 {1000 * pct(lat, 0.99):.0f} ms  [CPU s: {cpu.lap()}]",
-                flush=True,
-            )
+            line = rate_line(n, "update-with-start (no-op update)", took, lat)
+            print(f"bare: {line}  [CPU s: {cpu.lap()}]", flush=True)
             return start_rate, update_rate
 
         async def carepath_phase() -> tuple[float, list[float]]:
@@ -305,11 +309,7 @@ async def run(args: argparse.Namespace, tmp: Path, database_url: str) -> None:
 
             took, lat = await bounded(n, concurrency, call, "carepath enroll")
             rate = n / took
-            print(
-                f"carepath: {n} enrollments in {took:.1f} s = {rate:.0f}/s, p50 {1000 * pct(lat, 0.5):.0f} ms "
-                f"p99 {1000 * pct(lat, 0.99):.0f} ms  [CPU s: {cpu.lap()}]",
-                flush=True,
-            )
+            print(f"carepath: {rate_line(n, 'enrollments', took, lat)}  [CPU s: {cpu.lap()}]", flush=True)
             return rate, lat
 
         if args.carepath_first:

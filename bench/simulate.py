@@ -22,24 +22,15 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.stories import expected_rejection, generate  # noqa: E402
+from carepath.pathway.vocabulary import Phase  # noqa: E402
 
-PHASES = {
-    "acute",
-    "conservative",
-    "evaluation",
-    "augmentation_review",
-    "conservative_success",
-    "resolved",
-    "maintenance",
-    "completed",
-    "withdrawn",
-}
+PHASES = set(get_args(Phase))
 
 
 def _progress(db: Path, n: int, stop: threading.Event, started: float) -> None:
