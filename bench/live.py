@@ -337,14 +337,18 @@ async def run(args: argparse.Namespace, tmp: Path, database_url: str) -> None:
         idle_cpu = cpu_seconds(worker.pid) - before
         rss = proc_status(worker.pid, "VmRSS")
         hwm = proc_status(worker.pid, "VmHWM")
-        per_episode = 1024 * (rss - idle_rss) / n
-        projected = idle_rss + per_episode * 10_000 / 1024
+        # Only cached episodes cost memory (evicted ones live in history), so the projection
+        # scales by the episodes in the cache, not by all of them.
+        cached = min(n, cache)
+        per_episode = 1024 * (rss - idle_rss) / cached
+        projected = idle_rss + per_episode * min(10_000, cache) / 1024
         bare_rss = proc_status(bare.pid, "VmRSS")
         print(
             f"memory: worker RSS {rss:.0f} MiB with {n} sleeping episodes (peak {hwm:.0f} MiB; "
-            f"{per_episode:.0f} KiB per episode above the idle {idle_rss:.0f} MiB; projected {projected:.0f} MiB "
-            f"for 10,000); worker CPU while they sleep {idle_cpu / 10:.3f} s/s; bare worker RSS {bare_rss:.0f} MiB "
-            f"with {2 * n} bare workflows; dev server RSS {proc_status(server.pid, 'VmRSS'):.0f} MiB",
+            f"{per_episode:.0f} KiB per cached episode above the idle {idle_rss:.0f} MiB; "
+            f"projected {projected:.0f} MiB for 10,000); worker CPU while they sleep {idle_cpu / 10:.3f} s/s; "
+            f"bare worker RSS {bare_rss:.0f} MiB with {2 * n} bare workflows; "
+            f"dev server RSS {proc_status(server.pid, 'VmRSS'):.0f} MiB",
             flush=True,
         )
 
