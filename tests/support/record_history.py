@@ -63,6 +63,46 @@ async def record(path: Path) -> None:
     path.write_text(history.to_json())
 
 
+# Recorded on the rules before the SPEC section 8 amendment (once per milestone period for every
+# code), and left mid-life: a running episode asleep on day 300, as thousands were in production.
+MIDLIFE_STORY: list[tuple[int, dict]] = [
+    (45, {"type": "pain_assessment", "nrs": 6, "analgesics": ["opioid"], "mobility": "bed_rest"}),
+    (60, {"type": "pain_assessment", "nrs": 6, "analgesics": ["opioid"], "symptoms_changed": True}),
+    (70, {"type": "imaging", "modality": "mri"}),
+    (100, {"type": "red_flag", "flag": "neurological_deficit"}),
+    (101, {"type": "pain_assessment", "nrs": 5, "analgesics": ["opioid"], "opioid_effects": ["fall"]}),
+    (110, {"type": "override", "author": "Dr Ames", "reason": "seen by surgeon", "close_task": "SURGICAL_CONSULTATION"}),
+    (120, {"type": "imaging", "modality": "xray", "new_fracture": True}),
+    (150, {"type": "pain_assessment", "nrs": 5, "analgesics": ["opioid"], "mobility": "bed_rest"}),
+    (160, {"type": "pain_assessment", "nrs": 5, "analgesics": ["opioid"], "symptoms_changed": True}),
+    (250, {"type": "red_flag", "flag": "cord_compression"}),
+    (300, {"type": "imaging", "modality": "ct", "new_fracture": True}),
+]
+
+
+async def record_midlife(path: Path) -> None:
+    env = await start_time_skipping()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/history.db"
+        upgrade(url)
+        engine = make_engine(url)
+        try:
+            async with running_worker(env, engine):
+                clock = await Clock.for_enrollment(env)
+                _, handle = await start_episode(env, clock, pain_nrs=7, analgesics=["opioid"], age=78)
+                for day, fields in MIDLIFE_STORY:
+                    await clock.to(day)
+                    event = parse_event({"occurred_on": clock.on(day), **fields})
+                    request = EventRequest(event=event, event_id=uuid.uuid4().hex, actor="recorder")
+                    await handle.execute_update(EpisodeWorkflow.record_event, request)
+                history = await handle.fetch_history()
+                await stop_episode(handle)
+        finally:
+            engine.dispose()
+            await env.shutdown()
+    path.write_text(history.to_json())
+
+
 async def record_generated(count: int, seed: int) -> list[Path]:
     """Histories of benchmark stories (bench/stories.py) run through the simulator's path."""
     from bench.stories import generate
@@ -106,6 +146,9 @@ if __name__ == "__main__":
     if "--generated" in sys.argv:
         for path in asyncio.run(record_generated(int(sys.argv[sys.argv.index("--generated") + 1]), seed=11)):
             print(f"wrote {path}")
+    elif "--midlife" in sys.argv:
+        asyncio.run(record_midlife(HISTORIES / "midlife-rules-r1.json"))
+        print(f"wrote {HISTORIES / 'midlife-rules-r1.json'}")
     else:
         asyncio.run(record(HISTORIES / "episode-year-v1.json"))
         print(f"wrote {HISTORIES / 'episode-year-v1.json'}")
