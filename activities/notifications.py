@@ -89,7 +89,7 @@ def message_of(row: NotificationRow) -> dict[str, Any]:
         "delivery_id": row.dedupe_key,
         "episode_id": row.episode_id,
         "code": row.code,
-        "milestone": row.milestone,
+        "occasion": row.occasion,
         "recipient_role": row.recipient_role,
         "subject": row.subject,
         "body": row.body,

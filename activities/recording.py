@@ -116,7 +116,7 @@ def write_changes(session: Session, record: ChangeRecord) -> None:
             .where(
                 TASKS.c.episode_id == episode_id,
                 TASKS.c.code == closure.code,
-                TASKS.c.milestone == closure.milestone,
+                TASKS.c.occasion == closure.milestone,
                 TASKS.c.status == "open",
             )
             .values(status=closure.status, closed_at=at, close_reason=closure.reason)
@@ -154,7 +154,7 @@ def _add_item(db: Connection, sql: _Inserts, record: ChangeRecord, item: Timelin
             "evidence": item.evidence,
             "day": item.day,
             "on_date": item.on,
-            "milestone": item.milestone,
+            "occasion": item.milestone,
             "created_at": record.at,
         },
     ).scalar()
@@ -167,7 +167,7 @@ def _add_item(db: Connection, sql: _Inserts, record: ChangeRecord, item: Timelin
                 "episode_id": record.episode_id,
                 "timeline_item_id": item_id,
                 "code": item.code,
-                "milestone": item.milestone,
+                "occasion": item.milestone,
                 "kind": item.kind,
                 "priority": item.priority,
                 "assignee": item.assignee,
@@ -184,7 +184,7 @@ def _add_item(db: Connection, sql: _Inserts, record: ChangeRecord, item: Timelin
                 "dedupe_key": f"{record.episode_id}:{item.key}",
                 "episode_id": record.episode_id,
                 "code": item.code,
-                "milestone": item.milestone,
+                "occasion": item.milestone,
                 "recipient_role": item.assignee,
                 "subject": f"[{item.priority}] {item.title}",
                 "body": item.detail,
@@ -216,7 +216,7 @@ def _statements(dialect: str) -> _Inserts:
         episode=upsert(EPISODES).on_conflict_do_nothing(index_elements=["id"]),
         event=upsert(EventRow.__table__).on_conflict_do_nothing(index_elements=["id"]),
         item=upsert(items)
-        .on_conflict_do_nothing(index_elements=["episode_id", "code", "milestone"])
+        .on_conflict_do_nothing(index_elements=["episode_id", "code", "occasion"])
         .returning(items.c.id),
         notification=upsert(NotificationRow.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"]),
         audit=upsert(AuditRow.__table__).on_conflict_do_nothing(index_elements=["change_id"]),

@@ -61,7 +61,7 @@ class TaskView(BaseModel):
     episode_id: str
     patient_ref: str
     code: str
-    milestone: str
+    occasion: str  # what raised it: its milestone, its dose, the enrollment, or an event
     kind: str
     priority: str
     assignee: str
@@ -255,7 +255,7 @@ class CarepathService:
         task = self._task_row(task_id)
         if task.status != "open":
             raise Conflict("task", f"task {task_id} is already {task.status}")
-        closing = TaskClosing(code=task.code, milestone=task.milestone, status=status, reason=reason, actor=actor)
+        closing = TaskClosing(code=task.code, milestone=task.occasion, status=status, reason=reason, actor=actor)
         try:
             await self._update(task.episode_id, EpisodeWorkflow.close_task, closing)
         except _WorkflowClosed:
@@ -295,7 +295,7 @@ class CarepathService:
                     actor=closing.actor,
                     action=f"task:{closing.status}",
                     detail={
-                        "closed": [f"{task.code}@{task.milestone}:{closing.status}"],
+                        "closed": [f"{task.code}@{task.occasion}:{closing.status}"],
                         "reason": closing.reason,
                         "after_workflow": True,
                     },
@@ -387,7 +387,7 @@ class CarepathService:
                 episode_id=task.episode_id,
                 patient_ref=patient_ref,
                 code=task.code,
-                milestone=task.milestone,
+                occasion=task.occasion,
                 kind=task.kind,
                 priority=task.priority,
                 assignee=task.assignee,

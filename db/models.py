@@ -1,7 +1,9 @@
 """Typed declarative models: episodes, timeline, tasks, events, notifications, audit trail.
 
 Idempotency lives in the schema: a timeline item, task and notification are unique per
-(episode, code, milestone); an event is unique by its id; an audit entry by its change id.
+(episode, code, occasion), the occasion being what raised it (its milestone, its dose, the
+enrollment, or an event such as ``red_flag-day250``); an event is unique by its id; an audit
+entry by its change id.
 A retried activity therefore cannot create a second task.
 """
 
@@ -99,10 +101,10 @@ class TimelineItemRow(Base):
     evidence: Mapped[list[str]] = mapped_column(default=list)
     day: Mapped[int] = mapped_column(Integer)
     on_date: Mapped[date] = mapped_column(Date)
-    milestone: Mapped[str] = mapped_column(String(64))
+    occasion: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
-    __table_args__ = (UniqueConstraint("episode_id", "code", "milestone", name="uq_timeline_once_per_milestone"),)
+    __table_args__ = (UniqueConstraint("episode_id", "code", "occasion", name="uq_timeline_item_occasion"),)
 
 
 class TaskRow(Base):
@@ -112,7 +114,7 @@ class TaskRow(Base):
     episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id"), index=True)
     timeline_item_id: Mapped[int] = mapped_column(ForeignKey("timeline_items.id"), unique=True)
     code: Mapped[str] = mapped_column(String(64))
-    milestone: Mapped[str] = mapped_column(String(64))
+    occasion: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
     priority: Mapped[str] = mapped_column(String(16))
     assignee: Mapped[str] = mapped_column(String(16), index=True)
@@ -123,7 +125,7 @@ class TaskRow(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     close_reason: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (UniqueConstraint("episode_id", "code", "milestone", name="uq_task_once_per_milestone"),)
+    __table_args__ = (UniqueConstraint("episode_id", "code", "occasion", name="uq_task_occasion"),)
 
 
 class EventRow(Base):
@@ -147,7 +149,7 @@ class NotificationRow(Base):
     dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
     episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id"), index=True)
     code: Mapped[str] = mapped_column(String(64))
-    milestone: Mapped[str] = mapped_column(String(64))
+    occasion: Mapped[str] = mapped_column(String(64))
     recipient_role: Mapped[str] = mapped_column(String(16))
     subject: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)

@@ -30,7 +30,7 @@ def timeline(engine: Engine, episode_id: str) -> list[dict[str, Any]]:
                 "title": item.title,
                 "detail": item.detail,
                 "evidence": list(item.evidence),
-                "milestone": item.milestone,
+                "occasion": item.occasion,
                 **({"status": status, "due_on": due_on.isoformat() if due_on else None} if status else {}),
             }
             for item, status, due_on in rows

@@ -206,7 +206,7 @@ def _check_episode(session: Session, episode: Episode, state: EpisodeState, expe
     """The database holds exactly what the oracle raised: nothing lost, nothing twice."""
     eid = episode.episode_id
     timeline = session.execute(
-        select(TimelineItemRow.day, TimelineItemRow.code, TimelineItemRow.milestone)
+        select(TimelineItemRow.day, TimelineItemRow.code, TimelineItemRow.occasion)
         .where(TimelineItemRow.episode_id == eid)
         .order_by(TimelineItemRow.id)
     ).all()
@@ -218,14 +218,14 @@ def _check_episode(session: Session, episode: Episode, state: EpisodeState, expe
         if status.get((closure.code, closure.milestone)) == "open":
             status[(closure.code, closure.milestone)] = closure.status
     tasks = session.execute(
-        select(TaskRow.code, TaskRow.milestone, TaskRow.status).where(TaskRow.episode_id == eid)
+        select(TaskRow.code, TaskRow.occasion, TaskRow.status).where(TaskRow.episode_id == eid)
     ).all()
     assert len(tasks) == len({(code, milestone) for code, milestone, _ in tasks}), eid
     assert {(code, milestone): st for code, milestone, st in tasks} == status, eid
 
     # Notifications: one per notifying item, each recorded delivered exactly once.
     notes = session.scalars(select(NotificationRow).where(NotificationRow.episode_id == eid)).all()
-    assert sorted((n.code, n.milestone) for n in notes) == sorted(
+    assert sorted((n.code, n.occasion) for n in notes) == sorted(
         (i.code, i.milestone) for i in expected.items if i.notify and i.assignee is not None
     ), eid
     assert all(n.status == "delivered" and n.delivered_at is not None for n in notes), eid
@@ -445,7 +445,7 @@ async def _outage_story(
     assert before["audit"] == 1  # the enrollment; catch_up at enrollment had nothing to record
     red_flag = parse_event({"type": "red_flag", "occurred_on": today.isoformat(), "flag": "cord_compression"})
     _, expected = rules.apply_event(state, red_flag, datetime.now(UTC))
-    assert "SURGICAL_CONSULTATION@enrollment" in [i.key for i in expected.items]
+    assert "SURGICAL_CONSULTATION@red_flag-day0" in [i.key for i in expected.items]  # raised by this event
 
     # The database goes down as the update is sent: the request waits while recording retries.
     outage.armed = True

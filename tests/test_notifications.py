@@ -17,7 +17,7 @@ MESSAGE = {
     "delivery_id": "ep1:PAIN_REASSESSMENT@week4",
     "episode_id": "ep1",
     "code": "PAIN_REASSESSMENT",
-    "milestone": "week4",
+    "occasion": "week4",
     "recipient_role": "coordinator",
     "subject": "[routine] Reassess pain",
     "body": "Record a pain assessment.",

@@ -61,8 +61,19 @@ def test_red_flag_at_enrollment_escalates_to_surgical_consultation():
     assert "SURGICAL_CONSULTATION" not in Story().codes()
 
 
-def test_red_flag_event_escalates_at_once_and_once_per_milestone():
-    story = Story().event(5, "red_flag", flag="instability").event(9, "red_flag", flag="neurological_deficit")
+def test_red_flag_event_escalates_at_once_and_a_new_flag_escalates_again():
+    # SPEC section 8 (amended): a red flag the open consultation does not name raises a new one;
+    # the same flag again while it is open does not.
+    story = Story().event(5, "red_flag", flag="instability").event(9, "red_flag", flag="instability")
+    assert story.days("SURGICAL_CONSULTATION") == [5]
+    story.event(9, "red_flag", flag="neurological_deficit")
+    assert story.days("SURGICAL_CONSULTATION") == [5, 9]
+
+
+def test_red_flag_events_before_the_amendment_escalated_once_per_milestone():
+    # Rules revision 1 stays as it was, so episodes recorded on it replay unchanged.
+    story = Story(rules_revision=1).event(5, "red_flag", flag="instability")
+    story.event(9, "red_flag", flag="neurological_deficit")
     assert story.days("SURGICAL_CONSULTATION") == [5]
     story.event(30, "red_flag", flag="pathological_fracture")
     assert story.days("SURGICAL_CONSULTATION") == [5, 30]

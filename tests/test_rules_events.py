@@ -8,10 +8,20 @@ from carepath.pathway.inputs import parse_event
 from tests.support.story import Story, at, on
 
 
-def test_bed_rest_alert_once_per_milestone():
+def test_bed_rest_alert_not_repeated_while_open_and_raised_again_once_closed():
     story = Story().assess(10, 5, ["nsaid"], mobility="bed_rest").assess(12, 5, ["nsaid"], mobility="bed_rest")
     item = story.item("BED_REST_ALERT")
     assert (item.day, item.kind, item.priority, item.assignee) == (10, "flag", "high", "coordinator")
+    story.until(28).assess(30, 5, ["nsaid"], mobility="bed_rest")
+    assert story.days("BED_REST_ALERT") == [10]
+    story.close(31, "BED_REST_ALERT").assess(33, 5, ["nsaid"], mobility="bed_rest")
+    assert story.days("BED_REST_ALERT") == [10, 33]
+
+
+def test_bed_rest_alert_before_the_amendment_once_per_milestone():
+    story = Story(rules_revision=1).assess(10, 5, ["nsaid"], mobility="bed_rest")
+    story.close(11, "BED_REST_ALERT").assess(12, 5, ["nsaid"], mobility="bed_rest")
+    assert story.days("BED_REST_ALERT") == [10]
     story.until(28).assess(30, 5, ["nsaid"], mobility="bed_rest")
     assert story.days("BED_REST_ALERT") == [10, 30]
 
@@ -29,7 +39,9 @@ def test_fall_or_sedation_on_opioid_raises_caution_but_nausea_does_not():
     base.assess(30, 5, ["opioid"], opioid_effects=["nausea"])
     assert base.days("OPIOID_CAUTION_ELDERLY") == [0]
     base.assess(31, 5, ["opioid"], opioid_effects=["fall"])
-    assert base.days("OPIOID_CAUTION_ELDERLY") == [0, 31]
+    assert base.days("OPIOID_CAUTION_ELDERLY") == [0]  # the enrollment's caution is still open
+    base.close(32, "OPIOID_CAUTION_ELDERLY").assess(33, 5, ["opioid"], opioid_effects=["sedation"])
+    assert base.days("OPIOID_CAUTION_ELDERLY") == [0, 33]
     young = Story(age=60, analgesics=["opioid"]).assess(3, 5, ["opioid"], opioid_effects=["sedation"])
     assert "OPIOID_CAUTION_ELDERLY" not in young.codes()
 

@@ -7,8 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, func, inspect, select
+from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -226,7 +227,7 @@ def test_a_closure_closes_only_the_open_task_of_that_code_and_milestone(engine: 
     )
     closed_at = T0 + timedelta(hours=3)
 
-    tasks = {(task.code, task.milestone): task for task in rows(engine, TaskRow)}
+    tasks = {(task.code, task.occasion): task for task in rows(engine, TaskRow)}
     done = tasks["call-patient", "enrollment"]
     assert (done.status, done.close_reason, utc(done.closed_at)) == ("completed", "done", closed_at)
     assert tasks["call-patient", "week-2"].status == "open"
@@ -242,7 +243,7 @@ def test_a_closure_closes_only_the_open_task_of_that_code_and_milestone(engine: 
             closures=[TaskClosure(code="call-patient", milestone="enrollment", status="cancelled", reason="late")],
         ),
     )
-    [again] = [t for t in rows(engine, TaskRow) if (t.code, t.milestone) == ("call-patient", "enrollment")]
+    [again] = [t for t in rows(engine, TaskRow) if (t.code, t.occasion) == ("call-patient", "enrollment")]
     assert (again.status, again.close_reason, utc(again.closed_at)) == ("completed", "done", closed_at)
 
 
@@ -320,3 +321,52 @@ def test_a_change_for_an_episode_never_opened_is_refused_and_writes_nothing(engi
         record(engine, change("ep-unknown", 1, items=[entry("call-patient", notify=True)]))
 
     assert [count(engine, model) for model in (TimelineItemRow, TaskRow, NotificationRow, AuditRow)] == [0, 0, 0, 0]
+
+
+def test_migration_0004_keeps_every_row_and_keys_items_by_occasion(engine: Engine, database_url: str) -> None:
+    # A store as the engine left it before SPEC section 8 was amended: items keyed by milestone.
+    command.downgrade(alembic_config(database_url), "0003")
+    with engine.begin() as db:
+        db.execute(
+            text(
+                "INSERT INTO episodes (id, patient_ref, pathway_id, pathway_version, identified_on, enrolled_on,"
+                " phase, status, simulated, created_at, updated_at) VALUES ('ep-old', 'p-old', 'ovcf-lumbar', 1,"
+                " '2026-03-02', '2026-03-02', 'evaluation', 'active', false, '2026-03-02', '2026-03-02')"
+            )
+        )
+        db.execute(
+            text(
+                "INSERT INTO timeline_items (episode_id, code, kind, priority, assignee, title, detail, evidence,"
+                " day, on_date, milestone, created_at) VALUES ('ep-old', 'NEW_FRACTURE', 'escalation', 'urgent',"
+                " 'physician', 'New fracture', '', '[]', 100, '2026-06-10', 'month3', '2026-06-10')"
+            )
+        )
+        db.execute(
+            text(
+                "INSERT INTO tasks (episode_id, timeline_item_id, code, milestone, kind, priority, assignee, title,"
+                " raised_on, status) SELECT 'ep-old', id, 'NEW_FRACTURE', 'month3', 'escalation', 'urgent',"
+                " 'physician', 'New fracture', '2026-06-10', 'completed' FROM timeline_items"
+            )
+        )
+    command.upgrade(alembic_config(database_url), "head")
+    engine.dispose()  # the columns changed under the pool's cached statements
+    [task] = rows(engine, TaskRow, "ep-old")
+    assert (task.episode_id, task.code, task.occasion, task.status) == ("ep-old", "NEW_FRACTURE", "month3", "completed")
+    [item] = rows(engine, TimelineItemRow, "ep-old")
+    assert (item.code, item.occasion, item.day) == ("NEW_FRACTURE", "month3", 100)
+    # A second new fracture in month3 is an item of its own; the same key twice still is not.
+    record = change("ep-old", 7, items=[entry("NEW_FRACTURE", "escalation", day=300, milestone="imaging-day300")])
+    record.opened = None
+    with Session(engine) as session, session.begin():
+        write_changes(session, record)
+    with Session(engine) as session, session.begin():
+        write_changes(session, record)
+    assert sorted(t.occasion for t in rows(engine, TaskRow, "ep-old")) == ["imaging-day300", "month3"]
+    with pytest.raises(IntegrityError), engine.begin() as db:
+        db.execute(
+            text(
+                "INSERT INTO timeline_items (episode_id, code, kind, priority, title, detail, evidence, day, on_date,"
+                " occasion, created_at) VALUES ('ep-old', 'NEW_FRACTURE', 'escalation', 'urgent', 't', '', '[]', 1,"
+                " '2026-03-03', 'month3', '2026-03-03')"
+            )
+        )

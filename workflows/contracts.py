@@ -72,3 +72,4 @@ class EpisodeView(BaseModel):
     open_tasks: list[OpenTask]
     next_due: str | None
     delivering: bool = False
+    rules_revision: int = 1

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.recording import ChangeRecord, EpisodeOpened, EpisodeRecorder, RecordedEvent
     from carepath.errors import InvalidInput
     from carepath.pathway import rules
+    from carepath.pathway.definition import shipped_definition
     from carepath.pathway.state import Changes, EpisodeState
     from workflows.contracts import (
         EpisodeStart,
@@ -32,6 +33,12 @@ with workflow.unsafe.imports_passed_through():
     )
 
 INVALID_INPUT = "InvalidInput"
+# A running episode takes the newest rules revision at its first decision made by this code
+# (SPEC section 8 amended on 2026-12-01), marked in its history by this patch. patched() answers
+# once per id for a whole run, so one id asked at every decision would stay False after the first
+# replayed one: the id names the decision ("rules-r2@7"), so exactly the first live decision of
+# an old episode carries the marker. The pattern, for the next rule fix: docs/rule-changes.md.
+RULES_PATCH = f"rules-r{rules.RULES_REVISION}"
 # Recording takes ~0.1 s (1.9 s worst measured under load); a worker killed mid-activity is
 # noticed after this long, so it is short (it was 60 s: a killed worker stalled an episode 60 s).
 RECORD_TIMEOUT = timedelta(seconds=15)
@@ -52,6 +59,7 @@ class EpisodeWorkflow:
         self._lock = asyncio.Lock()
         self._start = start
         self._seq = start.change_seq
+        self._decisions = 0  # counts this run's decisions: the patch ids (see RULES_PATCH)
         self._woken = False
         self._pending: Changes | None = None
         self._delivery: asyncio.Task[None] | None = None
@@ -61,10 +69,11 @@ class EpisodeWorkflow:
         else:
             if start.enrollment is None or start.definition is None:
                 raise ApplicationError("a new episode needs an enrollment and a definition", non_retryable=True)
+            revision = rules.RULES_REVISION if self._decide_on_newest_rules() else 1
             try:
                 # Pure and deterministic, so the state exists before any update is validated.
                 self._state, self._pending = rules.enroll(
-                    start.definition, start.enrollment, start.episode_id, workflow.now()
+                    start.definition, start.enrollment, start.episode_id, workflow.now(), revision
                 )
             except InvalidInput as exc:
                 raise _invalid(exc) from None
@@ -85,6 +94,7 @@ class EpisodeWorkflow:
                     lambda: self._woken or self._state.finished or self._history_full(), timeout=timeout
                 )
             async with self._lock:
+                self._adopt_newest_rules()
                 self._state, changes = rules.advance(self._state, workflow.now())
                 if not changes.empty:
                     await self._record(changes, "clock", "pathway")
@@ -118,6 +128,7 @@ class EpisodeWorkflow:
     ) -> Changes:
         await workflow.wait_condition(lambda: self._pending is None)
         async with self._lock:
+            self._adopt_newest_rules()
             try:
                 self._state, changes = decide()
             except InvalidInput as exc:  # the clock moved on since validation
@@ -216,12 +227,26 @@ class EpisodeWorkflow:
             enrolled_on=self._state.enrolled_on.isoformat(),
             open_tasks=self._state.open_tasks,
             next_due=due.isoformat() if due else None,
+            rules_revision=self._state.rules_revision,
             delivering=self._delivery is not None and not self._delivery.done(),
         )
 
     @workflow.query
     def state(self) -> EpisodeState:
         return self._state
+
+    # ---- rules revisions --------------------------------------------------------------------
+
+    def _decide_on_newest_rules(self) -> bool:
+        """True if this decision is made on the newest rules: always for a live one; on replay,
+        only where the history has the marker."""
+        self._decisions += 1
+        return workflow.patched(f"{RULES_PATCH}@{self._decisions}")
+
+    def _adopt_newest_rules(self) -> None:
+        """Before a decision: an episode still on older rules moves to the newest, once."""
+        if self._state.rules_revision < rules.RULES_REVISION and self._decide_on_newest_rules():
+            self._state = rules.upgrade(self._state, shipped_definition(self._state.definition))
 
     # ---- helpers ----------------------------------------------------------------------------
 

@@ -103,6 +103,18 @@ class AnalgesicSpec(_Data):
     oral: bool
 
 
+class RepeatSpec(_Data):
+    """How often an action may be raised again (SPEC section 8, amended 2026-12-01)."""
+
+    # "once_per_occasion": at most once per occasion (its milestone, its dose, the enrollment).
+    # "unless_open": every triggering event raises it again, unless an item with the same code
+    # is still open; the open one stays the one to act on.
+    when: Literal["once_per_occasion", "unless_open"] = "once_per_occasion"
+    # With "unless_open": a trigger naming something no open item names (a new red flag) raises a
+    # new item all the same, because it is new information for whoever acts on it.
+    new_subject_raises: bool = False
+
+
 class ActionSpec(_Data):
     kind: Kind
     priority: Priority
@@ -112,6 +124,7 @@ class ActionSpec(_Data):
     evidence: list[str] = []
     due_in_days: int | None = None
     notify: bool = False
+    repeat: RepeatSpec = RepeatSpec()
 
 
 class PathwayDefinition(_Data):
@@ -198,6 +211,14 @@ def available_versions(pathway_id: str = DEFAULT_PATHWAY) -> list[int]:
         if entry.name.startswith(prefix) and entry.name.endswith(".json")
     ]
     return sorted(versions)
+
+
+def shipped_definition(definition: PathwayDefinition) -> PathwayDefinition | None:
+    """The definition with ``definition``'s id and version as shipped now, if it is shipped."""
+    try:
+        return load_definition(definition.id, definition.version)
+    except LookupError:
+        return None
 
 
 @cache

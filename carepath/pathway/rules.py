@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from carepath.errors import FieldError, InvalidInput
-from carepath.pathway.definition import MilestoneSpec, PathwayDefinition
+from carepath.pathway.definition import MilestoneSpec, PathwayDefinition, RepeatSpec, shared
 from carepath.pathway.inputs import (
     ClinicianNote,
     DoseGiven,
@@ -34,6 +34,7 @@ from carepath.pathway.inputs import (
 )
 from carepath.pathway.state import (
     ENROLLMENT_PERIOD,
+    RULES_REVISION,  # re-exported: callers name the revision they enroll on
     Changes,
     EpisodeState,
     MilestoneProgress,
@@ -116,9 +117,16 @@ def implied_phase(definition: PathwayDefinition, enroll_day: int) -> Phase:
 
 
 def enroll(
-    definition: PathwayDefinition, enrollment: Enrollment, episode_id: str, now: datetime
+    definition: PathwayDefinition,
+    enrollment: Enrollment,
+    episode_id: str,
+    now: datetime,
+    rules_revision: int = RULES_REVISION,
 ) -> tuple[EpisodeState, Changes]:
-    """A new episode and its baseline actions (SPEC section 3), skipped milestones included."""
+    """A new episode and its baseline actions (SPEC section 3), skipped milestones included.
+
+    ``rules_revision`` is the newest unless the caller replays an episode enrolled before it.
+    """
     validate_enrollment(definition, enrollment, now)
     today = local_date(definition, now)
     enroll_day = (today - enrollment.identified_on).days
@@ -127,6 +135,7 @@ def enroll(
     state = EpisodeState(
         episode_id=episode_id,
         definition=definition,
+        rules_revision=rules_revision,
         identified_on=enrollment.identified_on,
         enrolled_on=today,
         age=enrollment.patient.age,
@@ -224,6 +233,26 @@ def advance(state: EpisodeState, now: datetime) -> tuple[EpisodeState, Changes]:
         step = _Step(state, on)
         step.run_due(point)
         changes.extend(step.changes)
+
+
+def upgrade(state: EpisodeState, shipped: PathwayDefinition | None) -> EpisodeState:
+    """The same episode, deciding from now on by the newest rules revision (SPEC section 8 as
+    amended on 2026-12-01). What was raised stays as it was.
+
+    An episode carries the definition it was enrolled on, recorded before actions had a
+    ``repeat`` policy; ``shipped`` (the same id and version as shipped now) supplies the amended
+    policies, and nothing else of the carried definition changes.
+    """
+    if state.rules_revision >= RULES_REVISION:
+        return state
+    definition = state.definition
+    if shipped is not None and shipped.key == definition.key:
+        actions = {
+            code: spec.model_copy(update={"repeat": shipped.actions[code].repeat}) if code in shipped.actions else spec
+            for code, spec in definition.actions.items()
+        }
+        definition = shared(definition.model_copy(update={"actions": actions}))
+    return state.model_copy(update={"rules_revision": RULES_REVISION, "definition": definition})
 
 
 def _copy(state: EpisodeState) -> EpisodeState:
@@ -341,6 +370,9 @@ class _Step:
         self.on = on
         self.changes = Changes()
         self.evaluated_now = False
+        # The occasion of items this step raises on an event's account (rules revision 2): what
+        # raised them, e.g. ``red_flag-day250``; the enrollment's are ``enrollment``.
+        self.trigger = state.period
 
     # -- recording --
 
@@ -348,12 +380,30 @@ class _Step:
         self.s.raised.append(item.key)
         self.changes.items.append(item)
 
-    def raise_(self, code: str, milestone: str | None = None, extra: str = "", due_on: date | None = None) -> bool:
-        """Raise ``code`` once for ``milestone`` (default: the current period)."""
-        key = milestone or self.s.period
-        if f"{code}@{key}" in self.s.raised:
-            return False
+    def raise_(
+        self,
+        code: str,
+        milestone: str | None = None,
+        extra: str = "",
+        due_on: date | None = None,
+        subjects: list[str] | None = None,
+    ) -> bool:
+        """Raise ``code`` for its occasion, as often as SPEC section 8 allows; True if raised.
+
+        ``milestone`` is the occasion (default: what raised this step); ``subjects`` are what the
+        item names (red flags), for a code whose new subjects raise it again.
+        """
         spec = self.d.actions[code]
+        subjects = subjects or []
+        if self.s.rules_revision >= 2 and spec.repeat.when == "unless_open":
+            if self._still_open(code, subjects, spec.repeat):
+                return False
+            key = self._fresh_occasion(code, milestone or self.trigger)
+        else:
+            # Once per occasion; under revision 1 an event's occasion is the milestone period.
+            key = milestone or (self.s.period if self.s.rules_revision < 2 else self.trigger)
+            if f"{code}@{key}" in self.s.raised:
+                return False
         if due_on is None and spec.due_in_days is not None:
             due_on = self.on + timedelta(days=spec.due_in_days)
         detail = f"{spec.detail} {extra}".strip() if extra else spec.detail
@@ -374,8 +424,28 @@ class _Step:
             )
         )
         if spec.kind in ACTIONABLE_KINDS:
-            self.s.open_tasks.append(OpenTask(code=code, milestone=key))
+            self.s.open_tasks.append(OpenTask(code=code, milestone=key, subjects=subjects))
         return True
+
+    def _still_open(self, code: str, subjects: list[str], repeat: RepeatSpec) -> bool:
+        """An open item with ``code`` stays the one to act on, unless the trigger names
+        something new that no open item names and the policy raises on new subjects."""
+        still_open = [task for task in self.s.open_tasks if task.code == code]
+        if not still_open:
+            return False
+        if not repeat.new_subject_raises:
+            return True
+        named = {subject for task in still_open for subject in task.subjects}
+        return set(subjects) <= named
+
+    def _fresh_occasion(self, code: str, occasion: str) -> str:
+        """``occasion``, or ``occasion-2``, ``-3``.. if an item of ``code`` already has it (two
+        red flags recorded for one day), so every raised item has its own identity."""
+        candidate, n = occasion, 1
+        while f"{code}@{candidate}" in self.s.raised:
+            n += 1
+            candidate = f"{occasion}-{n}"
+        return candidate
 
     def _record(self, code: str, kind: str, title: str, milestone: str) -> None:
         self._append(
@@ -439,7 +509,11 @@ class _Step:
         self.raise_("BRACING_INCONCLUSIVE")
         self.raise_("EXERCISE_INCONCLUSIVE")
         if enrollment.red_flags:
-            self.raise_("SURGICAL_CONSULTATION", extra=self._red_flag_text(enrollment.red_flags))
+            self.raise_(
+                "SURGICAL_CONSULTATION",
+                extra=self._red_flag_text(enrollment.red_flags),
+                subjects=list(dict.fromkeys(enrollment.red_flags)),
+            )
 
     def _red_flag_text(self, flags: list[str]) -> str:
         return "Red flags: " + "; ".join(self.d.red_flags[f] for f in flags) + "."
@@ -570,6 +644,7 @@ class _Step:
     # -- events (SPEC section 5) --
 
     def apply(self, event: Event) -> None:
+        self.trigger = f"{event.type}-day{self.s.day_of(event.occurred_on)}"
         match event:
             case PainAssessment():
                 self.pain_assessment(event)
@@ -586,7 +661,7 @@ class _Step:
             case ParenteralNarcotics():
                 self.s.parenteral_narcotics = True
             case RedFlagRaised():
-                self.raise_("SURGICAL_CONSULTATION", extra=self._red_flag_text([event.flag]))
+                self.raise_("SURGICAL_CONSULTATION", extra=self._red_flag_text([event.flag]), subjects=[event.flag])
             case ClinicianNote():
                 pass  # recorded in the event log by the caller; nothing to raise
             case Override():
@@ -730,6 +805,7 @@ class _Step:
 
 __all__ = [
     "FINAL_PHASES",
+    "RULES_REVISION",
     "action_time",
     "advance",
     "apply_event",
@@ -739,6 +815,7 @@ __all__ = [
     "local_date",
     "migrate",
     "next_due",
+    "upgrade",
     "validate_enrollment",
     "validate_event",
 ]

@@ -28,12 +28,23 @@ class MilestoneProgress(BaseModel):
 
 class OpenTask(BaseModel):
     code: str
+    # The item's occasion: its milestone, its dose, the enrollment, or the event that raised it.
     milestone: str
+    # What the item names, for a code whose new subjects raise it again (a consultation's red flags).
+    subjects: list[str] = Field(default_factory=list)
+
+
+# Revisions of the rules' own behaviour (not of a pathway's parameters). 1: every code at most
+# once per milestone period (SPEC section 8 before 2026-12-01). 2: the amended section 8, event-
+# driven safety codes raised again unless still open, as each action's ``repeat`` says. A state
+# recorded before revisions existed has none and is 1; see docs/rule-changes.md.
+RULES_REVISION = 2
 
 
 class EpisodeState(BaseModel):
     episode_id: str
     definition: SharedDefinition
+    rules_revision: int = 1
     identified_on: date
     enrolled_on: date
     age: int
@@ -54,8 +65,8 @@ class EpisodeState(BaseModel):
     hospital_admission: bool = False
     parenteral_narcotics: bool = False
     phase: Phase
-    # The milestone whose period we are in; items raised by events are keyed by it, which is
-    # what makes "a code is raised at most once per milestone" hold for event-driven items.
+    # The milestone whose period we are in. Under rules revision 1 items raised by events are
+    # keyed by it ("at most once per milestone"); revision 2 keys them by the event instead.
     period: str = ENROLLMENT_PERIOD
     milestones: dict[str, MilestoneProgress]
     evaluated: bool = False

@@ -71,7 +71,10 @@ MIDLIFE_STORY: list[tuple[int, dict]] = [
     (70, {"type": "imaging", "modality": "mri"}),
     (100, {"type": "red_flag", "flag": "neurological_deficit"}),
     (101, {"type": "pain_assessment", "nrs": 5, "analgesics": ["opioid"], "opioid_effects": ["fall"]}),
-    (110, {"type": "override", "author": "Dr Ames", "reason": "seen by surgeon", "close_task": "SURGICAL_CONSULTATION"}),
+    (
+        110,
+        {"type": "override", "author": "Dr Ames", "reason": "seen by surgeon", "close_task": "SURGICAL_CONSULTATION"},
+    ),
     (120, {"type": "imaging", "modality": "xray", "new_fracture": True}),
     (150, {"type": "pain_assessment", "nrs": 5, "analgesics": ["opioid"], "mobility": "bed_rest"}),
     (160, {"type": "pain_assessment", "nrs": 5, "analgesics": ["opioid"], "symptoms_changed": True}),

@@ -50,7 +50,13 @@ def on(day: int) -> str:
 
 
 class Story:
-    def __init__(self, enroll_day: int = 0, definition: PathwayDefinition | None = None, **enrollment: Any) -> None:
+    def __init__(
+        self,
+        enroll_day: int = 0,
+        definition: PathwayDefinition | None = None,
+        rules_revision: int = rules.RULES_REVISION,
+        **enrollment: Any,
+    ) -> None:
         self.definition = definition or load_definition(version=1)  # the SPEC the tests pin
         self.items: list[TimelineEntry] = []
         self.closures: list[TaskClosure] = []
@@ -58,7 +64,9 @@ class Story:
         self.now = at(enroll_day, time(8, 0))
         model = parse_model(Enrollment, base_enrollment(**enrollment))
         self.state: EpisodeState
-        self.state, changes = rules.enroll(self.definition, model, "ep-test", self.now)
+        self.state, changes = rules.enroll(
+            self.definition, model, "ep-test", self.now, rules_revision=rules_revision
+        )
         self._take(changes)
 
     def _take(self, changes: Any) -> None:
@@ -81,6 +89,14 @@ class Story:
             self.rejected.append(exc)
             return self
         self._take(changes)
+        return self
+
+    def close(self, day: int, code: str, status: str = "completed", reason: str = "done") -> Story:
+        """A person closes every open item with ``code`` at 12:00 on ``day``."""
+        self.until(day)
+        for task in [t for t in self.state.open_tasks if t.code == code]:
+            self.state, changes = rules.close_task(self.state, code, task.milestone, status, reason, self.now)
+            self._take(changes)
         return self
 
     def assess(self, day: int, nrs: int, analgesics: list[str] | None = None, **fields: Any) -> Story:
