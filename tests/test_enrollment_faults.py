@@ -288,4 +288,3 @@ async def test_a_crash_at_any_point_of_enrollment_leaves_no_ghost(tmp_path, data
     summary = {"seconds": timings, "outcomes": outcomes, "worker kills": rig.worker_kills}
     print("enrollment faults:", json.dumps(summary))
     assert len(everyone) == len(SCENARIOS) * len(ROLES)
-
