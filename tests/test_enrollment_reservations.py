@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import WorkflowFailureError
 
 from activities.recording import RESERVATION_RELEASED
 from carepath import cli
@@ -25,7 +26,9 @@ from db.engine import make_engine
 from db.migrate import upgrade
 from db.models import AuditRow, EpisodeRow, TimelineItemRow
 from tests.support.live import api_client, start_dev_server
+from tests.support.temporal import MemorySink
 from tests.test_api import enrollment
+from worker import build_worker
 from workflows.contracts import EpisodeStart, workflow_id
 from workflows.episode import EpisodeWorkflow
 
@@ -146,27 +149,32 @@ async def test_a_retry_while_the_workflow_runs_gets_the_same_episode(live):
 
 
 async def test_a_reservation_whose_workflow_runs_is_waited_for_not_released(live, dev_env):
-    """Started but not yet recorded (the worker is slow): the sweep leaves it, a retry waits."""
+    """Started but not yet recorded (no worker has picked it up yet): the sweep leaves it, a
+    retry waits for the baseline and gets that episode."""
     service = live.service
     body = enrollment(ref="nora")
     parsed = Enrollment.model_validate(body)
     episode_id = ghost(service.engine, "nora")
     with Session(service.engine) as session, session.begin():
         session.get(EpisodeRow, episode_id).enrollment_digest = enrollment_digest(parsed)
+    parked = f"parked-{uuid.uuid4().hex[:8]}"  # no worker polls it until the retry is waiting
     await dev_env.client.start_workflow(
         EpisodeWorkflow.run,
         EpisodeStart(episode_id=episode_id, enrollment=parsed, definition=load_definition(), actor="coordinator:x"),
         id=workflow_id(episode_id),
-        task_queue=service.task_queue,
+        task_queue=parked,
     )
     report = await service.reconcile_enrollments(older_than=timedelta(0))
-    assert episode_id not in report.released
-    answer = await live.client.post("/episodes", json=body)
+    assert episode_id in report.in_progress and episode_id not in report.released
+    retry = asyncio.create_task(live.client.post("/episodes", json=body))
+    await asyncio.sleep(1)
+    assert not retry.done() and statuses(service.engine, "nora") == {episode_id: "reserving"}
+    with ThreadPoolExecutor(max_workers=2) as threads:
+        async with build_worker(dev_env.client, service.engine, parked, threads, MemorySink(), 10, 2):
+            answer = await asyncio.wait_for(retry, 30)
     assert answer.status_code == 201 and answer.json()["episode_id"] == episode_id
     assert statuses(service.engine, "nora") == {episode_id: "active"}
     assert audit_actions(service.engine, episode_id) == ["enroll"]
-    described = await service.client.get_workflow_handle(workflow_id(episode_id)).describe()
-    assert described.status == WorkflowExecutionStatus.RUNNING
 
 
 def test_migration_turns_old_ghosts_into_reservations(tmp_path) -> None:
