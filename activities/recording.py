@@ -11,11 +11,12 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Engine, insert, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from carepath.pathway.state import Changes, TimelineEntry
 from carepath.pathway.vocabulary import ACTIONABLE_KINDS, Phase
@@ -23,6 +24,8 @@ from db.models import AuditRow, EpisodeRow, EventRow, NotificationRow, TaskRow, 
 
 EPISODES = EpisodeRow.__table__
 TASKS = TaskRow.__table__
+# The type of the non-retryable failure when an episode's reservation was released (see below).
+RESERVATION_RELEASED = "ReservationReleased"
 
 
 class EpisodeOpened(BaseModel):
@@ -93,7 +96,19 @@ def write_changes(session: Session, record: ChangeRecord) -> None:
     values: dict[str, Any] = {"phase": record.phase, "status": status, "updated_at": at}
     if record.pathway_version is not None:
         values["pathway_version"] = record.pathway_version
-    if db.execute(update(EPISODES).where(EPISODES.c.id == episode_id).values(values)).rowcount == 0:
+    # An abandoned reservation stays abandoned: its workflow started too late (the enrollment was
+    # released or replaced meanwhile), so it records nothing and fails instead of reviving it.
+    # The row lock makes this and the release's conditional update exclusive: one of them wins.
+    written = db.execute(
+        update(EPISODES).where(EPISODES.c.id == episode_id, EPISODES.c.status != "abandoned").values(values)
+    )
+    if written.rowcount == 0:
+        if db.execute(select(EPISODES.c.id).where(EPISODES.c.id == episode_id)).first() is not None:
+            raise ApplicationError(
+                f"episode {episode_id}'s enrollment was released before it was recorded",
+                type=RESERVATION_RELEASED,
+                non_retryable=True,
+            )
         raise LookupError(f"episode {episode_id} was never opened")
     if record.event is not None:
         db.execute(

@@ -80,6 +80,50 @@ def _bootstrap_admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, not {value}")
+    return seconds
+
+
+def _reconcile_enrollments(args: argparse.Namespace) -> int:
+    import asyncio
+    from datetime import timedelta
+
+    from carepath.service import CarepathService
+    from carepath.settings import load_settings
+    from carepath.temporal import connect
+    from db.engine import make_engine
+    from db.migrate import upgrade
+
+    settings = load_settings()
+    older_than = args.older_than if args.older_than is not None else settings.reservation_timeout_seconds
+
+    async def sweep() -> None:
+        upgrade(settings.database_url)
+        engine = make_engine(settings.database_url)
+        try:
+            client = await connect(
+                settings.temporal_address, settings.temporal_namespace, converter=settings.data_converter()
+            )
+            service = CarepathService(client, engine, settings.task_queue)
+            report = await service.reconcile_enrollments(timedelta(seconds=older_than))
+        finally:
+            engine.dispose()
+        for episode_id in report.released:
+            print(f"released {episode_id}: no workflow backed its reservation")
+        for episode_id in report.in_progress:
+            print(f"in progress {episode_id}: its workflow runs; the baseline is on its way")
+        print(f"{len(report.released)} released, {len(report.in_progress)} in progress")
+
+    asyncio.run(sweep())
+    return 0
+
+
 def _terminal(action: Callable[[argparse.Namespace, str], str]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from carepath.terminal import CommandError, api_url
@@ -206,6 +250,22 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--name", required=True)
     boot.add_argument("--force", action="store_true", help="even if an admin token exists")
     boot.set_defaults(handler=_bootstrap_admin)
+
+    rec = sub.add_parser(
+        "reconcile-enrollments",
+        help="release enrollment reservations that no workflow backs (the API also does this every minute)",
+        description="Release every enrollment reservation older than --older-than seconds whose workflow never "
+        "started or ended before recording the baseline, so the patient can be enrolled again (audited as "
+        "enroll:released). Reservations with a running workflow are left to finish. Settings from CAREPATH_* env.",
+    )
+    rec.add_argument(
+        "--older-than",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="only reservations at least this old (default CAREPATH_RESERVATION_TIMEOUT_SECONDS, 120)",
+    )
+    rec.set_defaults(handler=_reconcile_enrollments)
 
     _terminal_commands(sub)
     return parser

@@ -28,6 +28,7 @@ from temporalio.converter import DataConverter
 
 from carepath.api.app import create_app
 from carepath.codec import KeyRing
+from carepath.reconcile import reconcile_periodically, sweep_schedule
 from carepath.service import CarepathService
 from carepath.settings import Settings, load_settings
 from carepath.temporal import bundled_binary, connect, quiet_runtime
@@ -164,6 +165,8 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
             worker = worker_from_settings(client, engine, settings, threads)
             async with worker:
                 serving = asyncio.create_task(server.serve())
+                # Releases reservations a killed `carepath dev` left behind (and later ones).
+                sweep = asyncio.create_task(reconcile_periodically(service, *sweep_schedule(settings)))
                 while not server.started and not serving.done():
                     await asyncio.sleep(0.05)
                 if serving.done():
@@ -186,6 +189,9 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
                 await stop.wait()
                 print("stopping…", flush=True)
                 server.should_exit = True
+                sweep.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweep
                 await serving
         engine.dispose()
     finally:

@@ -26,7 +26,14 @@ _NAMESPACE = uuid.UUID("6f1c8f2e-6d55-4c8b-9a57-0c3b8f0f7a11")
 # Our priorities onto FHIR's request-priority codes (routine | urgent | asap | stat).
 PRIORITY = {"routine": "routine", "high": "urgent", "urgent": "asap"}
 TASK_STATUS = {"open": "requested", "completed": "completed", "cancelled": "cancelled"}
-CAREPLAN_STATUS = {"active": "active", "completed": "completed", "withdrawn": "revoked"}
+# A reservation is not yet a plan in force; an abandoned one never was (created in error).
+CAREPLAN_STATUS = {
+    "reserving": "draft",
+    "active": "active",
+    "completed": "completed",
+    "withdrawn": "revoked",
+    "abandoned": "entered-in-error",
+}
 
 
 def _full_url(kind: str, key: str) -> str:

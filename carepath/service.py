@@ -8,16 +8,22 @@ after completion): there is no workflow left to ask, so the store is updated dir
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, case, select
+from sqlalchemy import Engine, case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -28,7 +34,15 @@ from carepath.pathway.definition import load_definition
 from carepath.pathway.inputs import Enrollment, Event, Withdraw
 from db.models import AuditRow, EpisodeRow, EventRow, TaskRow, TimelineItemRow
 from db.queries import timeline
-from workflows.contracts import EpisodeStart, EventOutcome, EventRequest, Migration, TaskClosing, workflow_id
+from workflows.contracts import (
+    EpisodeStart,
+    EpisodeView,
+    EventOutcome,
+    EventRequest,
+    Migration,
+    TaskClosing,
+    workflow_id,
+)
 from workflows.episode import INVALID_INPUT, EpisodeWorkflow
 
 
@@ -46,6 +60,11 @@ class Conflict(Exception):
 
 class _WorkflowClosed(Exception):
     """The episode's workflow has finished (completed or withdrawn)."""
+
+
+class Reconciled(BaseModel):
+    released: list[str] = []  # reservations no workflow backed: now abandoned, the patient free
+    in_progress: list[str] = []  # reservations whose workflow runs: their baseline is on its way
 
 
 class Enrolled(BaseModel):
@@ -103,6 +122,30 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+RESERVING, ABANDONED = "reserving", "abandoned"
+
+
+def enrollment_digest(enrollment: Enrollment) -> str:
+    """Identifies an enrollment's content, so a client's retry can be told from a new request."""
+    return hashlib.sha256(enrollment.model_dump_json().encode()).hexdigest()
+
+
+def _unbacked(status: WorkflowExecutionStatus | None) -> str:
+    if status is None:
+        return "no workflow was started for the reservation"
+    return f"the reservation's workflow ended ({status.name.lower()}) before recording the baseline"
+
+
+def _enrolled(episode_id: str, enrollment: Enrollment, view: EpisodeView) -> Enrolled:
+    return Enrolled(
+        episode_id=episode_id,
+        pathway=view.pathway,
+        phase=view.phase,
+        identified_on=enrollment.identified_on,
+        enrolled_on=date.fromisoformat(view.enrolled_on),
+    )
+
+
 def _rejection(exc: WorkflowUpdateFailedError) -> InvalidInput | None:
     cause = exc.cause
     if isinstance(cause, ApplicationError) and cause.type == INVALID_INPUT:
@@ -130,16 +173,61 @@ class CarepathService:
     # ---- writes (through the workflow) ------------------------------------------------------
 
     async def enroll(self, enrollment: Enrollment, actor: str) -> Enrolled:
+        """Reserve the patient's one active episode, then start its workflow and wait for the baseline.
+
+        Crash-safe: the reservation row (``reserving``) becomes ``active`` only in the workflow's
+        first recording transaction, together with the baseline and the ``enroll`` audit entry.
+        A reservation that no workflow backs (the process died between the two) is released by
+        the next enrollment of the patient or by ``reconcile_enrollments``.
+        """
         definition = load_definition(version=self.pathway_version)
         now = self.clock()
         rules.validate_enrollment(definition, enrollment, now)
-        episode_id = uuid.uuid4().hex
         enrolled_on = rules.local_date(definition, now)
         phase = rules.implied_phase(definition, (enrolled_on - enrollment.identified_on).days)
-        self._reserve(episode_id, enrollment, definition.id, definition.version, enrolled_on, phase, now)
+        digest = enrollment_digest(enrollment)
+        # Each pass either reserves, or settles the reservation in the way; another request may
+        # settle it first, so look again (a few times at most: each pass ends one reservation).
+        for _ in range(3):
+            episode_id = uuid.uuid4().hex  # kept apart: the row's attributes expire on commit
+            row = EpisodeRow(
+                id=episode_id,
+                patient_ref=enrollment.patient.ref,
+                pathway_id=definition.id,
+                pathway_version=definition.version,
+                identified_on=enrollment.identified_on,
+                enrolled_on=enrolled_on,
+                phase=phase,
+                status=RESERVING,
+                enrollment_digest=digest,
+                simulated=False,
+                created_at=now,
+                updated_at=now,
+            )
+            held = self._reserve(row)
+            if held is None:
+                return await self._start(episode_id, enrollment, definition, actor)
+            if held.status != RESERVING:
+                raise Conflict("patient.ref", f"patient already has an active episode ({held.id})")
+            status = await self._workflow_status(held.id)
+            if status == WorkflowExecutionStatus.RUNNING:
+                # Started, baseline not yet recorded: wait for it like the request that started it.
+                enrolled = await self._await_baseline(held.id, enrollment)
+                if enrolled is None:
+                    continue  # it failed meanwhile (released): look again
+                if held.enrollment_digest != digest:
+                    raise Conflict("patient.ref", f"patient already has an active episode ({held.id})")
+                return enrolled  # the same enrollment again: a client's retry gets its episode
+            why = _unbacked(status)
+            if self._release(held.id, actor, why, replacement=row):
+                return await self._start(episode_id, enrollment, definition, actor)
+        raise Conflict("patient.ref", "patient is being enrolled by another request; try again")
+
+    async def _start(self, episode_id: str, enrollment: Enrollment, definition: Any, actor: str) -> Enrolled:
         try:
             # One call starts the workflow and waits until its baseline is recorded, so the
             # worklist shows it on return (measured: ~2x the enrollments/s of start, then update).
+            # The workflow id is the reservation's, so whoever settles it later can ask Temporal.
             start = WithStartWorkflowOperation(
                 EpisodeWorkflow.run,
                 EpisodeStart(episode_id=episode_id, enrollment=enrollment, definition=definition, actor=actor),
@@ -150,66 +238,130 @@ class CarepathService:
             view = await self.client.execute_update_with_start_workflow(
                 EpisodeWorkflow.catch_up, start_workflow_operation=start
             )
-        except Exception:
-            self._release(episode_id)
+        except Exception as exc:
+            await self._settle_failed_start(episode_id, actor, exc)
             raise
-        return Enrolled(
-            episode_id=episode_id,
-            pathway=view.pathway,
-            phase=view.phase,
-            identified_on=enrollment.identified_on,
-            enrolled_on=date.fromisoformat(view.enrolled_on),
-        )
+        return _enrolled(episode_id, enrollment, view)
 
-    def _reserve(
-        self,
-        episode_id: str,
-        enrollment: Enrollment,
-        pathway_id: str,
-        version: int,
-        enrolled_on: date,
-        phase: str,
-        now: datetime,
-    ) -> None:
-        """Claim the patient's one active episode before the workflow exists (SPEC section 7)."""
+    async def _settle_failed_start(self, episode_id: str, actor: str, exc: Exception) -> None:
+        """Release our reservation unless a workflow runs for it; 409 if another request replaced it."""
+        try:
+            status = await self._workflow_status(episode_id)
+            if status != WorkflowExecutionStatus.RUNNING:
+                self._release(episode_id, actor, f"{_unbacked(status)} (start failed: {type(exc).__name__})")
+        except Exception:  # Temporal or the database is down too: the sweep settles it later
+            return
+        row = self._reservation(episode_id)
+        if row is not None and row.status == ABANDONED:
+            raise Conflict("patient.ref", "another enrollment of this patient replaced this one") from exc
+
+    async def _await_baseline(self, episode_id: str, enrollment: Enrollment) -> Enrolled | None:
+        try:
+            view = await self.client.get_workflow_handle(workflow_id(episode_id)).execute_update(
+                EpisodeWorkflow.catch_up
+            )
+        except (WorkflowUpdateFailedError, RPCError):
+            return None
+        return _enrolled(episode_id, enrollment, view)
+
+    async def _workflow_status(self, episode_id: str) -> WorkflowExecutionStatus | None:
+        """The status of the episode's workflow, None if Temporal never had it."""
+        try:
+            description = await self.client.get_workflow_handle(workflow_id(episode_id)).describe()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return None
+        return description.status
+
+    def _reserve(self, row: EpisodeRow) -> EpisodeRow | None:
+        """Claim the patient's one active episode before the workflow exists (SPEC section 7).
+
+        Returns None once claimed, else the row that holds the patient.
+        """
         try:
             with Session(self.engine) as session, session.begin():
-                session.add(
-                    EpisodeRow(
-                        id=episode_id,
-                        patient_ref=enrollment.patient.ref,
-                        pathway_id=pathway_id,
-                        pathway_version=version,
-                        identified_on=enrollment.identified_on,
-                        enrolled_on=enrolled_on,
-                        phase=phase,
-                        status="active",
-                        simulated=False,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+                session.add(row)
         except IntegrityError:
-            active = self._active_episode(enrollment.patient.ref)
-            raise Conflict("patient.ref", f"patient already has an active episode ({active})") from None
+            held = self._holding(row.patient_ref)
+            if held is None:  # it was released between our insert and this read
+                return self._reserve(row)
+            return held
+        return None
 
-    def _active_episode(self, patient_ref: str) -> str | None:
+    def _holding(self, patient_ref: str) -> EpisodeRow | None:
         with Session(self.engine) as session:
             return session.scalar(
-                select(EpisodeRow.id).where(
+                select(EpisodeRow).where(
                     EpisodeRow.patient_ref == patient_ref,
-                    EpisodeRow.status == "active",
+                    EpisodeRow.status.in_((RESERVING, "active")),
                     EpisodeRow.simulated.is_(False),
                 )
             )
 
-    def _release(self, episode_id: str) -> None:
-        with Session(self.engine) as session, session.begin():
-            row = session.get(EpisodeRow, episode_id)
-            if row is not None and not session.scalar(
-                select(AuditRow.id).where(AuditRow.episode_id == episode_id).limit(1)
-            ):
-                session.delete(row)
+    def _reservation(self, episode_id: str) -> EpisodeRow | None:
+        with Session(self.engine) as session:
+            return session.get(EpisodeRow, episode_id)
+
+    def _release(self, episode_id: str, actor: str, why: str, replacement: EpisodeRow | None = None) -> bool:
+        """Mark a reservation abandoned, audited, and reserve ``replacement`` in the same transaction.
+
+        False if it was no longer reserving (its workflow recorded the baseline, or someone
+        else released it). Conditional on the row's status, so this and the workflow's first
+        recording exclude each other: a workflow that starts after the release fails instead.
+        """
+        now = self.clock()
+        try:
+            with Session(self.engine) as session, session.begin():
+                released = session.execute(
+                    update(EpisodeRow)
+                    .where(EpisodeRow.id == episode_id, EpisodeRow.status == RESERVING)
+                    .values(status=ABANDONED, updated_at=now)
+                ).rowcount
+                if not released:
+                    return False
+                session.add(
+                    AuditRow(
+                        change_id=f"{episode_id}/released",
+                        episode_id=episode_id,
+                        at=now,
+                        actor=actor,
+                        action="enroll:released",
+                        detail={"reason": why, "replaced_by": replacement.id if replacement else None},
+                    )
+                )
+                if replacement is not None:
+                    session.flush()  # the old row leaves the one-active index before the new one enters
+                    session.add(replacement)
+        except IntegrityError:  # another request reserved the patient in between
+            return False
+        return True
+
+    async def reconcile_enrollments(self, older_than: timedelta, actor: str = "carepath:reconcile") -> Reconciled:
+        """Release every reservation older than ``older_than`` that no running workflow backs.
+
+        Idempotent, and safe beside live enrollments: one whose workflow runs is left to finish
+        (``in_progress``); the age bound spares requests between their reservation and their start.
+        """
+        cutoff = self.clock() - older_than
+        with Session(self.engine) as session:
+            pending = session.scalars(
+                select(EpisodeRow.id)
+                .where(
+                    EpisodeRow.status == RESERVING,
+                    EpisodeRow.simulated.is_(False),
+                    EpisodeRow.created_at <= cutoff,
+                )
+                .order_by(EpisodeRow.created_at)
+            ).all()
+        report = Reconciled()
+        for episode_id in pending:
+            status = await self._workflow_status(episode_id)
+            if status == WorkflowExecutionStatus.RUNNING:
+                report.in_progress.append(episode_id)
+            elif self._release(episode_id, actor, _unbacked(status)):
+                report.released.append(episode_id)
+        return report
 
     async def record_event(
         self, episode_id: str, event: Event, actor: str, idempotency_key: str | None = None

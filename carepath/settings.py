@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     encryption_keys: str = ""
     encryption_key_id: str = ""
     allow_unencrypted: bool = False
+    # The enrollment sweep (carepath/reconcile.py): how often the API runs it, and how old a
+    # reservation must be before it may be released (well above an enrollment's few seconds).
+    reconcile_every_seconds: float = Field(60, gt=0)
+    reservation_timeout_seconds: float = Field(120, gt=0)
     # Largest request body the API reads (an enrollment or event is well under 10 KB).
     max_request_bytes: int = 65_536
     # Origins allowed to call the codec endpoint from a browser (the Temporal UI).

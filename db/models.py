@@ -58,6 +58,9 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
 
 
+ACTIVE_OR_RESERVING = "status IN ('reserving', 'active') AND NOT simulated"
+
+
 class EpisodeRow(Base):
     __tablename__ = "episodes"
 
@@ -68,21 +71,25 @@ class EpisodeRow(Base):
     identified_on: Mapped[date] = mapped_column(Date)
     enrolled_on: Mapped[date] = mapped_column(Date)
     phase: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), default="active")  # active | completed | withdrawn
+    # reserving (claimed by an enrollment, baseline not yet recorded) | active | completed |
+    # withdrawn | abandoned (a reservation released because no workflow backed it)
+    status: Mapped[str] = mapped_column(String(16), default="active")
     # Stories run by `carepath simulate` are not patients' care: they never block a real
     # enrollment and never reach a worklist or a notification sink.
     simulated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # SHA-256 of the enrollment that reserved the row: tells a client's retry from a new request.
+    enrollment_digest: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (
-        # One active episode per patient (SPEC section 7).
+        # One active episode per patient (SPEC section 7); a pending reservation counts as one.
         Index(
             "uq_episodes_active_patient",
             "patient_ref",
             unique=True,
-            sqlite_where=text("status = 'active' AND NOT simulated"),
-            postgresql_where=text("status = 'active' AND NOT simulated"),
+            sqlite_where=text(ACTIVE_OR_RESERVING),
+            postgresql_where=text(ACTIVE_OR_RESERVING),
         ),
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -93,6 +95,7 @@ def create_app(
         if service is not None:  # injected (tests, `carepath dev`): nothing to open or close
             yield
             return
+        from carepath.reconcile import reconcile_periodically, sweep_schedule
         from carepath.temporal import connect
         from db.engine import make_engine
 
@@ -101,7 +104,11 @@ def create_app(
         app.state.service = CarepathService(client, engine, config.task_queue, pathway_version=config.pathway_version)
         ring = config.key_ring()
         app.state.codec = EncryptionCodec(ring) if ring else None
+        sweep = asyncio.create_task(reconcile_periodically(app.state.service, *sweep_schedule(config)))
         yield
+        sweep.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweep
         engine.dispose()
 
     app = FastAPI(

@@ -4,6 +4,9 @@ Run it as ``python -m tests.support.worker_process --address HOST:PORT --namespa
 --task-queue Q --database-url URL --sink-file FILE``: it builds ``worker.build_worker`` with the
 plain ``DATA_CONVERTER`` and a ``FileSink``, prints ``ready`` on stdout once it polls, and runs
 until SIGTERM/SIGINT (a clean stop), SIGKILL, or the death of the process that started it.
+``--crash-once-at before-commit|after-commit --crash-marker FILE`` makes it SIGKILL itself at its
+first database commit (a recording activity's transaction) unless FILE exists, creating FILE
+first, so the restarted worker runs on.
 
 ``WorkerProcess`` starts, kills and stops such a process from a test.
 """
@@ -37,7 +40,23 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sink-file", required=True, type=Path)
     parser.add_argument("--max-cached", type=int, default=1_000)
     parser.add_argument("--max-activities", type=int, default=16)
+    parser.add_argument("--crash-once-at", choices=["before-commit", "after-commit"])
+    parser.add_argument("--crash-marker", type=Path)
     return parser.parse_args(argv)
+
+
+def _crash_once_at(moment: str, marker: Path) -> None:
+    """SIGKILL this process at its first commit (before or after it reaches the database)."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    def die(_: object) -> None:
+        if marker.exists():
+            return
+        marker.write_text(moment)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    event.listen(Session, moment.replace("-", "_"), die)
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -59,6 +78,9 @@ async def _run(args: argparse.Namespace) -> None:
         stop.set()
 
     watchdog = asyncio.create_task(orphaned())
+    if args.crash_once_at:
+        assert args.crash_marker is not None, "--crash-once-at needs --crash-marker"
+        _crash_once_at(args.crash_once_at, args.crash_marker)
     engine = make_engine(args.database_url)
     client = await connect(args.address, args.namespace, runtime=quiet_runtime(), converter=DATA_CONVERTER)
     try:
