@@ -2,7 +2,7 @@
 workflow records the baseline; old ghosts (active, nothing ever recorded) become reservations
 
 Revision ID: 0005_enrollment_reservations
-Revises: 0003
+Revises: 0004
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_enrollment_reservations"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
