@@ -8,9 +8,11 @@ after completion): there is no workflow left to ask, so the store is updated dir
 
 from __future__ import annotations
 
+import asyncio
+import re
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -26,7 +28,8 @@ from carepath.errors import FieldError, InvalidInput
 from carepath.pathway import rules
 from carepath.pathway.definition import load_definition
 from carepath.pathway.inputs import Enrollment, Event, Withdraw
-from db.models import AuditRow, EpisodeRow, EventRow, TaskRow, TimelineItemRow
+from db import idempotency
+from db.models import AuditRow, EpisodeRow, TaskRow, TimelineItemRow
 from db.queries import timeline
 from workflows.contracts import EpisodeStart, EventOutcome, EventRequest, Migration, TaskClosing, workflow_id
 from workflows.episode import INVALID_INPUT, EpisodeWorkflow
@@ -39,8 +42,9 @@ class NotFound(LookupError):
 class Conflict(Exception):
     """The request is well-formed but clashes with what is recorded (HTTP 409)."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, retry_after: int | None = None) -> None:
         self.error = FieldError(field, message)
+        self.retry_after = retry_after  # seconds, when retrying later can succeed
         super().__init__(str(self.error))
 
 
@@ -101,6 +105,20 @@ PRIORITY_RANK = {"urgent": 0, "high": 1, "routine": 2}
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# A request that finds its Idempotency-Key in progress waits this long (5 s) for the first answer;
+# a claim in progress for longer than KEY_STALE_AFTER is resumed (its request died unanswered).
+KEY_WAIT_STEP, KEY_WAIT_STEPS = 0.05, 100
+KEY_STALE_AFTER = timedelta(seconds=30)
+# The draft's key is a string; printable ASCII up to 64 characters keeps it a safe column value.
+_KEY = re.compile(r"[\x20-\x7e]{1,64}")
+
+
+def _checked_key(key: str) -> str:
+    if not _KEY.fullmatch(key):
+        raise InvalidInput.one("Idempotency-Key", "must be 1 to 64 printable ASCII characters")
+    return key
 
 
 def _rejection(exc: WorkflowUpdateFailedError) -> InvalidInput | None:
@@ -215,21 +233,43 @@ class CarepathService:
         self, episode_id: str, event: Event, actor: str, idempotency_key: str | None = None
     ) -> EventOutcome:
         episode = self._episode_row(episode_id)
-        if idempotency_key is not None:
-            if len(idempotency_key) > 64:
-                raise InvalidInput.one("Idempotency-Key", "must be at most 64 characters")
-            done = self._recorded_event(idempotency_key)
-            if done is not None:
-                if done.episode_id != episode_id:
-                    raise Conflict("Idempotency-Key", "already used for another episode")
-                return EventOutcome(event_id=done.id, phase=self._episode_row(episode_id).phase, raised=[], closed=[])
-        event_id = idempotency_key or uuid.uuid4().hex
+        if idempotency_key is None:
+            return await self._apply_event(episode, event, actor, uuid.uuid4().hex)
+        key = _checked_key(idempotency_key)
+        held = await self._claim_key(episode.id, key, idempotency.fingerprint(event.model_dump(mode="json")))
+        if held.response is not None:
+            return EventOutcome.model_validate(held.response)
+        try:
+            outcome = await self._apply_event(episode, event, actor, held.event_id)
+        except InvalidInput:
+            idempotency.release(self.engine, episode.id, key)  # refused: the key records nothing
+            raise
+        # Any other failure (timeout, cancellation) may or may not have applied the update: the claim
+        # stays in progress and a retry resumes it with the same event id (see db/idempotency.py).
+        idempotency.complete(self.engine, episode.id, key, outcome.model_dump(mode="json"))
+        return outcome
+
+    async def _claim_key(self, episode_id: str, key: str, print_: str) -> idempotency.Claim:
+        """The claim to act on: this request's own, a finished one (replay), or a stale one (resume)."""
+        for _ in range(KEY_WAIT_STEPS):
+            now = self.clock()
+            held = idempotency.claim(self.engine, episode_id, key, print_, now)
+            if held.fingerprint != print_:
+                raise InvalidInput.one(
+                    "Idempotency-Key", "was already used with a different request body; use a new key"
+                )
+            if held.mine or held.status == idempotency.DONE or now - held.created_at > KEY_STALE_AFTER:
+                return held
+            await asyncio.sleep(KEY_WAIT_STEP)  # the first request with this key is still running
+        raise Conflict("Idempotency-Key", "a request with this key is still in progress", retry_after=1)
+
+    async def _apply_event(self, episode: EpisodeRow, event: Event, actor: str, event_id: str) -> EventOutcome:
         request = EventRequest(event=event, event_id=event_id, actor=actor)
         try:
             # The update id makes a retried request (same key) apply once within the run.
             return await self._update(episode.id, EpisodeWorkflow.record_event, request, id=f"event-{event_id}")
         except _WorkflowClosed:
-            phase = self._episode_row(episode_id).phase
+            phase = self._episode_row(episode.id).phase
             raise InvalidInput.one("episode", f"episode is {phase}; no further events are accepted") from None
 
     async def withdraw(self, episode_id: str, reason: str, text: str | None, actor: str) -> EventOutcome:
@@ -316,10 +356,6 @@ class CarepathService:
         if row is None:
             raise NotFound(f"no {what} {key}")
         return row
-
-    def _recorded_event(self, event_id: str) -> EventRow | None:
-        with Session(self.engine) as session:
-            return session.get(EventRow, event_id)
 
     def episode(self, episode_id: str) -> EpisodeDetail:
         row = self._episode_row(episode_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import date, timedelta
 
@@ -9,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import EpisodeRow, EventRow
+from db.models import AuditRow, EpisodeRow, EventRow
 from tests.support.live import api_client, start_dev_server
 
 TODAY = date.today()
@@ -129,19 +130,107 @@ async def test_events_are_accepted_or_rejected_naming_the_field(api):
     assert good.json()["closed"] == ["START_OSTEOPOROSIS_THERAPY@enrollment"]
 
 
+RED_FLAG = {"type": "red_flag", "occurred_on": TODAY.isoformat(), "flag": "instability"}
+OTHER_FLAG = RED_FLAG | {"flag": "cord_compression"}
+
+
+def event_rows(service) -> list[EventRow]:
+    with Session(service.engine) as session:
+        return list(session.scalars(select(EventRow)))
+
+
+def audit_rows(service) -> int:
+    with Session(service.engine) as session:
+        return session.scalar(select(func.count()).select_from(AuditRow))
+
+
 async def test_same_idempotency_key_applies_the_event_once(api):
     client, service = api
     episode_id = (await client.post("/episodes", json=enrollment())).json()["episode_id"]
-    event = {"type": "red_flag", "occurred_on": TODAY.isoformat(), "flag": "instability"}
     headers = {"Idempotency-Key": "retry-me-1"}
-    first = await client.post(f"/episodes/{episode_id}/events", json=event, headers=headers)
-    second = await client.post(f"/episodes/{episode_id}/events", json=event, headers=headers)
+    first = await client.post(f"/episodes/{episode_id}/events", json=RED_FLAG, headers=headers)
+    second = await client.post(f"/episodes/{episode_id}/events", json=RED_FLAG, headers=headers)
     assert first.status_code == second.status_code == 200
-    assert first.json()["event_id"] == second.json()["event_id"] == "retry-me-1"
-    with Session(service.engine) as session:
-        assert session.scalar(select(func.count()).select_from(EventRow)) == 1
+    assert second.json() == first.json()  # the first answer, replayed
+    assert "SURGICAL_CONSULTATION@enrollment" in first.json()["raised"]
+    assert [e.id for e in event_rows(service)] == [first.json()["event_id"]]
     timeline = (await client.get(f"/episodes/{episode_id}")).json()["timeline"]
     assert [i["code"] for i in timeline].count("SURGICAL_CONSULTATION") == 1
+
+
+async def test_one_key_sent_to_two_episodes_at_once_is_two_keys(api):
+    client, service = api
+    episodes = [(await client.post("/episodes", json=enrollment())).json()["episode_id"] for _ in range(2)]
+    headers = {"Idempotency-Key": "shared-key"}
+    answers = await asyncio.gather(
+        *(client.post(f"/episodes/{e}/events", json=RED_FLAG, headers=headers) for e in episodes)
+    )
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    rows = {row.episode_id: row for row in event_rows(service)}
+    assert set(rows) == set(episodes)  # one event row each
+    for episode_id, answer in zip(episodes, answers, strict=True):
+        assert answer.json()["event_id"] == rows[episode_id].id
+        audit = (await client.get(f"/episodes/{episode_id}/audit")).json()
+        assert audit[-1]["action"] == "event:red_flag"
+        assert audit[-1]["detail"]["event_id"] == rows[episode_id].id  # its own event, not the other's
+        timeline = (await client.get(f"/episodes/{episode_id}")).json()["timeline"]
+        assert [i["code"] for i in timeline].count("SURGICAL_CONSULTATION") == 1
+
+
+async def test_one_key_sent_to_one_episode_at_once_applies_once(api):
+    client, service = api
+    episode_id = (await client.post("/episodes", json=enrollment())).json()["episode_id"]
+    headers = {"Idempotency-Key": "burst"}
+    answers = await asyncio.gather(
+        *(client.post(f"/episodes/{episode_id}/events", json=RED_FLAG, headers=headers) for _ in range(4))
+    )
+    done = [a for a in answers if a.status_code == 200]
+    busy = [a for a in answers if a.status_code == 409]
+    assert len(done) + len(busy) == 4 and done, [a.text for a in answers]
+    assert all(a.headers["retry-after"] and fields(a) == ["Idempotency-Key"] for a in busy)
+    assert len({a.json()["event_id"] for a in done}) == 1
+    assert len(event_rows(service)) == 1
+    audit = (await client.get(f"/episodes/{episode_id}/audit")).json()
+    assert [a["action"] for a in audit].count("event:red_flag") == 1
+
+
+async def test_one_key_with_another_body_is_422_and_records_nothing(api):
+    client, service = api
+    episode_id = (await client.post("/episodes", json=enrollment())).json()["episode_id"]
+    headers = {"Idempotency-Key": "k-1"}
+    assert (await client.post(f"/episodes/{episode_id}/events", json=RED_FLAG, headers=headers)).status_code == 200
+    before = (len(event_rows(service)), audit_rows(service))
+    other = await client.post(f"/episodes/{episode_id}/events", json=OTHER_FLAG, headers=headers)
+    assert other.status_code == 422 and fields(other) == ["Idempotency-Key"], other.text
+    assert (len(event_rows(service)), audit_rows(service)) == before
+    for bad in ("", "x" * 65):
+        refused = await client.post(f"/episodes/{episode_id}/events", json=RED_FLAG, headers={"Idempotency-Key": bad})
+        assert refused.status_code == 422 and fields(refused) == ["Idempotency-Key"], refused.text
+
+
+async def test_a_refused_event_leaves_its_key_unused(api):
+    client, service = api
+    episode_id = (await client.post("/episodes", json=enrollment())).json()["episode_id"]
+    headers = {"Idempotency-Key": "fix-and-retry"}
+    refused = await client.post(f"/episodes/{episode_id}/events", json=RED_FLAG | {"flag": "x"}, headers=headers)
+    assert refused.status_code == 422 and fields(refused) == ["flag"]
+    fixed = await client.post(f"/episodes/{episode_id}/events", json=RED_FLAG, headers=headers)
+    assert fixed.status_code == 200 and len(event_rows(service)) == 1
+
+
+async def test_idempotency_keys_expire_after_a_day(api):
+    client, service = api
+    from db.models import IdempotencyKeyRow
+
+    episode_id = (await client.post("/episodes", json=enrollment())).json()["episode_id"]
+    headers = {"Idempotency-Key": "old"}
+    first = await client.post(f"/episodes/{episode_id}/events", json=RED_FLAG, headers=headers)
+    with Session(service.engine) as session, session.begin():
+        row = session.get(IdempotencyKeyRow, (episode_id, "old"))
+        row.created_at -= timedelta(hours=24, seconds=1)
+    again = await client.post(f"/episodes/{episode_id}/events", json=OTHER_FLAG, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.json()["event_id"] != first.json()["event_id"]  # a new key: a new event
 
 
 async def test_tasks_are_completed_and_cancelled_through_the_workflow(api):
