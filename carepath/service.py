@@ -26,7 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from carepath.errors import FieldError, InvalidInput
 from carepath.pathway import rules
-from carepath.pathway.definition import load_definition
+from carepath.pathway.definition import DEFAULT_PATHWAY, PathwayDefinition, load_definition
 from carepath.pathway.inputs import Enrollment, Event, Withdraw
 from db import idempotency
 from db.models import AuditRow, EpisodeRow, TaskRow, TimelineItemRow
@@ -85,6 +85,14 @@ class AuditEntry(BaseModel):
     actor: str
     action: str
     detail: dict[str, Any]
+
+
+class Migrated(BaseModel):
+    """What a migration answers: no patient data, since admins migrate too."""
+
+    episode_id: str
+    pathway: str
+    status: str
 
 
 class EpisodeDetail(BaseModel):
@@ -277,19 +285,27 @@ class CarepathService:
         event = Withdraw(occurred_on=today, reason=reason, text=text)  # type: ignore[arg-type]
         return await self.record_event(episode_id, event, actor)
 
-    async def migrate(self, episode_id: str, version: int, reason: str, actor: str) -> EpisodeDetail:
+    async def migrate(self, episode_id: str, version: int, reason: str, actor: str) -> Migrated:
+        # The version is checked before the episode is looked up, so that refusing a bad request
+        # does not tell an admin (who reads no patient data) whether the episode exists.
+        self._definition("version", DEFAULT_PATHWAY, version)
         episode = self._episode_row(episode_id)
-        try:
-            target = load_definition(episode.pathway_id, version)
-        except LookupError as exc:
-            raise InvalidInput.one("version", str(exc)) from None
+        target = self._definition("version", episode.pathway_id, version)
         try:
             await self._update(
                 episode_id, EpisodeWorkflow.migrate, Migration(definition=target, reason=reason, actor=actor)
             )
         except _WorkflowClosed:
             raise InvalidInput.one("episode", f"episode is {episode.phase}; nothing to migrate") from None
-        return self.episode(episode_id)
+        row = self._episode_row(episode_id)
+        return Migrated(episode_id=row.id, pathway=f"{row.pathway_id}.v{row.pathway_version}", status=row.status)
+
+    @staticmethod
+    def _definition(field: str, pathway_id: str, version: int) -> PathwayDefinition:
+        try:
+            return load_definition(pathway_id, version)
+        except LookupError as exc:
+            raise InvalidInput.one(field, str(exc)) from None
 
     async def close_task(self, task_id: int, status: str, reason: str, actor: str) -> TaskView:
         task = self._task_row(task_id)

@@ -284,7 +284,8 @@ async def test_running_episode_keeps_v1_until_migrated_on_the_record(api):
     assert (await client.get(f"/episodes/{old}")).json()["pathway"] == "ovcf-lumbar.v1"
     migrated = await client.post(f"/episodes/{old}/migrate", json={"version": 2, "reason": "clinic adopted v2"})
     assert migrated.status_code == 200, migrated.text
-    detail = migrated.json()
+    assert migrated.json() == {"episode_id": old, "pathway": "ovcf-lumbar.v2", "status": "active"}
+    detail = (await client.get(f"/episodes/{old}")).json()
     assert detail["pathway"] == "ovcf-lumbar.v2"
     assert any(i["code"] == "PATHWAY_MIGRATED" and "clinic adopted v2" in i["title"] for i in detail["timeline"])
     audit = (await client.get(f"/episodes/{old}/audit")).json()

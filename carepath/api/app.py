@@ -18,7 +18,7 @@ from carepath.codec import EncryptionCodec
 from carepath.pathway.definition import DEFAULT_PATHWAY, available_versions, load_definition
 from carepath.pathway.inputs import Enrollment, Event, Text
 from carepath.pathway.vocabulary import Assignee, Priority, TaskStatus, WithdrawReason
-from carepath.service import AuditEntry, CarepathService, Enrolled, EpisodeDetail, NotFound, TaskView
+from carepath.service import AuditEntry, CarepathService, Enrolled, EpisodeDetail, Migrated, NotFound, TaskView
 from carepath.settings import Settings, load_settings
 from carepath.web.pages import router as web_router
 from db.tokens import create_token, list_tokens, revoke
@@ -193,8 +193,11 @@ def create_app(
         return await service.close_task(task_id, "cancelled", body.reason, who.actor)
 
     @app.post("/episodes/{episode_id}/migrate", tags=["definitions"])
-    async def migrate(request: Request, episode_id: str, body: MigrateRequest, who: Migrator) -> EpisodeDetail:
-        """Move a running episode to a newer pathway version, deliberately (timeline + audit trail)."""
+    async def migrate(request: Request, episode_id: str, body: MigrateRequest, who: Migrator) -> Migrated:
+        """Move a running episode to a newer pathway version, deliberately (timeline + audit trail).
+
+        The answer carries no patient data (admins migrate too): read the episode for its timeline.
+        """
         return await service_of(request).migrate(episode_id, body.version, body.reason, who.actor)
 
     @app.get("/episodes/{episode_id}/audit", tags=["audit"])
