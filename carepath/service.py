@@ -36,7 +36,11 @@ from workflows.episode import INVALID_INPUT, EpisodeWorkflow
 
 
 class NotFound(LookupError):
-    pass
+    """Nothing by that id (HTTP 404); ``field`` names the parameter that held the id."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        self.field = field
+        super().__init__(message)
 
 
 class Conflict(Exception):
@@ -370,7 +374,7 @@ class CarepathService:
         with Session(self.engine) as session:
             row = session.get(model, key)
         if row is None:
-            raise NotFound(f"no {what} {key}")
+            raise NotFound(f"no {what} {key}", field=f"{what}_id")
         return row
 
     def episode(self, episode_id: str) -> EpisodeDetail:
@@ -396,7 +400,7 @@ class CarepathService:
     def task(self, task_id: int) -> TaskView:
         found = self.worklist(task_id=task_id, status=None, include_simulated=True)
         if not found:
-            raise NotFound(f"no task {task_id}")
+            raise NotFound(f"no task {task_id}", field="task_id")
         return found[0]
 
     def worklist(

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from carepath.api.app import MAX_ID
 from db.models import AuditRow, EpisodeRow, EventRow
 from tests.support.live import api_client, start_dev_server
 
@@ -294,3 +295,116 @@ async def test_running_episode_keeps_v1_until_migrated_on_the_record(api):
     assert again.status_code == 422 and fields(again) == ["version"]
     missing = await client.post(f"/episodes/{old}/migrate", json={"version": 9, "reason": "x"})
     assert missing.status_code == 422 and fields(missing) == ["version"]
+
+
+@pytest.fixture
+async def live(dev_env, database_url):
+    async with api_client(dev_env, database_url) as live:
+        yield live
+
+
+# Every route with a path parameter, with what it is called and who may use it.
+ID_ROUTES = [
+    ("POST", "/tasks/{}/complete", "task_id", "physician"),
+    ("POST", "/tasks/{}/cancel", "task_id", "physician"),
+    ("POST", "/tokens/{}/revoke", "token_id", "admin"),
+    ("GET", "/definitions/ovcf-lumbar/{}", "version", "physician"),
+]
+EPISODE_ROUTES = [
+    ("GET", "/episodes/{}", None),
+    ("POST", "/episodes/{}/events", RED_FLAG),
+    ("POST", "/episodes/{}/withdraw", {"reason": "transferred"}),
+    ("POST", "/episodes/{}/migrate", {"version": 2, "reason": "x"}),
+    ("GET", "/episodes/{}/fhir", None),
+    ("GET", "/episodes/{}/audit", None),
+    ("GET", "/episodes/{}/audit/fhir", None),
+]
+
+
+async def test_absurd_path_ids_are_refused_naming_the_parameter(live):
+    for method, template, name, role in ID_ROUTES:
+        for value in (MAX_ID + 1, 2**63, 2**64, 10**40, 0, -1, 1.5):
+            response = await live.client.request(
+                method, template.format(value), json={"reason": "x"}, headers=live.auth(role)
+            )
+            assert response.status_code == 422, (template, value, response.text)
+            assert fields(response) == [name], (template, value, response.text)
+        biggest = await live.client.request(
+            method, template.format(MAX_ID), json={"reason": "x"}, headers=live.auth(role)
+        )
+        assert biggest.status_code == 404 and fields(biggest) == [name], biggest.text
+    for method, template, body in EPISODE_ROUTES:
+        for value in ("%00", "a" * 65, "x%20y", "%F0%9F%92%A5", "9" * 40):
+            path = template.format(value)
+            response = await live.client.request(method, path, json=body, headers=live.auth("physician"))
+            assert response.status_code == (404 if value == "9" * 40 else 422), (path, response.text)
+            assert fields(response) == ["episode_id"], (path, response.text)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"imaging": [{"performed_on": TODAY.isoformat(), "modality": "pet"}]}, ["imaging[0].modality"]),
+        ({"imaging": "xray"}, ["imaging"]),
+        ({"fracture": {"levels": ["L2"], "acute_injury": "yes"}}, ["fracture.acute_injury"]),
+        ({"fracture": {"levels": ["L2"], "correlating_symptoms": 1}}, ["fracture.correlating_symptoms"]),
+        ({"calcium_vitamin_d": "true"}, ["calcium_vitamin_d"]),
+        ({"identified_on": f"{TODAY.isoformat()}T00:00:00"}, ["identified_on"]),
+        ({"identified_on": 20260101}, ["identified_on"]),
+        ({"identified_on": 1.5e9}, ["identified_on"]),
+        ({"imaging": [{"performed_on": 0, "modality": "xray"}]}, ["imaging[0].performed_on"]),
+        (
+            {"osteoporosis_therapy": {"agent": "alendronate", "last_dose_on": "2026-1-1"}},
+            ["osteoporosis_therapy.last_dose_on"],
+        ),
+    ],
+)
+async def test_lax_or_misplaced_enrollment_values_are_named(api, overrides, expected):
+    client, service = api
+    response = await client.post("/episodes", json=enrollment(**overrides))
+    assert response.status_code == 422, response.text
+    assert fields(response) == expected, response.text
+    assert episodes(service) == 0
+
+
+async def test_every_malformed_request_gets_one_error_shape_naming_a_field(api):
+    client, service = api
+    json_headers = {"content-type": "application/json"}
+    cases = [
+        (await client.post("/episodes", content=b'{"patient": ', headers=json_headers), 422, ["body"]),
+        (await client.post("/episodes", content=b"[" * 30_000 + b"]" * 30_000, headers=json_headers), 422, ["body"]),
+        (await client.post("/episodes", content=b"not json", headers=json_headers), 422, ["body"]),
+        (await client.post("/tasks/1/cancel"), 422, ["body"]),
+        (await client.get("/no/such/route"), 404, ["path"]),
+        (await client.delete("/tasks"), 405, ["method"]),
+    ]
+    for response, status, expected in cases:
+        assert response.status_code == status, response.text
+        assert fields(response) == expected, response.text
+        assert all(d["message"] for d in response.json()["detail"])
+    assert episodes(service) == 0
+
+
+async def test_override_targets_are_named_after_the_role_check(live):
+    client = live.client
+    episode_id = (await client.post("/episodes", json=enrollment())).json()["episode_id"]
+    base = {"type": "override", "occurred_on": TODAY.isoformat(), "author": "Dr A", "reason": "seen"}
+    both = base | {"skip_milestone": "week4", "close_task": "AVOID_BED_REST"}
+    for body in (base, both):
+        as_coordinator = await client.post(
+            f"/episodes/{episode_id}/events", json=body, headers=live.auth("coordinator")
+        )
+        assert as_coordinator.status_code == 403, as_coordinator.text
+        as_physician = await client.post(f"/episodes/{episode_id}/events", json=body)
+        assert as_physician.status_code == 422 and fields(as_physician) == ["close_task"], as_physician.text
+    imaging = await client.post(
+        f"/episodes/{episode_id}/events",
+        json={"type": "imaging", "occurred_on": TODAY.isoformat(), "modality": "pet"},
+    )
+    assert imaging.status_code == 422 and fields(imaging) == ["modality"], imaging.text
+    for lax in ({"new_fracture": "yes"}, {"occurred_on": f"{TODAY.isoformat()}T10:00:00"}, {"occurred_on": 5}):
+        bad = await client.post(
+            f"/episodes/{episode_id}/events",
+            json={"type": "imaging", "occurred_on": TODAY.isoformat(), "modality": "mri"} | lax,
+        )
+        assert bad.status_code == 422 and fields(bad) == list(lax), bad.text
