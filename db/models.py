@@ -57,6 +57,10 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
 
 
+# What an episode id can be (they are made as 32 hex characters); anything else names nothing.
+EPISODE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
 class EpisodeRow(Base):
     __tablename__ = "episodes"
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from datetime import date
 
+import httpx
 import pytest
 from fastapi.routing import APIRoute
 
 from carepath.api.app import create_app
+from carepath.api.auth import COOKIE
 from carepath.codec import EncryptionCodec, KeyRing
 from tests.support.live import api_client, sqlite_url, start_dev_server
 
@@ -77,11 +80,12 @@ MATRIX = [
     ("GET", "/", READERS, None),
     ("GET", "/ui/episodes/{episode_id}", READERS, None),
     ("GET", "/login", PUBLIC, None),
-    ("GET", "/logout", PUBLIC, None),
-    ("POST", "/login", PUBLIC, "login"),
+    ("POST", "/logout", PUBLIC, "form"),
+    ("POST", "/login", PUBLIC, "form"),
     ("GET", "/static/carepath.css", PUBLIC, None),
 ]
 PAGES = {"/", "/ui/episodes/{episode_id}"}
+SITE = "http://carepath.test"
 
 
 def enrollment() -> dict:
@@ -162,14 +166,16 @@ def leaks(body: str, secrets: list[str]) -> list[str]:
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: r or "no-token")
 async def test_route_answers_each_role(live, method, template, allowed, body, role):
     path, secrets = await _fresh(live, template)
-    if body == "login":  # a form post with the person's own token, when they have one
-        token = live.tokens.get(role or "", "")
-        response = await live.client.post(
-            path,
-            content=f"token={token}",
-            headers={**live.auth(role), "content-type": "application/x-www-form-urlencoded"},
-        )
-        assert response.status_code == (303 if role else 401)
+    if body == "form":  # a page's form (with its CSRF token), signing in with the person's own token
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=live.app), base_url=SITE) as browser:
+            form = (await browser.get("/login")).text
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+            response = await browser.post(
+                path,
+                content=f"token={live.tokens.get(role or '', '')}&csrf_token={csrf}",
+                headers={"content-type": "application/x-www-form-urlencoded", "origin": SITE},
+            )
+        assert response.status_code == (401 if path == "/login" and role is None else 303), response.text
         return
     payload = enrollment() if body == "enrollment" else body
     response = await live.client.request(method, path, json=payload, headers=live.auth(role))
@@ -186,6 +192,23 @@ async def test_route_answers_each_role(live, method, template, allowed, body, ro
         assert response.status_code == 403, (role, response.status_code, response.text)
         if template not in PAGES:
             assert response.json()["detail"][0]["field"] == "Authorization"
+
+
+API_ROUTES = [row for row in MATRIX if row[2] != PUBLIC and row[1] not in PAGES]
+
+
+@pytest.mark.parametrize(
+    ("method", "template", "allowed", "body"), API_ROUTES, ids=[f"{m} {p}" for m, p, _, _ in API_ROUTES]
+)
+async def test_the_api_refuses_the_sign_in_cookie(live, method, template, allowed, body):
+    """The cookie is for the pages; a browser sends it with forged requests too."""
+    path, secrets = await _fresh(live, template)
+    role = "admin" if allowed == ADMIN else "physician"
+    payload = enrollment() if body == "enrollment" else body
+    cookie = {"Authorization": "", "cookie": f"{COOKIE}={live.tokens[role]}"}
+    response = await live.client.request(method, path, json=payload, headers=cookie)
+    assert response.status_code == 401, (role, response.text)
+    assert leaks(response.text, secrets) == []
 
 
 async def test_admin_cannot_tell_which_episodes_exist(live):

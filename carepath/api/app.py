@@ -20,7 +20,9 @@ from carepath.pathway.inputs import Enrollment, Event, Text
 from carepath.pathway.vocabulary import Assignee, Priority, TaskStatus, WithdrawReason
 from carepath.service import AuditEntry, CarepathService, Enrolled, EpisodeDetail, Migrated, NotFound, TaskView
 from carepath.settings import Settings, load_settings
+from carepath.web.pages import install_csrf
 from carepath.web.pages import router as web_router
+from db.models import EPISODE_ID_PATTERN
 from db.tokens import create_token, list_tokens, revoke
 from workflows.contracts import EventOutcome
 
@@ -36,7 +38,7 @@ MAX_ID = 2**31 - 1
 RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
 # Episode ids are 32 hex characters; anything far from that shape (NUL bytes, huge strings) is
 # refused before it reaches the database.
-EpisodeId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+EpisodeId = Annotated[str, Path(pattern=EPISODE_ID_PATTERN)]
 
 
 async def event_author(request: Request, who: Clinician) -> Principal:
@@ -138,6 +140,7 @@ def create_app(
         app.state.service = service
         app.state.codec = codec
     security.install(app, config)
+    install_csrf(app, config.csrf_secret)
     app.include_router(codec_router)
     app.include_router(web_router)
 
