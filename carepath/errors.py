@@ -56,12 +56,16 @@ def join_path(prefix: str, field: str) -> str:
 
 
 def format_loc(loc: Sequence[int | str], skip: frozenset[str] = frozenset()) -> str:
-    """``('events', 3, 'nrs')`` -> ``events[3].nrs``; names in ``skip`` (union tags) are dropped."""
+    """``('events', 3, 'nrs')`` -> ``events[3].nrs``; a leading name in ``skip`` (a union's tag) is dropped.
+
+    Only the head: a field may share its name with a tag (an enrollment's ``imaging`` list and
+    the ``imaging`` event), and must keep it.
+    """
     path = ""
-    for part in loc:
+    for index, part in enumerate(loc):
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part not in skip:
+        elif not (index == 0 and part in skip):
             path = join_path(path, part)
     return path
 

@@ -8,7 +8,9 @@ after completion): there is no workflow left to ask, so the store is updated dir
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -30,9 +32,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from carepath.errors import FieldError, InvalidInput
 from carepath.pathway import rules
-from carepath.pathway.definition import load_definition
+from carepath.pathway.definition import DEFAULT_PATHWAY, PathwayDefinition, load_definition
 from carepath.pathway.inputs import Enrollment, Event, Withdraw
-from db.models import AuditRow, EpisodeRow, EventRow, TaskRow, TimelineItemRow
+from db import idempotency
+from db.models import AuditRow, EpisodeRow, TaskRow, TimelineItemRow
 from db.queries import timeline
 from workflows.contracts import (
     EpisodeStart,
@@ -47,14 +50,19 @@ from workflows.episode import INVALID_INPUT, EpisodeWorkflow
 
 
 class NotFound(LookupError):
-    pass
+    """Nothing by that id (HTTP 404); ``field`` names the parameter that held the id."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        self.field = field
+        super().__init__(message)
 
 
 class Conflict(Exception):
     """The request is well-formed but clashes with what is recorded (HTTP 409)."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, retry_after: int | None = None) -> None:
         self.error = FieldError(field, message)
+        self.retry_after = retry_after  # seconds, when retrying later can succeed
         super().__init__(str(self.error))
 
 
@@ -102,6 +110,14 @@ class AuditEntry(BaseModel):
     detail: dict[str, Any]
 
 
+class Migrated(BaseModel):
+    """What a migration answers: no patient data, since admins migrate too."""
+
+    episode_id: str
+    pathway: str
+    status: str
+
+
 class EpisodeDetail(BaseModel):
     episode_id: str
     patient_ref: str
@@ -144,6 +160,18 @@ def _enrolled(episode_id: str, enrollment: Enrollment, view: EpisodeView) -> Enr
         identified_on=enrollment.identified_on,
         enrolled_on=date.fromisoformat(view.enrolled_on),
     )
+# A request that finds its Idempotency-Key in progress waits this long (5 s) for the first answer;
+# a claim in progress for longer than KEY_STALE_AFTER is resumed (its request died unanswered).
+KEY_WAIT_STEP, KEY_WAIT_STEPS = 0.05, 100
+KEY_STALE_AFTER = timedelta(seconds=30)
+# The draft's key is a string; printable ASCII up to 64 characters keeps it a safe column value.
+_KEY = re.compile(r"[\x20-\x7e]{1,64}")
+
+
+def _checked_key(key: str) -> str:
+    if not _KEY.fullmatch(key):
+        raise InvalidInput.one("Idempotency-Key", "must be 1 to 64 printable ASCII characters")
+    return key
 
 
 def _rejection(exc: WorkflowUpdateFailedError) -> InvalidInput | None:
@@ -367,21 +395,43 @@ class CarepathService:
         self, episode_id: str, event: Event, actor: str, idempotency_key: str | None = None
     ) -> EventOutcome:
         episode = self._episode_row(episode_id)
-        if idempotency_key is not None:
-            if len(idempotency_key) > 64:
-                raise InvalidInput.one("Idempotency-Key", "must be at most 64 characters")
-            done = self._recorded_event(idempotency_key)
-            if done is not None:
-                if done.episode_id != episode_id:
-                    raise Conflict("Idempotency-Key", "already used for another episode")
-                return EventOutcome(event_id=done.id, phase=self._episode_row(episode_id).phase, raised=[], closed=[])
-        event_id = idempotency_key or uuid.uuid4().hex
+        if idempotency_key is None:
+            return await self._apply_event(episode, event, actor, uuid.uuid4().hex)
+        key = _checked_key(idempotency_key)
+        held = await self._claim_key(episode.id, key, idempotency.fingerprint(event.model_dump(mode="json")))
+        if held.response is not None:
+            return EventOutcome.model_validate(held.response)
+        try:
+            outcome = await self._apply_event(episode, event, actor, held.event_id)
+        except InvalidInput:
+            idempotency.release(self.engine, episode.id, key)  # refused: the key records nothing
+            raise
+        # Any other failure (timeout, cancellation) may or may not have applied the update: the claim
+        # stays in progress and a retry resumes it with the same event id (see db/idempotency.py).
+        idempotency.complete(self.engine, episode.id, key, outcome.model_dump(mode="json"))
+        return outcome
+
+    async def _claim_key(self, episode_id: str, key: str, print_: str) -> idempotency.Claim:
+        """The claim to act on: this request's own, a finished one (replay), or a stale one (resume)."""
+        for _ in range(KEY_WAIT_STEPS):
+            now = self.clock()
+            held = idempotency.claim(self.engine, episode_id, key, print_, now)
+            if held.fingerprint != print_:
+                raise InvalidInput.one(
+                    "Idempotency-Key", "was already used with a different request body; use a new key"
+                )
+            if held.mine or held.status == idempotency.DONE or now - held.created_at > KEY_STALE_AFTER:
+                return held
+            await asyncio.sleep(KEY_WAIT_STEP)  # the first request with this key is still running
+        raise Conflict("Idempotency-Key", "a request with this key is still in progress", retry_after=1)
+
+    async def _apply_event(self, episode: EpisodeRow, event: Event, actor: str, event_id: str) -> EventOutcome:
         request = EventRequest(event=event, event_id=event_id, actor=actor)
         try:
             # The update id makes a retried request (same key) apply once within the run.
             return await self._update(episode.id, EpisodeWorkflow.record_event, request, id=f"event-{event_id}")
         except _WorkflowClosed:
-            phase = self._episode_row(episode_id).phase
+            phase = self._episode_row(episode.id).phase
             raise InvalidInput.one("episode", f"episode is {phase}; no further events are accepted") from None
 
     async def withdraw(self, episode_id: str, reason: str, text: str | None, actor: str) -> EventOutcome:
@@ -389,19 +439,27 @@ class CarepathService:
         event = Withdraw(occurred_on=today, reason=reason, text=text)  # type: ignore[arg-type]
         return await self.record_event(episode_id, event, actor)
 
-    async def migrate(self, episode_id: str, version: int, reason: str, actor: str) -> EpisodeDetail:
+    async def migrate(self, episode_id: str, version: int, reason: str, actor: str) -> Migrated:
+        # The version is checked before the episode is looked up, so that refusing a bad request
+        # does not tell an admin (who reads no patient data) whether the episode exists.
+        self._definition("version", DEFAULT_PATHWAY, version)
         episode = self._episode_row(episode_id)
-        try:
-            target = load_definition(episode.pathway_id, version)
-        except LookupError as exc:
-            raise InvalidInput.one("version", str(exc)) from None
+        target = self._definition("version", episode.pathway_id, version)
         try:
             await self._update(
                 episode_id, EpisodeWorkflow.migrate, Migration(definition=target, reason=reason, actor=actor)
             )
         except _WorkflowClosed:
             raise InvalidInput.one("episode", f"episode is {episode.phase}; nothing to migrate") from None
-        return self.episode(episode_id)
+        row = self._episode_row(episode_id)
+        return Migrated(episode_id=row.id, pathway=f"{row.pathway_id}.v{row.pathway_version}", status=row.status)
+
+    @staticmethod
+    def _definition(field: str, pathway_id: str, version: int) -> PathwayDefinition:
+        try:
+            return load_definition(pathway_id, version)
+        except LookupError as exc:
+            raise InvalidInput.one(field, str(exc)) from None
 
     async def close_task(self, task_id: int, status: str, reason: str, actor: str) -> TaskView:
         task = self._task_row(task_id)
@@ -466,12 +524,8 @@ class CarepathService:
         with Session(self.engine) as session:
             row = session.get(model, key)
         if row is None:
-            raise NotFound(f"no {what} {key}")
+            raise NotFound(f"no {what} {key}", field=f"{what}_id")
         return row
-
-    def _recorded_event(self, event_id: str) -> EventRow | None:
-        with Session(self.engine) as session:
-            return session.get(EventRow, event_id)
 
     def episode(self, episode_id: str) -> EpisodeDetail:
         row = self._episode_row(episode_id)
@@ -496,7 +550,7 @@ class CarepathService:
     def task(self, task_id: int) -> TaskView:
         found = self.worklist(task_id=task_id, status=None, include_simulated=True)
         if not found:
-            raise NotFound(f"no task {task_id}")
+            raise NotFound(f"no task {task_id}", field="task_id")
         return found[0]
 
     def worklist(

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     reservation_timeout_seconds: float = Field(120, gt=0)
     # Largest request body the API reads (an enrollment or event is well under 10 KB).
     max_request_bytes: int = 65_536
+    # Signs the pages' CSRF tokens; empty: a random secret per API process (set one when several
+    # API processes serve the pages behind one address).
+    csrf_secret: str = ""
     # Origins allowed to call the codec endpoint from a browser (the Temporal UI).
     codec_cors_origins: str = "http://127.0.0.1:8233,http://localhost:8233,http://localhost:8080"
 

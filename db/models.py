@@ -4,7 +4,8 @@ Idempotency lives in the schema: a timeline item, task and notification are uniq
 (episode, code, occasion), the occasion being what raised it (its milestone, its dose, the
 enrollment, or an event such as ``red_flag-day250``); an event is unique by its id; an audit
 entry by its change id.
-A retried activity therefore cannot create a second task.
+A retried activity therefore cannot create a second task. A client's Idempotency-Key is claimed
+in ``idempotency_keys`` (unique per episode and key) before its event is applied.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class Base(DeclarativeBase):
 
 
 ACTIVE_OR_RESERVING = "status IN ('reserving', 'active') AND NOT simulated"
+
+# What an episode id can be (they are made as 32 hex characters); anything else names nothing.
+EPISODE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 class EpisodeRow(Base):
@@ -138,13 +142,32 @@ class TaskRow(Base):
 class EventRow(Base):
     __tablename__ = "events"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the idempotency key
+    # Random, or derived from (episode, Idempotency-Key): a key is scoped to its episode.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
     episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id"), index=True)
     type: Mapped[str] = mapped_column(String(32))
     occurred_on: Mapped[date] = mapped_column(Date)
     payload: Mapped[dict[str, Any]] = mapped_column()
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
     recorded_by: Mapped[str] = mapped_column(String(200))
+
+
+class IdempotencyKeyRow(Base):
+    """A client's Idempotency-Key for one episode, claimed before anything is applied.
+
+    The primary key is what makes two concurrent requests with one key race safely: only one
+    INSERT wins. ``fingerprint`` (SHA-256 of the canonical body) tells a retry from a reuse.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64))  # the event this claim applies
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # in_progress | done
+    response: Mapped[dict[str, Any] | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)  # expiry sweeps by it
 
 
 class NotificationRow(Base):

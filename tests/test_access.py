@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from datetime import date
 
+import httpx
 import pytest
 from fastapi.routing import APIRoute
 
 from carepath.api.app import create_app
+from carepath.api.auth import COOKIE
 from carepath.codec import EncryptionCodec, KeyRing
 from tests.support.live import api_client, sqlite_url, start_dev_server
 
@@ -77,11 +80,12 @@ MATRIX = [
     ("GET", "/", READERS, None),
     ("GET", "/ui/episodes/{episode_id}", READERS, None),
     ("GET", "/login", PUBLIC, None),
-    ("GET", "/logout", PUBLIC, None),
-    ("POST", "/login", PUBLIC, "login"),
+    ("POST", "/logout", PUBLIC, "form"),
+    ("POST", "/login", PUBLIC, "form"),
     ("GET", "/static/carepath.css", PUBLIC, None),
 ]
 PAGES = {"/", "/ui/episodes/{episode_id}"}
+SITE = "http://carepath.test"
 
 
 def enrollment() -> dict:
@@ -121,39 +125,62 @@ def test_every_route_is_in_the_matrix():
     assert routes - covered == set(), "routes without an access test"
 
 
-async def _fresh(live, template: str) -> str:
-    """The concrete path for ``template``, with a new episode / task / token where it needs one."""
+async def _fresh(live, template: str) -> tuple[str, list[str]]:
+    """The concrete path for ``template``, with a new episode / task / token where it needs one,
+    and the patient data that must not reach anyone but a reader (ref, note text, task titles)."""
     client = live.client
     path, _, variant = template.partition("#")
     values: dict[str, object] = {"pathway_id": "ovcf-lumbar", "version": 1}
+    secrets: list[str] = []
     if "{episode_id}" in path or "{task_id}" in path:
-        created = await client.post("/episodes", json=enrollment())
+        ref = f"p-{uuid.uuid4().hex[:10]}"
+        created = await client.post(
+            "/episodes", json=enrollment() | {"patient": {"ref": ref, "age": 70, "sex": "male"}}
+        )
         assert created.status_code == 201, created.text
-        values["episode_id"] = created.json()["episode_id"]
-        detail = (await client.get(f"/episodes/{values['episode_id']}")).json()
+        values["episode_id"] = episode_id = created.json()["episode_id"]
+        note = f"lives alone, daughter visits {uuid.uuid4().hex[:8]}"
+        noted = await client.post(
+            f"/episodes/{episode_id}/events", json={"type": "note", "occurred_on": TODAY, "text": note, "author": "x"}
+        )
+        assert noted.status_code == 200, noted.text
+        detail = (await client.get(f"/episodes/{episode_id}")).json()
         tasks = {t["code"]: t["id"] for t in detail["open_tasks"]}
         values["task_id"] = tasks["START_OSTEOPOROSIS_THERAPY" if variant == "physician" else "CALCIUM_VITAMIN_D"]
+        secrets = [ref, note, *(t["title"] for t in detail["open_tasks"])]
     if "{token_id}" in path:
         created = await client.post("/tokens", json={"name": "victim", "role": "viewer"}, headers=live.auth("admin"))
         values["token_id"] = created.json()["id"]
-    return path.format(**values)
+    return path.format(**values), secrets
+
+
+# Keys that only patient data travels under (bodies of non-readers must have none of them).
+PATIENT_KEYS = ('"patient_ref":', '"patient":{', '"age":', '"open_tasks":', '"timeline":')
+
+
+def leaks(body: str, secrets: list[str]) -> list[str]:
+    return [s for s in secrets if s in body] + [k for k in PATIENT_KEYS if k in body]
 
 
 @pytest.mark.parametrize(("method", "template", "allowed", "body"), MATRIX, ids=[f"{m} {p}" for m, p, _, _ in MATRIX])
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: r or "no-token")
 async def test_route_answers_each_role(live, method, template, allowed, body, role):
-    path = await _fresh(live, template)
-    if body == "login":  # a form post with the person's own token, when they have one
-        token = live.tokens.get(role or "", "")
-        response = await live.client.post(
-            path,
-            content=f"token={token}",
-            headers={**live.auth(role), "content-type": "application/x-www-form-urlencoded"},
-        )
-        assert response.status_code == (303 if role else 401)
+    path, secrets = await _fresh(live, template)
+    if body == "form":  # a page's form (with its CSRF token), signing in with the person's own token
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=live.app), base_url=SITE) as browser:
+            form = (await browser.get("/login")).text
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+            response = await browser.post(
+                path,
+                content=f"token={live.tokens.get(role or '', '')}&csrf_token={csrf}",
+                headers={"content-type": "application/x-www-form-urlencoded", "origin": SITE},
+            )
+        assert response.status_code == (401 if path == "/login" and role is None else 303), response.text
         return
     payload = enrollment() if body == "enrollment" else body
     response = await live.client.request(method, path, json=payload, headers=live.auth(role))
+    if role not in READERS:  # admins and strangers see no patient data, whatever the answer
+        assert leaks(response.text, secrets) == [], (role, response.status_code, response.text)
     if role in allowed:
         assert response.status_code < 400, (role, response.status_code, response.text)
     elif role is None and template in PAGES:
@@ -165,6 +192,34 @@ async def test_route_answers_each_role(live, method, template, allowed, body, ro
         assert response.status_code == 403, (role, response.status_code, response.text)
         if template not in PAGES:
             assert response.json()["detail"][0]["field"] == "Authorization"
+
+
+API_ROUTES = [row for row in MATRIX if row[2] != PUBLIC and row[1] not in PAGES]
+
+
+@pytest.mark.parametrize(
+    ("method", "template", "allowed", "body"), API_ROUTES, ids=[f"{m} {p}" for m, p, _, _ in API_ROUTES]
+)
+async def test_the_api_refuses_the_sign_in_cookie(live, method, template, allowed, body):
+    """The cookie is for the pages; a browser sends it with forged requests too."""
+    path, secrets = await _fresh(live, template)
+    role = "admin" if allowed == ADMIN else "physician"
+    payload = enrollment() if body == "enrollment" else body
+    cookie = {"Authorization": "", "cookie": f"{COOKIE}={live.tokens[role]}"}
+    response = await live.client.request(method, path, json=payload, headers=cookie)
+    assert response.status_code == 401, (role, response.text)
+    assert leaks(response.text, secrets) == []
+
+
+async def test_admin_cannot_tell_which_episodes_exist(live):
+    """A migration that cannot happen answers alike whether the episode exists or not."""
+    episode_id = (await live.client.post("/episodes", json=enrollment())).json()["episode_id"]
+    answers = [
+        await live.client.post(f"/episodes/{e}/migrate", json={"version": 9, "reason": "x"}, headers=live.auth("admin"))
+        for e in (episode_id, "0" * 32)
+    ]
+    assert [a.status_code for a in answers] == [422, 422], [a.text for a in answers]
+    assert answers[0].json() == answers[1].json()
 
 
 async def test_revoked_and_unknown_tokens_are_refused(live):

@@ -3,11 +3,13 @@ never a 500 or a traceback, and nothing changes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from datetime import date, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from carepath.api.auth import COOKIE
 from db.models import AuditRow, EpisodeRow
 from tests.support.live import api_client, sqlite_url, start_dev_server
 
@@ -191,3 +194,105 @@ def test_cli_refuses_bad_scenarios_without_a_traceback(tmp_path_factory, body):
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr and "enrollment" in run.stderr
     assert not (folder / "never.db").exists()
+
+
+# ---- every route, every role, at once -----------------------------------------------------------
+
+ROUTES = [
+    ("GET", "/episodes/{episode_id}"),
+    ("POST", "/episodes"),
+    ("POST", "/episodes/{episode_id}/events"),
+    ("POST", "/episodes/{episode_id}/withdraw"),
+    ("POST", "/episodes/{episode_id}/migrate"),
+    ("GET", "/episodes/{episode_id}/fhir"),
+    ("GET", "/episodes/{episode_id}/audit"),
+    ("GET", "/episodes/{episode_id}/audit/fhir"),
+    ("GET", "/tasks"),
+    ("POST", "/tasks/{task_id}/complete"),
+    ("POST", "/tasks/{task_id}/cancel"),
+    ("GET", "/definitions"),
+    ("GET", "/definitions/ovcf-lumbar/{task_id}"),
+    ("POST", "/tokens"),
+    ("GET", "/tokens"),
+    ("POST", "/tokens/{task_id}/revoke"),
+    ("POST", "/codec/decode"),
+    ("GET", "/"),
+    ("GET", "/ui/episodes/{episode_id}"),
+    ("POST", "/login"),
+    ("POST", "/logout"),
+]
+CALLERS = [None, "viewer", "coordinator", "physician", "admin", "cookie"]
+PLAUSIBLE = [
+    {"type": "note", "occurred_on": TODAY.isoformat(), "text": "fuzz note", "author": "f"},
+    {"type": "red_flag", "occurred_on": TODAY.isoformat(), "flag": "instability"},
+    {"type": "override", "occurred_on": TODAY.isoformat(), "author": "a", "reason": "r", "close_task": "X"},
+    {"reason": "transferred"},
+    {"reason": "done"},
+    {"version": 2, "reason": "x"},
+    {"name": "n", "role": "viewer"},
+]
+path_ids = st.one_of(
+    st.just("REAL"),
+    st.integers(-(2**70), 2**70).map(str),
+    st.text(max_size=80).map(lambda t: quote(t, safe="")),
+)
+calls = st.tuples(
+    st.sampled_from(ROUTES),
+    st.sampled_from(CALLERS),
+    st.one_of(st.none(), json_values, st.sampled_from(PLAUSIBLE)),
+    path_ids,
+    st.sampled_from([None, "fuzz-key-1", "fuzz-key-2"]),
+)
+PAGES = ("/", "/ui/episodes/{episode_id}")
+PATIENT_KEYS = ('"patient_ref":', '"patient":{', '"age":', '"open_tasks":', '"timeline":')
+
+
+async def _fuzz_patient(live) -> dict:
+    known = getattr(live, "fuzz_patient", None)
+    if known is None:
+        ref = "fuzz-secret-ref"
+        created = await live.client.post(
+            "/episodes", json=valid_enrollment() | {"patient": {"ref": ref, "age": 70, "sex": "male"}}
+        )
+        episode_id = created.json()["episode_id"]
+        note = "fuzz secret note text"
+        await live.client.post(
+            f"/episodes/{episode_id}/events",
+            json={"type": "note", "occurred_on": TODAY.isoformat(), "text": note, "author": "f"},
+        )
+        task = (await live.client.get(f"/episodes/{episode_id}")).json()["open_tasks"][0]["id"]
+        known = live.fuzz_patient = {"episode_id": episode_id, "task_id": str(task), "secrets": [ref, note]}
+    return known
+
+
+def _headers(live, caller: str | None, key: str | None) -> dict[str, str]:
+    headers = {"Authorization": ""}
+    if caller == "cookie":  # the sign-in cookie of a physician, as a forging browser would send it
+        headers["cookie"] = f"{COOKIE}={live.tokens['physician']}"
+    elif caller is not None:
+        headers = live.auth(caller)
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return headers
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(calls, min_size=1, max_size=6))
+async def test_concurrent_requests_on_every_route_never_500_nor_leak(live, batch):
+    patient = await _fuzz_patient(live)
+    requests = []
+    for (method, template), caller, body, raw_id, key in batch:
+        real = {"episode_id": patient["episode_id"], "task_id": patient["task_id"]}
+        path = template.format(**{name: real[name] if raw_id == "REAL" else raw_id for name in real})
+        requests.append(live.client.request(method, path, json=body, headers=_headers(live, caller, key)))
+    answers = await asyncio.gather(*requests)
+    for ((method, template), caller, _, _, _), answer in zip(batch, answers, strict=True):
+        where = (method, template, caller, answer.status_code, answer.text[:300])
+        assert answer.status_code < 500, where
+        assert "Traceback" not in answer.text, where
+        # No patient data for strangers and admins, whatever the route; the cookie reads pages only.
+        if caller in (None, "admin") or (caller == "cookie" and template not in PAGES):
+            assert not [s for s in patient["secrets"] if s in answer.text], where
+            assert not [k for k in PATIENT_KEYS if k in answer.text], where
+        if answer.status_code >= 400 and answer.headers["content-type"].startswith("application/json"):
+            assert _named(answer), where

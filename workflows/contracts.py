@@ -37,7 +37,8 @@ class EpisodeStart(BaseModel):
 
 class EventRequest(BaseModel):
     event: Event
-    # Also the idempotency key and the events table's primary key (String(64)).
+    # The events table's primary key (String(64)) and the update id: random, or chosen with the
+    # request's Idempotency-Key claim (db/idempotency.py).
     event_id: str = Field(min_length=1, max_length=64)
     actor: str = "system"
 

@@ -41,16 +41,21 @@ class Principal(BaseModel):
         return f"{self.role}:{self.name}"
 
 
-def token_of(request: Request) -> str | None:
+def token_of(request: Request, cookie: bool = False) -> str | None:
+    """The bearer token; the sign-in cookie only when ``cookie`` (the HTML pages).
+
+    The JSON API takes bearer tokens only: a browser attaches the cookie to any request, even
+    one a page on another port of the same host makes it send (cross-site request forgery).
+    """
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return request.cookies.get(COOKIE)
+    return request.cookies.get(COOKIE) if cookie else None
 
 
-def authenticate(request: Request) -> Principal:
-    token = token_of(request)
+def authenticate(request: Request, cookie: bool = False) -> Principal:
+    token = token_of(request, cookie)
     if not token:
         raise Unauthorized("a bearer token is required")
     holder = verify(request.app.state.service.engine, token)

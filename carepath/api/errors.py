@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from carepath.api.auth import Forbidden, Unauthorized
 from carepath.errors import FieldError, InvalidInput, from_error_list
@@ -16,19 +17,46 @@ from carepath.service import Conflict, NotFound
 
 log = logging.getLogger("carepath.api")
 
-# FastAPI prefixes locations with where the value came from; the field path is what follows.
-_SOURCES = frozenset({"body", "query", "path", "header"})
-
 
 def _body(errors: list[FieldError]) -> dict[str, object]:
     return {"detail": [{"field": e.field, "message": e.message} for e in errors]}
 
 
+def request_errors(exc: RequestValidationError) -> list[FieldError]:
+    """FastAPI's errors named by the field path inside their source (or the source itself)."""
+    errors = []
+    for err in exc.errors():
+        source, *rest = err["loc"] or ("body",)
+        if err["type"] == "json_invalid":
+            reason = err.get("ctx", {}).get("error", "")
+            errors.append(FieldError("body", f"is not valid JSON ({reason})" if reason else "is not valid JSON"))
+            continue
+        # An event body's union tag (its own "type") sits between "body" and the field.
+        body = exc.body
+        if rest and isinstance(body, dict) and rest[0] in EVENT_TYPES and body.get("type") == rest[0]:
+            rest = rest[1:]
+        field = from_error_list([{**err, "loc": tuple(rest)}]).errors[0]
+        errors.append(FieldError(field.field or str(source), field.message))
+    return errors
+
+
+# Starlette's own refusals (no such route, wrong method, an unparsable body) in the same shape.
+_HTTP_FIELDS = {400: "body", 404: "path", 405: "method"}
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = from_error_list(exc.errors(), skip=EVENT_TYPES | _SOURCES).errors
-        return JSONResponse(status_code=422, content=_body(errors))
+        return JSONResponse(status_code=422, content=_body(request_errors(exc)))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI answers 400 for a body it cannot parse at all (e.g. nested past the parser's
+        # depth): that is bad input like any other malformed JSON.
+        status = 422 if exc.status_code == 400 else exc.status_code
+        message = exc.detail if isinstance(exc.detail, str) else "refused"
+        field = _HTTP_FIELDS.get(exc.status_code, "")
+        return JSONResponse(status_code=status, content=_body([FieldError(field, message)]), headers=exc.headers)
 
     @app.exception_handler(InvalidInput)
     async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
@@ -36,7 +64,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Conflict)
     async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
-        return JSONResponse(status_code=409, content=_body([exc.error]))
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+        return JSONResponse(status_code=409, content=_body([exc.error]), headers=headers)
 
     @app.exception_handler(Unauthorized)
     async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
@@ -52,7 +81,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return JSONResponse(status_code=404, content=_body([FieldError("", str(exc))]))
+        return JSONResponse(status_code=404, content=_body([FieldError(exc.field, str(exc))]))
 
     @app.exception_handler(OperationalError)
     async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
@@ -66,4 +95,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse(status_code=500, content=_body([FieldError("", "internal error; it has been logged")]))
+        # Starlette re-raises the exception after this answer and the server drops the connection:
+        # say so, so that a client does not reuse it.
+        return JSONResponse(
+            status_code=500,
+            content=_body([FieldError("", "internal error; it has been logged")]),
+            headers={"Connection": "close"},
+        )

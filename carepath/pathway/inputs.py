@@ -6,18 +6,23 @@ definition or the clock (known agents, dates between day 0 and today) live in th
 
 from __future__ import annotations
 
-from datetime import date
+import re
+from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
+    field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from carepath.errors import InvalidInput, from_validation_error
 from carepath.pathway.vocabulary import (
@@ -46,6 +51,24 @@ def _unique(values: list[Any]) -> list[Any]:
     return values
 
 
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date(value: Any) -> Any:
+    """A date as JSON carries it ("YYYY-MM-DD") or a date object; no datetimes, numbers or other spellings.
+
+    Not pydantic's strict date: that refuses the strings FastAPI and scenario files pass in.
+    """
+    if isinstance(value, datetime) or not isinstance(value, str | date):
+        raise PydanticCustomError("date_type", "must be a date (YYYY-MM-DD)")
+    if isinstance(value, str) and not _ISO_DATE.fullmatch(value):
+        raise PydanticCustomError("date_type", "must be a date (YYYY-MM-DD)")
+    return value
+
+
+# Strict inputs: "yes" is not true, 1.0 is not 1, a datetime or a number is not a date.
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+Flag = Annotated[bool, Field(strict=True)]
 NRS = Annotated[int, Field(strict=True), _between(0, 10)]
 Age = Annotated[int, Field(strict=True), _between(18, 120)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
@@ -67,18 +90,18 @@ class Patient(InputModel):
 
 class Fracture(InputModel):
     levels: Annotated[list[Level], Field(min_length=1), AfterValidator(_unique)]
-    acute_injury: bool = False
-    correlating_symptoms: bool = False
+    acute_injury: Flag = False
+    correlating_symptoms: Flag = False
 
 
 class ImagingStudy(InputModel):
-    performed_on: date
+    performed_on: IsoDate
     modality: Modality
 
 
 class CurrentTherapy(InputModel):
     agent: str
-    last_dose_on: date | None = None
+    last_dose_on: IsoDate | None = None
 
 
 class EnrollmentBase(InputModel):
@@ -89,12 +112,12 @@ class EnrollmentBase(InputModel):
     pain_nrs: NRS
     analgesics: Annotated[list[str], AfterValidator(_unique)] = []
     contraindications: Annotated[list[Contraindication], AfterValidator(_unique)] = []
-    calcium_vitamin_d: bool = False
+    calcium_vitamin_d: Flag = False
     red_flags: Annotated[list[str], AfterValidator(_unique)] = []
 
 
 class Enrollment(EnrollmentBase):
-    identified_on: date
+    identified_on: IsoDate
     osteoporosis_therapy: CurrentTherapy | None = None
     imaging: list[ImagingStudy] = []
 
@@ -103,16 +126,16 @@ class Enrollment(EnrollmentBase):
 
 
 class EventBase(InputModel):
-    occurred_on: date
+    occurred_on: IsoDate
 
 
 class PainAssessment(EventBase):
     type: Literal["pain_assessment"] = "pain_assessment"
     nrs: NRS
     analgesics: Annotated[list[str], AfterValidator(_unique)] = []
-    oral_analgesia_adequate: bool = True
+    oral_analgesia_adequate: Flag = True
     mobility: Mobility = "ambulatory"
-    symptoms_changed: bool = False
+    symptoms_changed: Flag = False
     opioid_effects: Annotated[list[OpioidEffect], AfterValidator(_unique)] = []
 
 
@@ -134,8 +157,8 @@ class DoseGiven(EventBase):
 class Imaging(EventBase):
     type: Literal["imaging"] = "imaging"
     modality: Modality
-    new_fracture: bool = False
-    marrow_edema: bool = False
+    new_fracture: Flag = False
+    marrow_edema: Flag = False
 
 
 class HospitalAdmission(EventBase):
@@ -164,11 +187,15 @@ class Override(EventBase):
     author: Name
     reason: Text
     skip_milestone: str | None = None
-    close_task: str | None = None
+    # Checked even when absent, so that "neither" is named too (after skip_milestone, by order).
+    close_task: Annotated[str | None, Field(validate_default=True)] = None
 
-    def model_post_init(self, __context: Any) -> None:
-        if (self.skip_milestone is None) == (self.close_task is None):
+    @field_validator("close_task")
+    @classmethod
+    def _exactly_one_target(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if (info.data.get("skip_milestone") is None) == (value is None):
             raise ValueError("give exactly one of skip_milestone or close_task")
+        return value
 
 
 class Withdraw(EventBase):
