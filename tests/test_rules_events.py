@@ -179,7 +179,7 @@ def test_invalid_events_name_the_field_and_change_nothing(event, field):
         ({"type": "note", "occurred_on": on(2), "text": "", "author": "x"}, "text"),
         ({"type": "teleport", "occurred_on": on(2)}, "type"),
         ({"type": "note", "occurred_on": on(2), "text": "t", "author": "x", "colour": "red"}, "colour"),
-        ({"type": "override", "occurred_on": on(2), "author": "a", "reason": "r"}, ""),
+        ({"type": "override", "occurred_on": on(2), "author": "a", "reason": "r"}, "close_task"),
     ],
 )
 def test_malformed_events_name_the_field(event, field):
