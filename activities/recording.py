@@ -18,8 +18,7 @@ from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from carepath.pathway.state import Changes, TimelineEntry
-from carepath.pathway.vocabulary import ACTIONABLE_KINDS, Phase
+from carepath.engine.items import Changes, TimelineEntry
 from db.models import AuditRow, EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
 
 EPISODES = EpisodeRow.__table__
@@ -48,7 +47,7 @@ class ChangeRecord(BaseModel):
     change_id: str  # deterministic per workflow step: the audit trail's idempotency key
     episode_id: str
     at: datetime
-    phase: Phase
+    phase: str
     actor: str
     action: str
     reason: str | None = None  # why a person did it (task closure, override, withdrawal)
@@ -147,8 +146,8 @@ def write_changes(session: Session, record: ChangeRecord) -> None:
             "detail": {
                 "event_id": record.event.event_id if record.event else None,
                 "reason": record.reason,
-                "raised": [i.key for i in record.changes.items],
-                "closed": [f"{c.code}@{c.milestone}:{c.status}" for c in record.changes.closures],
+                "raised": [str(i.key) for i in record.changes.items],
+                "closed": [f"{c.key}:{c.status}" for c in record.changes.closures],
                 "phase": record.phase,
             },
         },
@@ -156,11 +155,31 @@ def write_changes(session: Session, record: ChangeRecord) -> None:
 
 
 def _add_item(db: Connection, sql: _Inserts, record: ChangeRecord, item: TimelineEntry) -> None:
-    item_id = db.execute(
-        sql.item,
-        {
-            "episode_id": record.episode_id,
-            "code": item.code,
+    rows = ItemRows(record.episode_id, item, record.at)
+    item_id = db.execute(sql.item, rows.timeline()).scalar()
+    if item_id is None:  # already recorded (a retry, or raised again in a later step)
+        return
+    if item.actionable:
+        db.execute(insert(TASKS), rows.task(item_id))
+    if item.notify and item.assignee is not None:
+        db.execute(sql.notification, rows.notification())
+
+
+class ItemRows(NamedTuple):
+    """One item's rows, from one mapping: the timeline row, its task, its notification, all
+    keyed by the item's ``TaskKey`` (episode, code, occasion)."""
+
+    episode_id: str
+    item: TimelineEntry
+    at: datetime
+
+    def _shared(self) -> dict[str, Any]:
+        item = self.item
+        return {"episode_id": self.episode_id, "code": item.code, "occasion": item.key.occasion}
+
+    def timeline(self) -> dict[str, Any]:
+        item = self.item
+        return self._shared() | {
             "kind": item.kind,
             "priority": item.priority,
             "assignee": item.assignee,
@@ -169,45 +188,33 @@ def _add_item(db: Connection, sql: _Inserts, record: ChangeRecord, item: Timelin
             "evidence": item.evidence,
             "day": item.day,
             "on_date": item.on,
-            "occasion": item.milestone,
-            "created_at": record.at,
-        },
-    ).scalar()
-    if item_id is None:  # already recorded (a retry, or raised again in a later step)
-        return
-    if item.kind in ACTIONABLE_KINDS and item.assignee is not None:
-        db.execute(
-            insert(TASKS),
-            {
-                "episode_id": record.episode_id,
-                "timeline_item_id": item_id,
-                "code": item.code,
-                "occasion": item.milestone,
-                "kind": item.kind,
-                "priority": item.priority,
-                "assignee": item.assignee,
-                "title": item.title,
-                "raised_on": item.on,
-                "due_on": item.due_on,
-                "status": "open",
-            },
-        )
-    if item.notify and item.assignee is not None:
-        db.execute(
-            sql.notification,
-            {
-                "dedupe_key": f"{record.episode_id}:{item.key}",
-                "episode_id": record.episode_id,
-                "code": item.code,
-                "occasion": item.milestone,
-                "recipient_role": item.assignee,
-                "subject": f"[{item.priority}] {item.title}",
-                "body": item.detail,
-                "created_at": record.at,
-                "status": "pending",
-                "attempts": 0,
-            },
-        )
+            "created_at": self.at,
+        }
+
+    def task(self, timeline_item_id: int) -> dict[str, Any]:
+        item = self.item
+        return self._shared() | {
+            "timeline_item_id": timeline_item_id,
+            "kind": item.kind,
+            "priority": item.priority,
+            "assignee": item.assignee,
+            "title": item.title,
+            "raised_on": item.on,
+            "due_on": item.due_on,
+            "status": "open",
+        }
+
+    def notification(self) -> dict[str, Any]:
+        item = self.item
+        return self._shared() | {
+            "dedupe_key": f"{self.episode_id}:{item.key}",
+            "recipient_role": item.assignee,
+            "subject": f"[{item.priority}] {item.title}",
+            "body": item.detail,
+            "created_at": self.at,
+            "status": "pending",
+            "attempts": 0,
+        }
 
 
 class _Inserts(NamedTuple):

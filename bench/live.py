@@ -53,8 +53,8 @@ from temporalio.common import WorkflowIDConflictPolicy  # noqa: E402
 
 from bench.bare import BareWorkflow  # noqa: E402
 from carepath.codec import KeyRing, encrypted_converter  # noqa: E402
-from carepath.pathway.definition import PathwayDefinition, load_definition  # noqa: E402
-from carepath.pathway.inputs import Enrollment  # noqa: E402
+from carepath.pathways.ovcf_lumbar.definition import PathwayDefinition, load_definition  # noqa: E402
+from carepath.pathways.ovcf_lumbar.inputs import Enrollment  # noqa: E402
 from carepath.service import CarepathService  # noqa: E402
 from carepath.settings import Settings  # noqa: E402
 from carepath.temporal import DATA_CONVERTER, bundled_binary, quiet_runtime  # noqa: E402

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.stories import expected_rejection, generate  # noqa: E402
-from carepath.pathway.vocabulary import Phase  # noqa: E402
+from carepath.pathways.ovcf_lumbar.vocabulary import Phase  # noqa: E402
 
 PHASES = set(get_args(Phase))
 

@@ -20,33 +20,20 @@ from pydantic import BaseModel
 from sqlalchemy import Engine, case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from temporalio.client import (
-    Client,
-    WithStartWorkflowOperation,
-    WorkflowExecutionStatus,
-    WorkflowUpdateFailedError,
-)
-from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from carepath.engine.definition import DefinitionCore, local_date
+from carepath.engine.inputs import EnrollmentCore, EventCore
+from carepath.engine.items import TaskKey
+from carepath.engine.pathway import Pathway
+from carepath.engine.registry import DEFAULT_PATHWAY, pathway_for
 from carepath.errors import FieldError, InvalidInput
-from carepath.pathway import rules
-from carepath.pathway.definition import DEFAULT_PATHWAY, PathwayDefinition, load_definition
-from carepath.pathway.inputs import Enrollment, Event, Withdraw
 from db import idempotency
 from db.models import AuditRow, EpisodeRow, TaskRow, TimelineItemRow
 from db.queries import timeline
-from workflows.contracts import (
-    EpisodeStart,
-    EpisodeView,
-    EventOutcome,
-    EventRequest,
-    Migration,
-    TaskClosing,
-    workflow_id,
-)
-from workflows.episode import INVALID_INPUT, EpisodeWorkflow
+from workflows.client import EpisodeClient, EpisodeClosed
+from workflows.contracts import EpisodeView, EventOutcome, TaskClosing
 
 
 class NotFound(LookupError):
@@ -64,10 +51,6 @@ class Conflict(Exception):
         self.error = FieldError(field, message)
         self.retry_after = retry_after  # seconds, when retrying later can succeed
         super().__init__(str(self.error))
-
-
-class _WorkflowClosed(Exception):
-    """The episode's workflow has finished (completed or withdrawn)."""
 
 
 class Reconciled(BaseModel):
@@ -141,7 +124,7 @@ def _utcnow() -> datetime:
 RESERVING, ABANDONED = "reserving", "abandoned"
 
 
-def enrollment_digest(enrollment: Enrollment) -> str:
+def enrollment_digest(enrollment: EnrollmentCore) -> str:
     """Identifies an enrollment's content, so a client's retry can be told from a new request."""
     return hashlib.sha256(enrollment.model_dump_json().encode()).hexdigest()
 
@@ -152,7 +135,7 @@ def _unbacked(status: WorkflowExecutionStatus | None) -> str:
     return f"the reservation's workflow ended ({status.name.lower()}) before recording the baseline"
 
 
-def _enrolled(episode_id: str, enrollment: Enrollment, view: EpisodeView) -> Enrolled:
+def _enrolled(episode_id: str, enrollment: EnrollmentCore, view: EpisodeView) -> Enrolled:
     return Enrolled(
         episode_id=episode_id,
         pathway=view.pathway,
@@ -160,6 +143,8 @@ def _enrolled(episode_id: str, enrollment: Enrollment, view: EpisodeView) -> Enr
         identified_on=enrollment.identified_on,
         enrolled_on=date.fromisoformat(view.enrolled_on),
     )
+
+
 # A request that finds its Idempotency-Key in progress waits this long (5 s) for the first answer;
 # a claim in progress for longer than KEY_STALE_AFTER is resumed (its request died unanswered).
 KEY_WAIT_STEP, KEY_WAIT_STEPS = 0.05, 100
@@ -174,14 +159,6 @@ def _checked_key(key: str) -> str:
     return key
 
 
-def _rejection(exc: WorkflowUpdateFailedError) -> InvalidInput | None:
-    cause = exc.cause
-    if isinstance(cause, ApplicationError) and cause.type == INVALID_INPUT:
-        errors = cause.details[0]["errors"] if cause.details else []
-        return InvalidInput(FieldError(e["field"], e["message"]) for e in errors)
-    return None
-
-
 class CarepathService:
     def __init__(
         self,
@@ -194,13 +171,27 @@ class CarepathService:
         # New enrollments get this version of the pathway (default: the newest shipped).
         self.pathway_version = pathway_version
         self.client = client
+        self.episodes = EpisodeClient(client, task_queue)
         self.engine = engine
         self.task_queue = task_queue
         self.clock = clock
 
     # ---- writes (through the workflow) ------------------------------------------------------
 
-    async def enroll(self, enrollment: Enrollment, actor: str) -> Enrolled:
+    def pathway(self, pathway_id: str | None = None) -> Pathway:
+        """The pathway ``pathway_id`` (default: the shipped default); errors name ``pathway``."""
+        try:
+            return pathway_for(pathway_id or DEFAULT_PATHWAY)
+        except LookupError as exc:
+            raise InvalidInput.one("pathway", str(exc)) from None
+
+    def today(self, definition: DefinitionCore) -> date:
+        """Today in the clinic's time zone of ``definition``."""
+        return local_date(definition, self.clock())
+
+    async def enroll(
+        self, enrollment: EnrollmentCore | dict[str, Any], actor: str, pathway_id: str | None = None
+    ) -> Enrolled:
         """Reserve the patient's one active episode, then start its workflow and wait for the baseline.
 
         Crash-safe: the reservation row (``reserving``) becomes ``active`` only in the workflow's
@@ -208,11 +199,14 @@ class CarepathService:
         A reservation that no workflow backs (the process died between the two) is released by
         the next enrollment of the patient or by ``reconcile_enrollments``.
         """
-        definition = load_definition(version=self.pathway_version)
+        pathway = self.pathway(pathway_id)
+        enrollment = pathway.parse_enrollment(enrollment)
+        # The configured version is the default pathway's; another pathway starts on its newest.
+        definition = pathway.definition(self.pathway_version if pathway.id == DEFAULT_PATHWAY else None)
         now = self.clock()
-        rules.validate_enrollment(definition, enrollment, now)
-        enrolled_on = rules.local_date(definition, now)
-        phase = rules.implied_phase(definition, (enrolled_on - enrollment.identified_on).days)
+        pathway.validate_enrollment(definition, enrollment, now)
+        enrolled_on = local_date(definition, now)
+        phase = pathway.starting_phase(definition, enrollment, now)
         digest = enrollment_digest(enrollment)
         # Each pass either reserves, or settles the reservation in the way; another request may
         # settle it first, so look again (a few times at most: each pass ends one reservation).
@@ -220,7 +214,7 @@ class CarepathService:
             episode_id = uuid.uuid4().hex  # kept apart: the row's attributes expire on commit
             row = EpisodeRow(
                 id=episode_id,
-                patient_ref=enrollment.patient.ref,
+                patient_ref=enrollment.patient_ref,
                 pathway_id=definition.id,
                 pathway_version=definition.version,
                 identified_on=enrollment.identified_on,
@@ -251,21 +245,12 @@ class CarepathService:
                 return await self._start(episode_id, enrollment, definition, actor)
         raise Conflict("patient.ref", "patient is being enrolled by another request; try again")
 
-    async def _start(self, episode_id: str, enrollment: Enrollment, definition: Any, actor: str) -> Enrolled:
+    async def _start(
+        self, episode_id: str, enrollment: EnrollmentCore, definition: DefinitionCore, actor: str
+    ) -> Enrolled:
         try:
-            # One call starts the workflow and waits until its baseline is recorded, so the
-            # worklist shows it on return (measured: ~2x the enrollments/s of start, then update).
             # The workflow id is the reservation's, so whoever settles it later can ask Temporal.
-            start = WithStartWorkflowOperation(
-                EpisodeWorkflow.run,
-                EpisodeStart(episode_id=episode_id, enrollment=enrollment, definition=definition, actor=actor),
-                id=workflow_id(episode_id),
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                task_queue=self.task_queue,
-            )
-            view = await self.client.execute_update_with_start_workflow(
-                EpisodeWorkflow.catch_up, start_workflow_operation=start
-            )
+            view, _ = await self.episodes.start(episode_id, enrollment, definition, actor)
         except Exception as exc:
             await self._settle_failed_start(episode_id, actor, exc)
             raise
@@ -283,19 +268,17 @@ class CarepathService:
         if row is not None and row.status == ABANDONED:
             raise Conflict("patient.ref", "another enrollment of this patient replaced this one") from exc
 
-    async def _await_baseline(self, episode_id: str, enrollment: Enrollment) -> Enrolled | None:
+    async def _await_baseline(self, episode_id: str, enrollment: EnrollmentCore) -> Enrolled | None:
         try:
-            view = await self.client.get_workflow_handle(workflow_id(episode_id)).execute_update(
-                EpisodeWorkflow.catch_up
-            )
-        except (WorkflowUpdateFailedError, RPCError):
+            view = await self.episodes.catch_up(episode_id)
+        except (WorkflowUpdateFailedError, RPCError, InvalidInput, EpisodeClosed):
             return None
         return _enrolled(episode_id, enrollment, view)
 
     async def _workflow_status(self, episode_id: str) -> WorkflowExecutionStatus | None:
         """The status of the episode's workflow, None if Temporal never had it."""
         try:
-            description = await self.client.get_workflow_handle(workflow_id(episode_id)).describe()
+            description = await self.episodes.handle(episode_id).describe()
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
@@ -392,9 +375,10 @@ class CarepathService:
         return report
 
     async def record_event(
-        self, episode_id: str, event: Event, actor: str, idempotency_key: str | None = None
+        self, episode_id: str, event: EventCore | dict[str, Any], actor: str, idempotency_key: str | None = None
     ) -> EventOutcome:
         episode = self._episode_row(episode_id)
+        event = self.pathway(episode.pathway_id).parse_event(event)
         if idempotency_key is None:
             return await self._apply_event(episode, event, actor, uuid.uuid4().hex)
         key = _checked_key(idempotency_key)
@@ -425,19 +409,19 @@ class CarepathService:
             await asyncio.sleep(KEY_WAIT_STEP)  # the first request with this key is still running
         raise Conflict("Idempotency-Key", "a request with this key is still in progress", retry_after=1)
 
-    async def _apply_event(self, episode: EpisodeRow, event: Event, actor: str, event_id: str) -> EventOutcome:
-        request = EventRequest(event=event, event_id=event_id, actor=actor)
+    async def _apply_event(self, episode: EpisodeRow, event: EventCore, actor: str, event_id: str) -> EventOutcome:
         try:
             # The update id makes a retried request (same key) apply once within the run.
-            return await self._update(episode.id, EpisodeWorkflow.record_event, request, id=f"event-{event_id}")
-        except _WorkflowClosed:
+            return await self.episodes.record_event(episode.id, event, event_id, actor)
+        except EpisodeClosed:
             phase = self._episode_row(episode.id).phase
             raise InvalidInput.one("episode", f"episode is {phase}; no further events are accepted") from None
 
     async def withdraw(self, episode_id: str, reason: str, text: str | None, actor: str) -> EventOutcome:
-        today = rules.local_date(load_definition(), self.clock())
-        event = Withdraw(occurred_on=today, reason=reason, text=text)  # type: ignore[arg-type]
-        return await self.record_event(episode_id, event, actor)
+        episode = self._episode_row(episode_id)
+        today = self.today(self._definition("pathway_version", episode.pathway_id, episode.pathway_version))
+        event = {"type": "withdraw", "occurred_on": today.isoformat(), "reason": reason}
+        return await self.record_event(episode_id, event if text is None else event | {"text": text}, actor)
 
     async def migrate(self, episode_id: str, version: int, reason: str, actor: str) -> Migrated:
         # The version is checked before the episode is looked up, so that refusing a bad request
@@ -446,18 +430,15 @@ class CarepathService:
         episode = self._episode_row(episode_id)
         target = self._definition("version", episode.pathway_id, version)
         try:
-            await self._update(
-                episode_id, EpisodeWorkflow.migrate, Migration(definition=target, reason=reason, actor=actor)
-            )
-        except _WorkflowClosed:
+            await self.episodes.migrate(episode_id, target, reason, actor)
+        except EpisodeClosed:
             raise InvalidInput.one("episode", f"episode is {episode.phase}; nothing to migrate") from None
         row = self._episode_row(episode_id)
         return Migrated(episode_id=row.id, pathway=f"{row.pathway_id}.v{row.pathway_version}", status=row.status)
 
-    @staticmethod
-    def _definition(field: str, pathway_id: str, version: int) -> PathwayDefinition:
+    def _definition(self, field: str, pathway_id: str, version: int) -> DefinitionCore:
         try:
-            return load_definition(pathway_id, version)
+            return self.pathway(pathway_id).definition(version)
         except LookupError as exc:
             raise InvalidInput.one(field, str(exc)) from None
 
@@ -467,25 +448,10 @@ class CarepathService:
             raise Conflict("task", f"task {task_id} is already {task.status}")
         closing = TaskClosing(code=task.code, milestone=task.occasion, status=status, reason=reason, actor=actor)
         try:
-            await self._update(task.episode_id, EpisodeWorkflow.close_task, closing)
-        except _WorkflowClosed:
+            await self.episodes.close_task(task.episode_id, TaskKey(task.code, task.occasion), status, reason, actor)
+        except EpisodeClosed:
             self._close_after_workflow(task_id, closing)
         return self.task(task_id)
-
-    async def _update(self, episode_id: str, update: Any, argument: Any, **options: Any) -> Any:
-        """Run an update on the episode's workflow; a rejection becomes ``InvalidInput``."""
-        handle = self.client.get_workflow_handle(workflow_id(episode_id))
-        try:
-            return await handle.execute_update(update, argument, **options)
-        except WorkflowUpdateFailedError as exc:
-            rejection = _rejection(exc)
-            if rejection is None:
-                raise
-            raise rejection from None
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-            raise _WorkflowClosed from None
 
     def _close_after_workflow(self, task_id: int, closing: TaskClosing) -> None:
         now = self.clock()
@@ -505,7 +471,7 @@ class CarepathService:
                     actor=closing.actor,
                     action=f"task:{closing.status}",
                     detail={
-                        "closed": [f"{task.code}@{task.occasion}:{closing.status}"],
+                        "closed": [f"{TaskKey(task.code, task.occasion)}:{closing.status}"],
                         "reason": closing.reason,
                         "after_workflow": True,
                     },
@@ -564,7 +530,8 @@ class CarepathService:
         limit: int = 500,
     ) -> list[TaskView]:
         """Tasks across episodes, most urgent first, then most overdue (earliest due) first."""
-        today = rules.local_date(load_definition(), self.clock())
+        # Overdue by the clinic's calendar; every shipped definition so far keeps one clinic clock.
+        today = self.today(self.pathway().definition())
         rank = case(PRIORITY_RANK, value=TaskRow.priority, else_=9)
         query = (
             select(TaskRow, EpisodeRow.patient_ref, TimelineItemRow.detail, TimelineItemRow.evidence)

@@ -5,7 +5,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from carepath.pathway.definition import ACTION_CODES, PathwayDefinition, available_versions, load_definition
+from carepath.pathways.ovcf_lumbar import OVCF_LUMBAR
+from carepath.pathways.ovcf_lumbar.definition import ACTION_CODES, PathwayDefinition, load_definition
 from tests.support.story import Story
 
 
@@ -23,7 +24,7 @@ def _variant(**changes) -> PathwayDefinition:
 def test_v1_is_shipped_and_describes_every_code():
     definition = load_definition("ovcf-lumbar", 1)
     assert definition.key == "ovcf-lumbar.v1"
-    assert 1 in available_versions()
+    assert 1 in OVCF_LUMBAR.versions()
     assert set(ACTION_CODES) <= set(definition.actions)
     assert [m.name for m in definition.milestones] == ["week4", "week6", "week8", "month3", "month12"]
     assert [m.day for m in definition.milestones] == [28, 42, 56, 91, 365]
@@ -77,7 +78,7 @@ def test_every_raised_code_is_a_contract_code_a_milestone_or_a_phase_change():
 def test_decoded_workflow_inputs_share_one_definition_instance_per_version():
     # Thousands of sleeping episodes each keep their decoded input in the worker; they must not
     # each hold a private copy of the definition (measured ~40 KiB each).
-    from carepath.pathway.state import EpisodeState
+    from carepath.pathways.ovcf_lumbar.state import EpisodeState
     from workflows.contracts import EpisodeStart, Migration
 
     v1, v2 = (load_definition(version=v).model_dump(mode="json") for v in (1, 2))

@@ -11,7 +11,7 @@ from temporalio.client import Client
 from temporalio.worker import Replayer
 
 from carepath.codec import EncryptionCodec, KeyRing, KeyRingError, encrypted_converter
-from carepath.pathway.inputs import ClinicianNote, Enrollment, parse_model
+from carepath.pathways.ovcf_lumbar.inputs import ClinicianNote, Enrollment, parse_model
 from carepath.service import CarepathService
 from carepath.temporal import DATA_CONVERTER
 from db.engine import make_engine

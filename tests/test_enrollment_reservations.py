@@ -19,8 +19,8 @@ from temporalio.client import WorkflowFailureError
 
 from activities.recording import RESERVATION_RELEASED
 from carepath import cli
-from carepath.pathway.definition import load_definition
-from carepath.pathway.inputs import Enrollment
+from carepath.pathways.ovcf_lumbar.definition import load_definition
+from carepath.pathways.ovcf_lumbar.inputs import Enrollment
 from carepath.service import Conflict, enrollment_digest
 from db.engine import make_engine
 from db.migrate import upgrade

@@ -5,15 +5,15 @@ from datetime import time
 import pytest
 
 from carepath.errors import InvalidInput
-from carepath.pathway import rules
-from carepath.pathway.definition import load_definition
-from carepath.pathway.inputs import Enrollment, parse_model
+from carepath.pathways.ovcf_lumbar import OVCF_LUMBAR
+from carepath.pathways.ovcf_lumbar.definition import load_definition
+from carepath.pathways.ovcf_lumbar.inputs import Enrollment, parse_model
 from tests.support.story import at, base_enrollment, on
 
 
 def _enroll(day: int = 0, **overrides):
     model = parse_model(Enrollment, base_enrollment(**overrides))
-    return rules.enroll(load_definition(), model, "ep", at(day, time(8)))
+    return OVCF_LUMBAR.enroll(load_definition(), model, "ep", at(day, time(8)))
 
 
 @pytest.mark.parametrize(

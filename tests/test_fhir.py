@@ -11,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from activities.recording import ChangeRecord, EpisodeOpened, write_changes
+from carepath.engine.items import Changes
 from carepath.fhir import audit_bundle, episode_bundle
-from carepath.pathway.state import Changes
 from db.engine import make_engine
 from db.models import TaskRow
 from tests.support.story import Story

@@ -2,7 +2,7 @@
 
 from datetime import time
 
-from carepath.pathway import rules
+from carepath.pathways.ovcf_lumbar import OVCF_LUMBAR
 from tests.support.story import Story, at
 
 
@@ -27,9 +27,9 @@ def test_milestone_actions_run_at_the_configured_time():
 
 def test_next_due_is_the_earliest_pending_action():
     story = Story()
-    assert rules.next_due(story.state) == at(7, time(9, 0))  # the watchdog
+    assert OVCF_LUMBAR.next_due(story.state) == at(7, time(9, 0))  # the watchdog
     story.event(3, "medication_started", agent="alendronate")
-    assert rules.next_due(story.state) == at(28, time(9, 0))  # week4
+    assert OVCF_LUMBAR.next_due(story.state) == at(28, time(9, 0))  # week4
 
 
 def test_back_dated_enrollment_skips_passed_milestones_with_a_reason():
@@ -85,4 +85,4 @@ def test_twelve_month_review_completes_or_enters_maintenance():
 
 def test_nothing_is_due_after_completion():
     story = Story().event(2, "medication_started", agent="alendronate").until(400)
-    assert rules.next_due(story.state) is None
+    assert OVCF_LUMBAR.next_due(story.state) is None

@@ -3,8 +3,8 @@
 import pytest
 
 from carepath.errors import InvalidInput
-from carepath.pathway import rules
-from carepath.pathway.inputs import parse_event
+from carepath.pathways.ovcf_lumbar import OVCF_LUMBAR
+from carepath.pathways.ovcf_lumbar.inputs import parse_event
 from tests.support.story import Story, at, on
 
 
@@ -82,7 +82,7 @@ def test_withdraw_cancels_open_tasks_and_ends_the_episode():
     assert {"START_OSTEOPOROSIS_THERAPY", "PAIN_REASSESSMENT", "AVOID_BED_REST"} <= cancelled
     story.event(31, "pain_assessment", nrs=3, analgesics=[])
     assert "withdrawn" in str(story.rejected[-1])
-    assert rules.next_due(story.state) is None
+    assert OVCF_LUMBAR.next_due(story.state) is None
 
 
 def test_events_after_completion_are_rejected():
@@ -162,7 +162,7 @@ def test_invalid_events_name_the_field_and_change_nothing(event, field):
     story = Story().until(5)
     before = story.state.model_copy(deep=True)
     with pytest.raises(InvalidInput) as caught:
-        rules.apply_event(story.state, parse_event(event), at(5, story.now.time()))
+        OVCF_LUMBAR.apply_event(story.state, parse_event(event), at(5, story.now.time()))
     assert caught.value.errors[0].field == field
     assert story.state == before
 

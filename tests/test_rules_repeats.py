@@ -7,9 +7,9 @@ Milestone codes stay once per milestone. Each raised item has an identity of its
 
 import pytest
 
-from carepath.pathway import rules
-from carepath.pathway.definition import load_definition
-from carepath.pathway.state import RULES_REVISION
+from carepath.pathways.ovcf_lumbar import OVCF_LUMBAR
+from carepath.pathways.ovcf_lumbar.definition import load_definition
+from carepath.pathways.ovcf_lumbar.state import RULES_REVISION
 from tests.support.story import Story
 
 SAFETY_CODES = ["SURGICAL_CONSULTATION", "NEW_FRACTURE", "OBTAIN_MRI", "BED_REST_ALERT", "OPIOID_CAUTION_ELDERLY"]
@@ -85,15 +85,15 @@ def test_one_consultation_names_every_red_flag_given_at_enrollment():
 
 def test_two_items_raised_on_one_day_each_have_their_own_identity():
     story = Story().event(40, "red_flag", flag="instability").event(40, "red_flag", flag="cord_compression")
-    keys = [i.key for i in story.items if i.code == "SURGICAL_CONSULTATION"]
+    keys = [str(i.key) for i in story.items if i.code == "SURGICAL_CONSULTATION"]
     assert keys == ["SURGICAL_CONSULTATION@red_flag-day40", "SURGICAL_CONSULTATION@red_flag-day40-2"]
     assert len(set(story.state.raised)) == len(story.state.raised)
 
 
 def test_the_occasion_says_what_raised_the_item():
     story = Story(red_flags=["instability"]).event(45, "imaging", modality="ct", new_fracture=True)
-    assert story.item("SURGICAL_CONSULTATION").key == "SURGICAL_CONSULTATION@enrollment"
-    assert story.item("NEW_FRACTURE").key == "NEW_FRACTURE@imaging-day45"
+    assert str(story.item("SURGICAL_CONSULTATION").key) == "SURGICAL_CONSULTATION@enrollment"
+    assert str(story.item("NEW_FRACTURE").key) == "NEW_FRACTURE@imaging-day45"
 
 
 def test_an_mri_completes_the_open_obtain_mri_and_the_next_change_asks_again():
@@ -135,7 +135,7 @@ def test_an_episode_recorded_on_revision_1_raises_again_once_upgraded():
             }
         }
     )
-    story.state = rules.upgrade(story.state.model_copy(update={"definition": legacy}), load_definition(version=1))
+    story.state = OVCF_LUMBAR.upgrade(story.state.model_copy(update={"definition": legacy}))
     assert story.state.rules_revision == RULES_REVISION
     assert story.state.definition.actions["SURGICAL_CONSULTATION"].repeat.when == "unless_open"
     story.event(260, "red_flag", flag="cord_compression")
@@ -144,6 +144,6 @@ def test_an_episode_recorded_on_revision_1_raises_again_once_upgraded():
 
 def test_upgrade_keeps_what_was_raised_and_is_idempotent():
     story = Story(rules_revision=1).event(5, "red_flag", flag="instability")
-    upgraded = rules.upgrade(story.state, load_definition(version=1))
+    upgraded = OVCF_LUMBAR.upgrade(story.state)
     assert upgraded.raised == story.state.raised and upgraded.open_tasks == story.state.open_tasks
-    assert rules.upgrade(upgraded, load_definition(version=1)) is upgraded
+    assert OVCF_LUMBAR.upgrade(upgraded) is upgraded

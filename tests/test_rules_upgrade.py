@@ -161,7 +161,7 @@ async def test_an_episode_started_on_the_old_rules_raises_the_second_consultatio
         if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
     ]
     assert len(markers) == 1
-    assert f"{RULES_PATCH}@".encode() in markers[0].SerializeToString(), markers[0]
+    assert f"{RULES_PATCH}2@".encode() in markers[0].SerializeToString(), markers[0]
     replayed = await Replayer(workflows=[EpisodeWorkflow], data_converter=DATA_CONVERTER).replay_workflow(
         history, raise_on_replay_failure=False
     )

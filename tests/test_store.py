@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from activities.recording import ChangeRecord, EpisodeOpened, EpisodeRecorder, RecordedEvent, write_changes
-from carepath.pathway.state import Changes, TaskClosure, TimelineEntry
+from carepath.engine.items import Changes, TaskClosure, TimelineEntry
 from db import queries
 from db.engine import make_engine
 from db.migrate import alembic_config
@@ -172,7 +172,7 @@ def test_opening_an_episode_writes_its_timeline_tasks_notifications_audit_and_ev
 
     [audit] = rows(engine, AuditRow)
     assert (audit.change_id, audit.action, audit.actor) == ("ep-1/1", "enroll", "nurse@example.org")
-    assert audit.detail["raised"] == [item.key for item in ENROLLMENT_ITEMS]
+    assert audit.detail["raised"] == [str(item.key) for item in ENROLLMENT_ITEMS]
     assert audit.detail["event_id"] == "ep-1-enrolment"
 
     [event] = rows(engine, EventRow)

@@ -13,7 +13,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from carepath.pathway.inputs import parse_event
+from carepath.pathways.ovcf_lumbar.inputs import parse_event
 from db.engine import make_engine
 from db.migrate import upgrade
 from db.models import EpisodeRow, EventRow, NotificationRow, TaskRow

@@ -6,14 +6,20 @@ pydantic classes for every workflow instance.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
-from carepath.pathway.definition import SharedDefinition
-from carepath.pathway.inputs import Enrollment, Event
-from carepath.pathway.state import EpisodeState, OpenTask
-from carepath.pathway.vocabulary import Phase
+from carepath.engine.items import OpenTask
+from carepath.engine.wire import WireDefinition, WireState
+
+
+def _as_json(value: Any) -> Any:
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+
+
+# A pathway's input as JSON (given as its model or as JSON): the pathway parses it.
+PathwayInput = Annotated[dict[str, Any], BeforeValidator(_as_json)]
 
 
 def workflow_id(episode_id: str) -> str:
@@ -24,19 +30,21 @@ class EpisodeStart(BaseModel):
     """Workflow input: a new enrollment, or the carried state after continue-as-new."""
 
     episode_id: str
-    enrollment: Enrollment | None = None
-    definition: SharedDefinition | None = None
+    # The pathway's enrollment as JSON: the pathway (the definition's id) parses it.
+    enrollment: PathwayInput | None = None
+    definition: WireDefinition | None = None
     actor: str = "system"
     # Simulated stories (carepath simulate) deliver no notifications.
     simulated: bool = False
-    state: EpisodeState | None = None
+    state: WireState | None = None
     change_seq: int = 0
     # Continue-as-new once history passes this many events (or when Temporal suggests it).
     history_limit: int = Field(10_000, ge=100)
 
 
 class EventRequest(BaseModel):
-    event: Event
+    # The pathway's event as JSON (``type``, ``occurred_on``, ...): the episode's pathway parses it.
+    event: PathwayInput
     # The events table's primary key (String(64)) and the update id: random, or chosen with the
     # request's Idempotency-Key claim (db/idempotency.py).
     event_id: str = Field(min_length=1, max_length=64)
@@ -52,14 +60,14 @@ class TaskClosing(BaseModel):
 
 
 class Migration(BaseModel):
-    definition: SharedDefinition
+    definition: WireDefinition
     reason: str = Field(min_length=1, max_length=4000)
     actor: str = "system"
 
 
 class EventOutcome(BaseModel):
     event_id: str
-    phase: Phase
+    phase: str
     raised: list[str]
     closed: list[str]
 
@@ -67,7 +75,7 @@ class EventOutcome(BaseModel):
 class EpisodeView(BaseModel):
     episode_id: str
     pathway: str
-    phase: Phase
+    phase: str
     identified_on: str
     enrolled_on: str
     open_tasks: list[OpenTask]

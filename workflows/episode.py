@@ -19,10 +19,11 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationDispatcher
     from activities.recording import ChangeRecord, EpisodeOpened, EpisodeRecorder, RecordedEvent
+    from carepath.engine.items import Changes, TaskKey
+    from carepath.engine.pathway import Pathway
+    from carepath.engine.registry import pathway_for
+    from carepath.engine.state import EpisodeCore
     from carepath.errors import InvalidInput
-    from carepath.pathway import rules
-    from carepath.pathway.definition import shipped_definition
-    from carepath.pathway.state import Changes, EpisodeState
     from workflows.contracts import (
         EpisodeStart,
         EpisodeView,
@@ -33,12 +34,12 @@ with workflow.unsafe.imports_passed_through():
     )
 
 INVALID_INPUT = "InvalidInput"
-# A running episode takes the newest rules revision at its first decision made by this code
-# (SPEC section 8 amended on 2026-12-01), marked in its history by this patch. patched() answers
-# once per id for a whole run, so one id asked at every decision would stay False after the first
-# replayed one: the id names the decision ("rules-r2@7"), so exactly the first live decision of
-# an old episode carries the marker. The pattern, for the next rule fix: docs/rule-changes.md.
-RULES_PATCH = f"rules-r{rules.RULES_REVISION}"
+# A running episode takes its pathway's newest rules revision at its first decision made by this
+# code (e.g. ovcf-lumbar SPEC section 8 amended on 2026-12-01), marked in its history by a patch
+# "rules-r<N>@<k>". patched() answers once per id for a whole run, so one id asked at every
+# decision would stay False after the first replayed one: the id names the decision k, so exactly
+# the first live decision of an old episode carries the marker (docs/rule-changes.md).
+RULES_PATCH = "rules-r"
 # Recording takes ~0.1 s (1.9 s worst measured under load); a worker killed mid-activity is
 # noticed after this long, so it is short (it was 60 s: a killed worker stalled an episode 60 s).
 RECORD_TIMEOUT = timedelta(seconds=15)
@@ -65,15 +66,23 @@ class EpisodeWorkflow:
         self._delivery: asyncio.Task[None] | None = None
         self._delivery_wanted = False
         if start.state is not None:
-            self._state = start.state  # its definition is the shared instance (SharedDefinition)
+            self._state: EpisodeCore = start.state  # its definition is the shared instance
+            self._pathway: Pathway = pathway_for(self._state.definition.id)
         else:
             if start.enrollment is None or start.definition is None:
                 raise ApplicationError("a new episode needs an enrollment and a definition", non_retryable=True)
-            revision = rules.RULES_REVISION if self._decide_on_newest_rules() else 1
+            self._pathway = pathway_for(start.definition.id)
+            newest = self._pathway.rules_revision
+            revision = newest if newest > 1 and self._decide_on_newest_rules() else 1
             try:
                 # Pure and deterministic, so the state exists before any update is validated.
-                self._state, self._pending = rules.enroll(
-                    start.definition, start.enrollment, start.episode_id, workflow.now(), revision
+                self._enrollment = self._pathway.parse_enrollment(start.enrollment, "enrollment")
+                self._state, self._pending = self._pathway.enroll(
+                    start.definition,
+                    self._enrollment,
+                    start.episode_id,
+                    workflow.now(),
+                    revision,
                 )
             except InvalidInput as exc:
                 raise _invalid(exc) from None
@@ -85,7 +94,7 @@ class EpisodeWorkflow:
                 await self._record(self._pending, "enroll", start.actor, opened=self._opened(start))
                 self._pending = None
         while not self._state.finished:
-            due = rules.next_due(self._state)
+            due = self._pathway.next_due(self._state)
             timeout = None if due is None else max(due - workflow.now(), timedelta(0))
             self._woken = False
             # Events may move what is due next, so they wake this wait (see _woken).
@@ -95,7 +104,7 @@ class EpisodeWorkflow:
                 )
             async with self._lock:
                 self._adopt_newest_rules()
-                self._state, changes = rules.advance(self._state, workflow.now())
+                self._state, changes = self._pathway.advance(self._state, workflow.now())
                 if not changes.empty:
                     await self._record(changes, "clock", "pathway")
             if self._history_full() and not self._state.finished:
@@ -124,7 +133,7 @@ class EpisodeWorkflow:
     # history, so the episode stays exactly as it was.
 
     async def _decide(
-        self, decide: Callable[[], tuple[EpisodeState, Changes]], action: str, actor: str, **extra: Any
+        self, decide: Callable[[], tuple[EpisodeCore, Changes]], action: str, actor: str, **extra: Any
     ) -> Changes:
         await workflow.wait_condition(lambda: self._pending is None)
         async with self._lock:
@@ -142,8 +151,8 @@ class EpisodeWorkflow:
         return EventOutcome(
             event_id=event_id,
             phase=self._state.phase,
-            raised=[item.key for item in changes.items],
-            closed=[f"{c.code}@{c.milestone}" for c in changes.closures],
+            raised=[str(item.key) for item in changes.items],
+            closed=[str(c.key) for c in changes.closures],
         )
 
     @staticmethod
@@ -153,31 +162,38 @@ class EpisodeWorkflow:
         except InvalidInput as exc:
             raise _invalid(exc) from None
 
+    def _event(self, request: EventRequest) -> Any:
+        try:
+            return self._pathway.parse_event(request.event)
+        except InvalidInput as exc:
+            raise _invalid(exc) from None
+
     @workflow.update
     async def record_event(self, request: EventRequest) -> EventOutcome:
-        event = RecordedEvent(
+        event = self._event(request)
+        recorded = RecordedEvent(
             event_id=request.event_id,
-            type=request.event.type,
-            occurred_on=request.event.occurred_on,
-            payload=request.event.model_dump(mode="json"),
+            type=event.type,
+            occurred_on=event.occurred_on,
+            payload=event.model_dump(mode="json"),
         )
         changes = await self._decide(
-            lambda: rules.apply_event(self._state, request.event, workflow.now()),
-            f"event:{request.event.type}",
+            lambda: self._pathway.apply_event(self._state, event, workflow.now()),
+            f"event:{event.type}",
             request.actor,
-            event=event,
-            reason=getattr(request.event, "reason", None),
+            event=recorded,
+            reason=getattr(event, "reason", None),
         )
         return self._outcome(changes, request.event_id)
 
     @record_event.validator
     def _validate_event(self, request: EventRequest) -> None:
-        self._check(lambda: rules.validate_event(self._state, request.event, workflow.now()))
+        event = self._event(request)
+        self._check(lambda: self._pathway.validate_event(self._state, event, workflow.now()))
 
-    def _closing(self, request: TaskClosing) -> tuple[EpisodeState, Changes]:
-        return rules.close_task(
-            self._state, request.code, request.milestone, request.status, request.reason, workflow.now()
-        )
+    def _closing(self, request: TaskClosing) -> tuple[EpisodeCore, Changes]:
+        key = TaskKey(request.code, request.milestone)
+        return self._pathway.close_task(self._state, key, request.status, request.reason, workflow.now())
 
     @workflow.update
     async def close_task(self, request: TaskClosing) -> EventOutcome:
@@ -185,14 +201,14 @@ class EpisodeWorkflow:
         changes = await self._decide(
             lambda: self._closing(request), f"task:{request.status}", request.actor, reason=request.reason
         )
-        return self._outcome(changes, f"{request.code}@{request.milestone}")
+        return self._outcome(changes, str(TaskKey(request.code, request.milestone)))
 
     @close_task.validator
     def _validate_close_task(self, request: TaskClosing) -> None:
         self._check(lambda: self._closing(request))
 
-    def _migrating(self, request: Migration) -> tuple[EpisodeState, Changes]:
-        return rules.migrate(self._state, request.definition, workflow.now(), request.actor, request.reason)
+    def _migrating(self, request: Migration) -> tuple[EpisodeCore, Changes]:
+        return self._pathway.migrate(self._state, request.definition, workflow.now(), request.actor, request.reason)
 
     @workflow.update
     async def migrate(self, request: Migration) -> EpisodeView:
@@ -213,12 +229,12 @@ class EpisodeWorkflow:
     @workflow.update
     async def catch_up(self) -> EpisodeView:
         """Run whatever the clock owes now and return the episode as it then stands."""
-        await self._decide(lambda: rules.advance(self._state, workflow.now()), "clock", "pathway")
+        await self._decide(lambda: self._pathway.advance(self._state, workflow.now()), "clock", "pathway")
         return self.view()
 
     @workflow.query
     def view(self) -> EpisodeView:
-        due = rules.next_due(self._state)
+        due = self._pathway.next_due(self._state)
         return EpisodeView(
             episode_id=self._state.episode_id,
             pathway=self._state.definition.key,
@@ -232,7 +248,8 @@ class EpisodeWorkflow:
         )
 
     @workflow.query
-    def state(self) -> EpisodeState:
+    def state(self) -> EpisodeCore:
+        """The whole state (serialized as the pathway's model; ``EpisodeClient.state`` decodes it)."""
         return self._state
 
     # ---- rules revisions --------------------------------------------------------------------
@@ -241,12 +258,12 @@ class EpisodeWorkflow:
         """True if this decision is made on the newest rules: always for a live one; on replay,
         only where the history has the marker."""
         self._decisions += 1
-        return workflow.patched(f"{RULES_PATCH}@{self._decisions}")
+        return workflow.patched(f"{RULES_PATCH}{self._pathway.rules_revision}@{self._decisions}")
 
     def _adopt_newest_rules(self) -> None:
         """Before a decision: an episode still on older rules moves to the newest, once."""
-        if self._state.rules_revision < rules.RULES_REVISION and self._decide_on_newest_rules():
-            self._state = rules.upgrade(self._state, shipped_definition(self._state.definition))
+        if self._state.rules_revision < self._pathway.rules_revision and self._decide_on_newest_rules():
+            self._state = self._pathway.upgrade(self._state)
 
     # ---- helpers ----------------------------------------------------------------------------
 
@@ -255,12 +272,12 @@ class EpisodeWorkflow:
         return info.is_continue_as_new_suggested() or info.get_current_history_length() >= self._start.history_limit
 
     def _opened(self, start: EpisodeStart) -> EpisodeOpened:
-        assert start.enrollment is not None and start.definition is not None
+        assert start.definition is not None
         return EpisodeOpened(
-            patient_ref=start.enrollment.patient.ref,
+            patient_ref=self._enrollment.patient_ref,
             pathway_id=start.definition.id,
             pathway_version=start.definition.version,
-            identified_on=start.enrollment.identified_on,
+            identified_on=self._enrollment.identified_on,
             enrolled_on=self._state.enrolled_on,
             simulated=start.simulated,
         )

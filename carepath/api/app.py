@@ -17,9 +17,9 @@ from carepath.api import errors, security
 from carepath.api.auth import ADMINS, CLINICIANS, EVERYONE, PHYSICIANS, READERS, Principal, allow, ensure
 from carepath.api.codec import router as codec_router
 from carepath.codec import EncryptionCodec
-from carepath.pathway.definition import DEFAULT_PATHWAY, available_versions, load_definition
-from carepath.pathway.inputs import Enrollment, Event, Text
-from carepath.pathway.vocabulary import Assignee, Priority, TaskStatus, WithdrawReason
+from carepath.engine.inputs import Text
+from carepath.engine.registry import DEFAULT_PATHWAY, pathway_for, pathways
+from carepath.engine.vocabulary import Assignee, Priority, TaskStatus
 from carepath.service import AuditEntry, CarepathService, Enrolled, EpisodeDetail, Migrated, NotFound, TaskView
 from carepath.settings import Settings, load_settings
 from carepath.web.pages import install_csrf
@@ -62,7 +62,7 @@ CLOSERS = {"physician": PHYSICIANS, "coordinator": CLINICIANS, "patient": CLINIC
 
 class WithdrawRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: WithdrawReason
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=64)]  # the pathway's vocabulary
     text: Text | None = None
 
 
@@ -156,9 +156,15 @@ def create_app(
         return {"status": "ok"}
 
     @app.post("/episodes", status_code=201, tags=["episodes"])
-    async def enroll(request: Request, enrollment: Enrollment, who: Clinician) -> Enrolled:
-        """Enroll a patient (``identified_on`` is day 0). 409 if the patient has an active episode."""
-        return await service_of(request).enroll(enrollment, who.actor)
+    async def enroll(
+        request: Request,
+        enrollment: Annotated[dict[str, Any], Body(description="the pathway's enrollment (see /definitions)")],
+        who: Clinician,
+        pathway: Annotated[str, Query(min_length=1, max_length=64)] = DEFAULT_PATHWAY,
+    ) -> Enrolled:
+        """Enroll a patient in ``pathway`` (``identified_on`` is day 0). 409 if the patient has an
+        active episode. The body is that pathway's enrollment; errors name its fields."""
+        return await service_of(request).enroll(enrollment, who.actor, pathway)
 
     @app.get("/episodes/{episode_id}", tags=["episodes"])
     async def episode(request: Request, episode_id: EpisodeId, _: Reader) -> EpisodeDetail:
@@ -169,7 +175,7 @@ def create_app(
     async def record_event(
         request: Request,
         episode_id: EpisodeId,
-        event: Annotated[Event, Body()],
+        event: Annotated[dict[str, Any], Body(description="one event of the episode's pathway")],
         who: EventAuthor,
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
     ) -> EventOutcome:
@@ -248,17 +254,22 @@ def create_app(
     async def definitions(_: Anyone) -> list[dict[str, Any]]:
         """The pathway definitions this server ships."""
         return [
-            {"id": DEFAULT_PATHWAY, "version": v, "title": load_definition(DEFAULT_PATHWAY, v).title}
-            for v in available_versions(DEFAULT_PATHWAY)
+            {"id": pathway.id, "version": v, "title": pathway.definition(v).title}
+            for pathway in pathways()
+            for v in pathway.versions()
         ]
 
     @app.get("/definitions/{pathway_id}/{version}", tags=["definitions"])
     async def definition(pathway_id: str, version: RowId, _: Anyone) -> dict[str, Any]:
         """One definition with every parameter."""
         try:
-            return load_definition(pathway_id, version).model_dump(mode="json")
+            pathway = pathway_for(pathway_id)
         except LookupError as exc:
-            raise NotFound(str(exc), field="version" if available_versions(pathway_id) else "pathway_id") from None
+            raise NotFound(str(exc), field="pathway_id") from None
+        try:
+            return pathway.definition(version).model_dump(mode="json")
+        except LookupError as exc:
+            raise NotFound(str(exc), field="version") from None
 
     @app.post("/tokens", status_code=201, tags=["admin"])
     async def create_api_token(request: Request, body: TokenRequest, who: Admin) -> TokenCreated:

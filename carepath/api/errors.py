@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from carepath.api.auth import Forbidden, Unauthorized
 from carepath.errors import FieldError, InvalidInput, from_error_list
-from carepath.pathway.inputs import EVENT_TYPES
+from carepath.pathways.ovcf_lumbar.inputs import EVENT_TYPES
 from carepath.service import Conflict, NotFound
 
 log = logging.getLogger("carepath.api")

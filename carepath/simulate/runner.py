@@ -23,16 +23,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
-from temporalio.client import WithStartWorkflowOperation, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notifications import FileSink
 from carepath.errors import FieldError, InvalidInput
-from carepath.pathway import rules
-from carepath.pathway.definition import PathwayDefinition, load_definition
+from carepath.pathways.ovcf_lumbar import OVCF_LUMBAR
+from carepath.pathways.ovcf_lumbar.definition import PathwayDefinition, load_definition
 from carepath.simulate.scenario import (
     PlannedEvent,
     Scenario,
@@ -45,8 +41,7 @@ from carepath.temporal import DATA_CONVERTER, bundled_binary, quiet_runtime
 from db.engine import make_engine
 from db.migrate import upgrade
 from db.queries import episode_phase, timeline
-from workflows.contracts import EpisodeStart, EventRequest, workflow_id
-from workflows.episode import INVALID_INPUT, EpisodeWorkflow
+from workflows.client import EpisodeClient, EpisodeClosed
 
 ENROLL_TIME = time(8, 0)
 EVENT_TIME = time(12, 0)
@@ -74,7 +69,7 @@ def check_enrollment(scenario: Scenario, definition: PathwayDefinition) -> None:
         _NOMINAL_DAY0 + timedelta(days=scenario.enroll_day), ENROLL_TIME, ZoneInfo(definition.clock.timezone)
     )
     try:
-        rules.validate_enrollment(definition, enrollment, now)
+        OVCF_LUMBAR.validate_enrollment(definition, enrollment, now)
     except InvalidInput as exc:
         renamed = in_scenario_terms(exc, "")
         # enroll_day is the scenario's root key; everything else lives under enrollment.
@@ -233,28 +228,16 @@ async def simulate(
     await clock.sleep_until(at(scenario.enroll_day, ENROLL_TIME))
     episode_id = uuid.uuid4().hex
     # Start and wait for the recorded baseline in one call, as CarepathService.enroll does.
-    start = WithStartWorkflowOperation(
-        EpisodeWorkflow.run,
-        EpisodeStart(
-            episode_id=episode_id,
-            enrollment=scenario.enrollment.dated(identified_on),
-            definition=definition,
-            actor="simulate",
-            simulated=True,
-        ),
-        id=workflow_id(episode_id),
-        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-        task_queue=TASK_QUEUE,
-    )
-    await env.client.execute_update_with_start_workflow(EpisodeWorkflow.catch_up, start_workflow_operation=start)
-    handle = await start.workflow_handle()
+    episodes = EpisodeClient(env.client, TASK_QUEUE)
+    enrollment = scenario.enrollment.dated(identified_on)
+    await episodes.start(episode_id, enrollment, definition, "simulate", simulated=True)
 
     rejected: list[dict[str, Any]] = []
     for planned in plan_events(scenario, identified_on):
         error = _outside_window(planned, scenario) or planned.error
         if error is None:
             await clock.sleep_until(at(planned.day, EVENT_TIME))
-            error = await _submit(handle, engine, episode_id, planned)
+            error = await _submit(episodes, engine, episode_id, planned)
         if error is not None:
             rejected.append(
                 {
@@ -265,7 +248,7 @@ async def simulate(
                 }
             )
     await clock.sleep_until(at(scenario.until_day, EVENT_TIME))
-    final_phase = await _finish(handle, engine, episode_id)
+    final_phase = await _finish(episodes, engine, episode_id)
     return {
         "scenario": scenario.name,
         "episode_id": episode_id,
@@ -287,33 +270,26 @@ def _outside_window(planned: PlannedEvent, scenario: Scenario) -> InvalidInput |
 
 
 async def _submit(
-    handle: WorkflowHandle[Any, Any], engine: Engine, episode_id: str, planned: PlannedEvent
+    episodes: EpisodeClient, engine: Engine, episode_id: str, planned: PlannedEvent
 ) -> InvalidInput | None:
     assert planned.event is not None
-    request = EventRequest(event=planned.event, event_id=f"{episode_id}-{planned.index}", actor="simulate")
     try:
-        await handle.execute_update(EpisodeWorkflow.record_event, request)
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        if isinstance(cause, ApplicationError) and cause.type == INVALID_INPUT:
-            errors = cause.details[0]["errors"] if cause.details else []
-            rejected = InvalidInput(FieldError(e["field"], e["message"]) for e in errors)
-            return in_scenario_terms(rejected, f"events[{planned.index}]")
-        raise
-    except RPCError:
-        # The workflow has already closed: the episode is completed or withdrawn.
+        await episodes.record_event(episode_id, planned.event, f"{episode_id}-{planned.index}", "simulate")
+    except InvalidInput as rejected:
+        return in_scenario_terms(rejected, f"events[{planned.index}]")
+    except EpisodeClosed:
         phase = episode_phase(engine, episode_id)
         return InvalidInput.one("episode", f"episode is {phase}; no further events are accepted")
     return None
 
 
-async def _finish(handle: WorkflowHandle[Any, Any], engine: Engine, episode_id: str) -> str:
+async def _finish(episodes: EpisodeClient, engine: Engine, episode_id: str) -> str:
     """The phase at the end of the story; a still-running episode is then terminated."""
     try:
-        view = await handle.execute_update(EpisodeWorkflow.catch_up)
-    except RPCError:
+        view = await episodes.catch_up(episode_id)
+    except EpisodeClosed:
         return episode_phase(engine, episode_id)
-    await handle.terminate(reason="simulation reached until_day")
+    await episodes.handle(episode_id).terminate(reason="simulation reached until_day")
     return view.phase
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from carepath.errors import FieldError, InvalidInput
-from carepath.pathway.inputs import (
+from carepath.pathways.ovcf_lumbar.inputs import (
     CurrentTherapy,
     Enrollment,
     EnrollmentBase,

@@ -24,7 +24,7 @@ from fastapi_csrf_protect.exceptions import CsrfProtectError
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from carepath.api.auth import COOKIE, READERS, Forbidden, Principal, Unauthorized, authenticate, ensure
-from carepath.pathway.vocabulary import Assignee
+from carepath.engine.vocabulary import Assignee
 from carepath.service import CarepathService, NotFound
 from db.models import EPISODE_ID_PATTERN
 from db.tokens import verify

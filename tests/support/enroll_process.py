@@ -51,7 +51,7 @@ async def _run(args: argparse.Namespace) -> None:
     from temporalio.service import RPCError
 
     from carepath.errors import InvalidInput
-    from carepath.pathway.inputs import Enrollment
+    from carepath.pathways.ovcf_lumbar.inputs import Enrollment
     from carepath.service import CarepathService, Conflict
     from carepath.temporal import DATA_CONVERTER, quiet_runtime
     from db.engine import make_engine

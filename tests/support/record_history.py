@@ -16,7 +16,7 @@ from pathlib import Path
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from carepath.pathway.inputs import parse_event
+from carepath.pathways.ovcf_lumbar.inputs import parse_event
 from db.engine import make_engine
 from db.migrate import upgrade
 from tests.support.temporal import Clock, running_worker, start_episode, start_time_skipping, stop_episode

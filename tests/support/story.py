@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from carepath.engine.items import TaskClosure, TimelineEntry
 from carepath.errors import InvalidInput
-from carepath.pathway import rules
-from carepath.pathway.definition import PathwayDefinition, load_definition
-from carepath.pathway.inputs import Enrollment, parse_event, parse_model
-from carepath.pathway.state import EpisodeState, TaskClosure, TimelineEntry
+from carepath.pathways.ovcf_lumbar import OVCF_LUMBAR
+from carepath.pathways.ovcf_lumbar.definition import PathwayDefinition, load_definition
+from carepath.pathways.ovcf_lumbar.inputs import Enrollment, parse_event, parse_model
+from carepath.pathways.ovcf_lumbar.state import EpisodeState
 
 DAY0 = date(2026, 3, 2)
 
@@ -54,7 +55,7 @@ class Story:
         self,
         enroll_day: int = 0,
         definition: PathwayDefinition | None = None,
-        rules_revision: int = rules.RULES_REVISION,
+        rules_revision: int = OVCF_LUMBAR.rules_revision,
         **enrollment: Any,
     ) -> None:
         self.definition = definition or load_definition(version=1)  # the SPEC the tests pin
@@ -64,7 +65,7 @@ class Story:
         self.now = at(enroll_day, time(8, 0))
         model = parse_model(Enrollment, base_enrollment(**enrollment))
         self.state: EpisodeState
-        self.state, changes = rules.enroll(
+        self.state, changes = OVCF_LUMBAR.enroll(
             self.definition, model, "ep-test", self.now, rules_revision=rules_revision
         )
         self._take(changes)
@@ -75,7 +76,7 @@ class Story:
 
     def until(self, day: int, clock: time = time(12, 0)) -> Story:
         self.now = max(self.now, at(day, clock))
-        self.state, changes = rules.advance(self.state, self.now)
+        self.state, changes = OVCF_LUMBAR.advance(self.state, self.now)
         self._take(changes)
         return self
 
@@ -84,7 +85,7 @@ class Story:
         self.until(day)
         event = parse_event({"type": type, "occurred_on": on(day), **fields})
         try:
-            self.state, changes = rules.apply_event(self.state, event, self.now)
+            self.state, changes = OVCF_LUMBAR.apply_event(self.state, event, self.now)
         except InvalidInput as exc:
             self.rejected.append(exc)
             return self
@@ -95,7 +96,7 @@ class Story:
         """A person closes every open item with ``code`` at 12:00 on ``day``."""
         self.until(day)
         for task in [t for t in self.state.open_tasks if t.code == code]:
-            self.state, changes = rules.close_task(self.state, code, task.milestone, status, reason, self.now)
+            self.state, changes = OVCF_LUMBAR.close_task(self.state, task.key, status, reason, self.now)
             self._take(changes)
         return self
 

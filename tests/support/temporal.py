@@ -17,12 +17,12 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notifications import NotificationSink
-from carepath.pathway.definition import load_definition
-from carepath.pathway.inputs import Enrollment, parse_model
+from carepath.pathways.ovcf_lumbar.definition import load_definition
+from carepath.pathways.ovcf_lumbar.inputs import Enrollment, parse_model
 from carepath.temporal import DATA_CONVERTER, bundled_binary, quiet_runtime
 from tests.support.story import base_enrollment
 from worker import build_worker
-from workflows.contracts import EpisodeStart, workflow_id
+from workflows.client import EpisodeClient
 from workflows.episode import EpisodeWorkflow
 
 TASK_QUEUE = "carepath-tests"
@@ -88,21 +88,11 @@ class Clock:
 async def start_episode(
     env: WorkflowEnvironment, clock: Clock, history_limit: int = 10_000, **enrollment: Any
 ) -> tuple[str, WorkflowHandle[Any, Any]]:
+    """Enroll through the production start path (``EpisodeClient.start``: update-with-start)."""
     episode_id = uuid.uuid4().hex
     model = parse_model(Enrollment, base_enrollment(identified_on=clock.on(0), **enrollment))
-    handle = await env.client.start_workflow(
-        EpisodeWorkflow.run,
-        EpisodeStart(
-            episode_id=episode_id,
-            enrollment=model,
-            definition=load_definition(version=1),
-            actor="test",
-            history_limit=history_limit,
-        ),
-        id=workflow_id(episode_id),
-        task_queue=TASK_QUEUE,
-    )
-    await handle.execute_update(EpisodeWorkflow.catch_up)
+    episodes = EpisodeClient(env.client, TASK_QUEUE)
+    _, handle = await episodes.start(episode_id, model, load_definition(version=1), "test", history_limit=history_limit)
     return episode_id, handle
 
 

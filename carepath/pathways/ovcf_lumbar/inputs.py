@@ -6,80 +6,37 @@ definition or the clock (known agents, dates between day 0 and today) live in th
 
 from __future__ import annotations
 
-import re
-from datetime import date, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    TypeAdapter,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
+from pydantic import AfterValidator, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
+
+from carepath.engine.inputs import (
+    EnrollmentCore,
+    EventCore,
+    Flag,
+    InputModel,
+    IsoDate,
+    Name,
+    PatientRef,
+    Text,
+    between,
+    parse_model,
 )
-from pydantic_core import PydanticCustomError
-
+from carepath.engine.inputs import unique as _unique
+from carepath.engine.vocabulary import Sex
 from carepath.errors import InvalidInput, from_validation_error
-from carepath.pathway.vocabulary import (
+from carepath.pathways.ovcf_lumbar.vocabulary import (
     Contraindication,
     Level,
     Mobility,
     Modality,
     OpioidEffect,
-    Sex,
     WithdrawReason,
 )
 
-
-def _between(lo: int, hi: int):
-    def check(value: int) -> int:
-        if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo} and {hi}")
-        return value
-
-    return AfterValidator(check)
-
-
-def _unique(values: list[Any]) -> list[Any]:
-    if len(set(values)) != len(values):
-        raise ValueError("must not repeat an entry")
-    return values
-
-
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def _iso_date(value: Any) -> Any:
-    """A date as JSON carries it ("YYYY-MM-DD") or a date object; no datetimes, numbers or other spellings.
-
-    Not pydantic's strict date: that refuses the strings FastAPI and scenario files pass in.
-    """
-    if isinstance(value, datetime) or not isinstance(value, str | date):
-        raise PydanticCustomError("date_type", "must be a date (YYYY-MM-DD)")
-    if isinstance(value, str) and not _ISO_DATE.fullmatch(value):
-        raise PydanticCustomError("date_type", "must be a date (YYYY-MM-DD)")
-    return value
-
-
-# Strict inputs: "yes" is not true, 1.0 is not 1, a datetime or a number is not a date.
-IsoDate = Annotated[date, BeforeValidator(_iso_date)]
-Flag = Annotated[bool, Field(strict=True)]
-NRS = Annotated[int, Field(strict=True), _between(0, 10)]
-Age = Annotated[int, Field(strict=True), _between(18, 120)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-PatientRef = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")
-]
-
-
-class InputModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+# SPEC section 7: NRS 0-10 (an integer), age 18-120.
+NRS = Annotated[int, Field(strict=True), between(0, 10)]
+Age = Annotated[int, Field(strict=True), between(18, 120)]
 
 
 class Patient(InputModel):
@@ -116,17 +73,21 @@ class EnrollmentBase(InputModel):
     red_flags: Annotated[list[str], AfterValidator(_unique)] = []
 
 
-class Enrollment(EnrollmentBase):
+class Enrollment(EnrollmentBase, EnrollmentCore):
     identified_on: IsoDate
     osteoporosis_therapy: CurrentTherapy | None = None
     imaging: list[ImagingStudy] = []
+
+    @property
+    def patient_ref(self) -> str:
+        return self.patient.ref
 
 
 # ---- events ---------------------------------------------------------------------------------
 
 
-class EventBase(InputModel):
-    occurred_on: IsoDate
+class EventBase(EventCore):
+    pass
 
 
 class PainAssessment(EventBase):
@@ -236,8 +197,6 @@ EVENT_TYPES: frozenset[str] = frozenset(
 )
 _EVENT = TypeAdapter(Event)
 
-M = TypeVar("M", bound=BaseModel)
-
 
 def parse_event(data: Any, prefix: str = "") -> Event:
     """Validate one event; errors name the field under ``prefix`` (union tags left out)."""
@@ -245,14 +204,6 @@ def parse_event(data: Any, prefix: str = "") -> Event:
         return _EVENT.validate_python(data)
     except ValidationError as exc:
         raise from_validation_error(exc, prefix, skip=EVENT_TYPES) from None
-
-
-def parse_model(model: type[M], data: Any, prefix: str = "") -> M:
-    """Validate ``data`` as ``model``; errors name the field under ``prefix``."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise from_validation_error(exc, prefix) from None
 
 
 __all__ = ["Enrollment", "Event", "InvalidInput", "parse_event", "parse_model"]

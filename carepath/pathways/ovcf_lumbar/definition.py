@@ -7,18 +7,14 @@ state, so editing a file never changes a running episode.
 
 from __future__ import annotations
 
-import json
-from datetime import time
-from functools import cache
-from importlib import resources
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from carepath.pathway.vocabulary import Assignee, Kind, Level, Phase, Priority
+from carepath.engine.definition import DefinitionCore, DefinitionData, DefinitionFiles, shared
+from carepath.pathways.ovcf_lumbar.vocabulary import Level, Phase
 
-DEFAULT_PATHWAY = "ovcf-lumbar"
+PATHWAY_ID = "ovcf-lumbar"
 
 # Codes the rules raise. Renaming one is a breaking change (SPEC section 8), so a definition
 # must describe every one of them.
@@ -47,26 +43,7 @@ ACTION_CODES: tuple[str, ...] = (
 )
 
 
-class _Data(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ClockSpec(_Data):
-    timezone: str = "UTC"
-    action_time: time = time(9, 0)
-    max_backdate_days: int = Field(364, ge=0)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
-
-
-class Thresholds(_Data):
+class Thresholds(DefinitionData):
     calcitonin_min_nrs: int = Field(ge=0, le=10)
     calcitonin_window_days: int = Field(ge=0)
     mild_pain_nrs: tuple[int, int]
@@ -78,18 +55,18 @@ class Thresholds(_Data):
     imaging_stale_days: int = Field(ge=0)
 
 
-class ReassessmentSpec(_Data):
+class ReassessmentSpec(DefinitionData):
     due_in_days: int = Field(ge=0)
     overdue_after_days: int = Field(ge=1)
 
 
-class DenosumabSpec(_Data):
+class DenosumabSpec(DefinitionData):
     agent: str
     interval_days: int = Field(ge=1)
     reminder_lead_days: int = Field(ge=0)
 
 
-class MilestoneSpec(_Data):
+class MilestoneSpec(DefinitionData):
     name: str
     day: int = Field(ge=1)
     enters_phase: Phase | None = None
@@ -99,41 +76,13 @@ class MilestoneSpec(_Data):
     twelve_month_review: bool = False
 
 
-class AnalgesicSpec(_Data):
+class AnalgesicSpec(DefinitionData):
     oral: bool
 
 
-class RepeatSpec(_Data):
-    """How often an action may be raised again (SPEC section 8, amended 2026-12-01)."""
+class PathwayDefinition(DefinitionCore):
+    """ovcf-lumbar's definition: every (param) of its SPEC, and the actions it raises."""
 
-    # "once_per_occasion": at most once per occasion (its milestone, its dose, the enrollment).
-    # "unless_open": every triggering event raises it again, unless an item with the same code
-    # is still open; the open one stays the one to act on.
-    when: Literal["once_per_occasion", "unless_open"] = "once_per_occasion"
-    # With "unless_open": a trigger naming something no open item names (a new red flag) raises a
-    # new item all the same, because it is new information for whoever acts on it.
-    new_subject_raises: bool = False
-
-
-class ActionSpec(_Data):
-    kind: Kind
-    priority: Priority
-    assignee: Assignee
-    title: str
-    detail: str = ""
-    evidence: list[str] = []
-    due_in_days: int | None = None
-    notify: bool = False
-    repeat: RepeatSpec = RepeatSpec()
-
-
-class PathwayDefinition(_Data):
-    id: str
-    version: int = Field(ge=1)
-    title: str
-    source: str = ""
-    changes: str = ""  # what this version changed from the previous one
-    clock: ClockSpec = ClockSpec()
     thresholds: Thresholds
     pharmacotherapy_watchdog_days: int = Field(ge=1)
     reassessment: ReassessmentSpec
@@ -147,7 +96,6 @@ class PathwayDefinition(_Data):
     pain_medication_contraindication: list[str]
     red_flags: dict[str, str]
     nerve_root_block_levels: list[Level]
-    actions: dict[str, ActionSpec]
 
     @model_validator(mode="after")
     def _consistent(self) -> PathwayDefinition:
@@ -172,10 +120,6 @@ class PathwayDefinition(_Data):
         return self
 
     @property
-    def key(self) -> str:
-        return f"{self.id}.v{self.version}"
-
-    @property
     def known_agents(self) -> list[str]:
         return [*self.osteoporosis_agents, *self.analgesics]
 
@@ -186,52 +130,17 @@ class PathwayDefinition(_Data):
         raise KeyError(name)
 
 
-_SHARED: dict[str, PathwayDefinition] = {}
-
-
-def shared(definition: PathwayDefinition) -> PathwayDefinition:
-    """One instance per distinct definition, however many episodes carry it (definitions are
-    immutable): thousands of sleeping episodes then hold one copy, not thousands."""
-    key = definition.model_dump_json()
-    return _SHARED.setdefault(key, definition)
-
-
 # A definition field decoded from the wire (workflow input, carried state, migration) points at
 # the one shared instance: Temporal keeps each cached workflow's decoded input for its life, and
 # a private copy is ~40 KiB per sleeping episode.
 SharedDefinition = Annotated[PathwayDefinition, AfterValidator(shared)]
 
 
-def available_versions(pathway_id: str = DEFAULT_PATHWAY) -> list[int]:
-    folder = resources.files("carepath.pathway") / "definitions"
-    prefix = f"{pathway_id}.v"
-    versions = [
-        int(entry.name[len(prefix) : -len(".json")])
-        for entry in folder.iterdir()
-        if entry.name.startswith(prefix) and entry.name.endswith(".json")
-    ]
-    return sorted(versions)
+DEFINITIONS = DefinitionFiles("carepath.pathways.ovcf_lumbar", PATHWAY_ID, PathwayDefinition)
 
 
-def shipped_definition(definition: PathwayDefinition) -> PathwayDefinition | None:
-    """The definition with ``definition``'s id and version as shipped now, if it is shipped."""
-    try:
-        return load_definition(definition.id, definition.version)
-    except LookupError:
-        return None
-
-
-@cache
-def load_definition(pathway_id: str = DEFAULT_PATHWAY, version: int | None = None) -> PathwayDefinition:
-    """The definition ``pathway_id`` at ``version`` (default: the newest shipped)."""
-    versions = available_versions(pathway_id)
-    if not versions:
+def load_definition(pathway_id: str = PATHWAY_ID, version: int | None = None) -> PathwayDefinition:
+    """ovcf-lumbar at ``version`` (default: the newest shipped)."""
+    if pathway_id != PATHWAY_ID:
         raise LookupError(f"no pathway definition named {pathway_id!r}")
-    chosen = versions[-1] if version is None else version
-    if chosen not in versions:
-        raise LookupError(f"pathway {pathway_id!r} has no version {chosen} (have {versions})")
-    path = resources.files("carepath.pathway") / "definitions" / f"{pathway_id}.v{chosen}.json"
-    definition = PathwayDefinition.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    if definition.id != pathway_id or definition.version != chosen:
-        raise ValueError(f"{path.name} declares {definition.key}")
-    return definition
+    return DEFINITIONS.load(version)  # type: ignore[return-value]
