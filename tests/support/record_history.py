@@ -39,6 +39,14 @@ STORY: list[tuple[int, dict]] = [
 
 
 async def record(path: Path) -> None:
+    await _record_story(path, STORY, {"pain_nrs": 8, "analgesics": ["opioid"], "age": 78}, catch_up_on=380)
+
+
+async def _record_story(
+    path: Path, story: list[tuple[int, dict]], enrollment: dict, catch_up_on: int | None = None
+) -> None:
+    """Run ``story`` through the production worker and write the episode's history to ``path``;
+    with ``catch_up_on`` the clock runs to that day first, else the episode is left mid-life."""
     env = await start_time_skipping()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/history.db"
@@ -47,14 +55,15 @@ async def record(path: Path) -> None:
         try:
             async with running_worker(env, engine):
                 clock = await Clock.for_enrollment(env)
-                _, handle = await start_episode(env, clock, pain_nrs=8, analgesics=["opioid"], age=78)
-                for day, fields in STORY:
+                _, handle = await start_episode(env, clock, **enrollment)
+                for day, fields in story:
                     await clock.to(day)
                     event = parse_event({"occurred_on": clock.on(day), **fields})
                     request = EventRequest(event=event, event_id=uuid.uuid4().hex, actor="recorder")
                     await handle.execute_update(EpisodeWorkflow.record_event, request)
-                await clock.to(380)
-                await handle.execute_update(EpisodeWorkflow.catch_up)
+                if catch_up_on is not None:
+                    await clock.to(catch_up_on)
+                    await handle.execute_update(EpisodeWorkflow.catch_up)
                 history = await handle.fetch_history()
                 await stop_episode(handle)
         finally:
@@ -84,26 +93,7 @@ MIDLIFE_STORY: list[tuple[int, dict]] = [
 
 
 async def record_midlife(path: Path) -> None:
-    env = await start_time_skipping()
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/history.db"
-        upgrade(url)
-        engine = make_engine(url)
-        try:
-            async with running_worker(env, engine):
-                clock = await Clock.for_enrollment(env)
-                _, handle = await start_episode(env, clock, pain_nrs=7, analgesics=["opioid"], age=78)
-                for day, fields in MIDLIFE_STORY:
-                    await clock.to(day)
-                    event = parse_event({"occurred_on": clock.on(day), **fields})
-                    request = EventRequest(event=event, event_id=uuid.uuid4().hex, actor="recorder")
-                    await handle.execute_update(EpisodeWorkflow.record_event, request)
-                history = await handle.fetch_history()
-                await stop_episode(handle)
-        finally:
-            engine.dispose()
-            await env.shutdown()
-    path.write_text(history.to_json())
+    await _record_story(path, MIDLIFE_STORY, {"pain_nrs": 7, "analgesics": ["opioid"], "age": 78})
 
 
 async def record_generated(count: int, seed: int) -> list[Path]:
