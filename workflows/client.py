@@ -120,7 +120,8 @@ class EpisodeClient:
 
     async def state(self, episode_id: str) -> EpisodeCore:
         """The episode's state, as its pathway's own model."""
-        data = await self._call(self.handle(episode_id).query(EpisodeWorkflow.state, result_type=dict))
+        # By name: a method reference would decode by its return type (the engine's base model).
+        data = await self._call(self.handle(episode_id).query("state", result_type=dict))
         return pathway_of(data).decode_state(data)
 
     @staticmethod

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from typing import Generic, TypeVar
 
 from carepath.engine.definition import RepeatSpec
-from carepath.engine.items import Changes, OpenTask, TaskClosure, TimelineEntry
+from carepath.engine.items import Changes, OpenTask, TaskClosure, TaskKey, TimelineEntry
 from carepath.engine.state import EpisodeCore
 from carepath.engine.vocabulary import ACTIONABLE_KINDS
 
@@ -64,7 +64,7 @@ class Step(Generic[S]):
         else:
             # Once per occasion (keyed by the period, an event's occasion was the milestone's).
             key = occasion or (state.period if self.keys_by_period else self.trigger)
-            if f"{code}@{key}" in state.raised:
+            if str(TaskKey(code, key)) in state.raised:
                 return False
         if due_on is None and spec.due_in_days is not None:
             due_on = self.on + timedelta(days=spec.due_in_days)
@@ -104,7 +104,7 @@ class Step(Generic[S]):
         """``occasion``, or ``occasion-2``, ``-3``.. if an item of ``code`` already has it (two
         red flags recorded for one day), so every raised item has its own identity."""
         candidate, n = occasion, 1
-        while f"{code}@{candidate}" in self.state.raised:
+        while str(TaskKey(code, candidate)) in self.state.raised:
             n += 1
             candidate = f"{occasion}-{n}"
         return candidate

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from carepath.engine.items import TaskKey
 from carepath.pathways.ovcf_lumbar.definition import MilestoneSpec, PathwayDefinition
 from carepath.pathways.ovcf_lumbar.state import EpisodeState
 from carepath.pathways.ovcf_lumbar.step import OvcfStep
@@ -59,7 +60,7 @@ def augmentation_review(step: OvcfStep, occasion: str) -> bool:
     when a fractured level is L3 or L4 after an acute injury with correlating symptoms [1][6].
     True if it is (or already was) raised."""
     state, d = step.state, step.definition
-    if f"AUGMENTATION_REVIEW@{occasion}" in state.raised:
+    if str(TaskKey("AUGMENTATION_REVIEW", occasion)) in state.raised:
         return True
     met = criteria(state)
     if not met:
