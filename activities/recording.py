@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -26,6 +27,8 @@ EPISODES = EpisodeRow.__table__
 TASKS = TaskRow.__table__
 # The type of the non-retryable failure when an episode's reservation was released (see below).
 RESERVATION_RELEASED = "ReservationReleased"
+# The type of the (retried) failure when the database refused a recording.
+DATABASE_ERROR = "DatabaseError"
 
 
 class EpisodeOpened(BaseModel):
@@ -70,8 +73,21 @@ class EpisodeRecorder:
 
     @activity.defn(name="record_changes")
     def record_changes(self, record: ChangeRecord) -> None:
-        with Session(self.engine) as session, session.begin():
-            write_changes(session, record)
+        try:
+            with Session(self.engine) as session, session.begin():
+                write_changes(session, record)
+        except DBAPIError as exc:
+            # SQLAlchemy's message carries the SQL and its parameters (patient data, and big enough
+            # for Temporal to replace the failure by "Failure exceeds size limit."): say the cause only.
+            raise ApplicationError(database_cause(exc), type=DATABASE_ERROR) from None
+
+
+def database_cause(exc: DBAPIError) -> str:
+    """The driver's own first line, e.g. "database unavailable (OperationalError): connection ... refused"."""
+    driver = exc.orig if exc.orig is not None else exc
+    lines = str(driver).strip().splitlines() or [""]
+    what = "database unavailable" if exc.connection_invalidated or "connect" in lines[0].lower() else "database error"
+    return f"{what} ({type(driver).__name__}): {lines[0][:300]}"
 
 
 def write_changes(session: Session, record: ChangeRecord) -> None:

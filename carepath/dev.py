@@ -157,7 +157,13 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
         engine = make_engine(database_url)
         first_token = _first_admin_token(engine)
         client = await _connect_when_ready(address, settings.temporal_namespace, temporal, settings.data_converter())
-        service = CarepathService(client, engine, settings.task_queue, pathway_version=settings.pathway_version)
+        service = CarepathService(
+            client,
+            engine,
+            settings.task_queue,
+            pathway_version=settings.pathway_version,
+            update_wait=settings.update_wait_seconds,
+        )
         server = _Server(
             uvicorn.Config(create_app(service=service), host=options.host, port=options.port, log_level="warning")
         )

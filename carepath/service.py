@@ -66,6 +66,20 @@ class Conflict(Exception):
         super().__init__(str(self.error))
 
 
+class Unavailable(Exception):
+    """No answer within the wait bound (HTTP 503 + Retry-After): the write may still apply later."""
+
+    def __init__(self, field: str, message: str, retry_after: int) -> None:
+        self.error = FieldError(field, message)
+        self.retry_after = retry_after
+        super().__init__(str(self.error))
+
+
+# An outage makes an update wait as long as recording retries; a request answers after this bound.
+UPDATE_WAIT_SECONDS = 10.0
+UNAVAILABLE_RETRY_AFTER = 5
+
+
 class _WorkflowClosed(Exception):
     """The episode's workflow has finished (completed or withdrawn)."""
 
@@ -160,12 +174,23 @@ def _enrolled(episode_id: str, enrollment: Enrollment, view: EpisodeView) -> Enr
         identified_on=enrollment.identified_on,
         enrolled_on=date.fromisoformat(view.enrolled_on),
     )
+
+
 # A request that finds its Idempotency-Key in progress waits this long (5 s) for the first answer;
 # a claim in progress for longer than KEY_STALE_AFTER is resumed (its request died unanswered).
 KEY_WAIT_STEP, KEY_WAIT_STEPS = 0.05, 100
 KEY_STALE_AFTER = timedelta(seconds=30)
 # The draft's key is a string; printable ASCII up to 64 characters keeps it a safe column value.
 _KEY = re.compile(r"[\x20-\x7e]{1,64}")
+
+
+def _forget(pending: set[asyncio.Future[Any]]) -> Callable[[asyncio.Future[Any]], None]:
+    def done(task: asyncio.Future[Any]) -> None:
+        pending.discard(task)
+        if not task.cancelled():
+            task.exception()  # a detached write's failure was answered (503); don't warn about it
+
+    return done
 
 
 def _checked_key(key: str) -> str:
@@ -190,7 +215,11 @@ class CarepathService:
         task_queue: str,
         clock: Callable[[], datetime] = _utcnow,
         pathway_version: int | None = None,
+        update_wait: float = UPDATE_WAIT_SECONDS,
     ) -> None:
+        self.update_wait = update_wait
+        # Writes that outlived their request's bound: they keep going (and complete their claim).
+        self._detached: set[asyncio.Future[Any]] = set()
         # New enrollments get this version of the pathway (default: the newest shipped).
         self.pathway_version = pathway_version
         self.client = client
@@ -263,8 +292,11 @@ class CarepathService:
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 task_queue=self.task_queue,
             )
-            view = await self.client.execute_update_with_start_workflow(
-                EpisodeWorkflow.catch_up, start_workflow_operation=start
+            view = await self._bounded(
+                self.client.execute_update_with_start_workflow(
+                    EpisodeWorkflow.catch_up, start_workflow_operation=start
+                ),
+                "the enrollment is started; its baseline is not recorded yet (retry: the same enrollment gets it)",
             )
         except Exception as exc:
             await self._settle_failed_start(episode_id, actor, exc)
@@ -285,8 +317,9 @@ class CarepathService:
 
     async def _await_baseline(self, episode_id: str, enrollment: Enrollment) -> Enrolled | None:
         try:
-            view = await self.client.get_workflow_handle(workflow_id(episode_id)).execute_update(
-                EpisodeWorkflow.catch_up
+            view = await self._bounded(
+                self.client.get_workflow_handle(workflow_id(episode_id)).execute_update(EpisodeWorkflow.catch_up),
+                "the enrollment is started; its baseline is not recorded yet (retry: the same enrollment gets it)",
             )
         except (WorkflowUpdateFailedError, RPCError):
             return None
@@ -396,13 +429,28 @@ class CarepathService:
     ) -> EventOutcome:
         episode = self._episode_row(episode_id)
         if idempotency_key is None:
-            return await self._apply_event(episode, event, actor, uuid.uuid4().hex)
+            return await self._bounded(
+                self._apply_event(episode, event, actor, uuid.uuid4().hex),
+                "the event is not recorded yet; it will be once the database is back "
+                "(send an Idempotency-Key to retry safely)",
+            )
         key = _checked_key(idempotency_key)
         held = await self._claim_key(episode.id, key, idempotency.fingerprint(event.model_dump(mode="json")))
         if held.response is not None:
             return EventOutcome.model_validate(held.response)
+        # Past the bound the write goes on detached and completes the claim when it lands, so a
+        # retry with the same key gets the real outcome (meanwhile: 409 in progress, or a resume).
+        return await self._bounded(
+            self._apply_keyed(episode, event, actor, key, held.event_id),
+            "the event is not recorded yet; it will be once the database is back: "
+            "retry with the same Idempotency-Key for its outcome",
+        )
+
+    async def _apply_keyed(
+        self, episode: EpisodeRow, event: Event, actor: str, key: str, event_id: str
+    ) -> EventOutcome:
         try:
-            outcome = await self._apply_event(episode, event, actor, held.event_id)
+            outcome = await self._apply_event(episode, event, actor, event_id)
         except InvalidInput:
             idempotency.release(self.engine, episode.id, key)  # refused: the key records nothing
             raise
@@ -410,6 +458,16 @@ class CarepathService:
         # stays in progress and a retry resumes it with the same event id (see db/idempotency.py).
         idempotency.complete(self.engine, episode.id, key, outcome.model_dump(mode="json"))
         return outcome
+
+    async def _bounded(self, work: Any, pending: str) -> Any:
+        """``work``'s result within ``update_wait`` seconds, else ``Unavailable`` while it goes on."""
+        task = asyncio.ensure_future(work)
+        self._detached.add(task)
+        task.add_done_callback(_forget(self._detached))
+        done, _ = await asyncio.wait({task}, timeout=self.update_wait)
+        if not done:
+            raise Unavailable("", pending, retry_after=UNAVAILABLE_RETRY_AFTER)
+        return task.result()
 
     async def _claim_key(self, episode_id: str, key: str, print_: str) -> idempotency.Claim:
         """The claim to act on: this request's own, a finished one (replay), or a stale one (resume)."""
@@ -446,8 +504,11 @@ class CarepathService:
         episode = self._episode_row(episode_id)
         target = self._definition("version", episode.pathway_id, version)
         try:
-            await self._update(
-                episode_id, EpisodeWorkflow.migrate, Migration(definition=target, reason=reason, actor=actor)
+            await self._bounded(
+                self._update(
+                    episode_id, EpisodeWorkflow.migrate, Migration(definition=target, reason=reason, actor=actor)
+                ),
+                "the migration is not recorded yet; it will be once the database is back",
             )
         except _WorkflowClosed:
             raise InvalidInput.one("episode", f"episode is {episode.phase}; nothing to migrate") from None
@@ -467,7 +528,10 @@ class CarepathService:
             raise Conflict("task", f"task {task_id} is already {task.status}")
         closing = TaskClosing(code=task.code, milestone=task.occasion, status=status, reason=reason, actor=actor)
         try:
-            await self._update(task.episode_id, EpisodeWorkflow.close_task, closing)
+            await self._bounded(
+                self._update(task.episode_id, EpisodeWorkflow.close_task, closing),
+                "the task's closing is not recorded yet; it will be once the database is back",
+            )
         except _WorkflowClosed:
             self._close_after_workflow(task_id, closing)
         return self.task(task_id)

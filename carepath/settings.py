@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # reservation must be before it may be released (well above an enrollment's few seconds).
     reconcile_every_seconds: float = Field(60, gt=0)
     reservation_timeout_seconds: float = Field(120, gt=0)
+    # How long a request waits for its write to be recorded before answering 503 + Retry-After
+    # (in an outage the write goes on and lands later; a retry with its Idempotency-Key gets it).
+    update_wait_seconds: float = Field(10, gt=0)
     # Largest request body the API reads (an enrollment or event is well under 10 KB).
     max_request_bytes: int = 65_536
     # Signs the pages' CSRF tokens; empty: a random secret per API process (set one when several

@@ -125,7 +125,13 @@ def create_app(
 
         engine = make_engine(config.database_url)
         client = await connect(config.temporal_address, config.temporal_namespace, converter=config.data_converter())
-        app.state.service = CarepathService(client, engine, config.task_queue, pathway_version=config.pathway_version)
+        app.state.service = CarepathService(
+            client,
+            engine,
+            config.task_queue,
+            pathway_version=config.pathway_version,
+            update_wait=config.update_wait_seconds,
+        )
         ring = config.key_ring()
         app.state.codec = EncryptionCodec(ring) if ring else None
         sweep = asyncio.create_task(reconcile_periodically(app.state.service, *sweep_schedule(config)))
