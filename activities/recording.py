@@ -11,7 +11,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -90,8 +90,11 @@ def database_cause(exc: DBAPIError) -> str:
     return f"{what} ({type(driver).__name__}): {lines[0][:300]}"
 
 
-def write_changes(session: Session, record: ChangeRecord) -> None:
+def write_changes(session: Session, record: ChangeRecord, repair: bool = False) -> None:
     """Write ``record`` inside the caller's transaction; a second call is a no-op.
+
+    ``repair`` (carepath reconcile) also brings back a task or notification deleted from beside an
+    item that is still there; the activity skips that look-up, since it writes them together.
 
     Plain INSERT .. ON CONFLICT DO NOTHING statements on each row's natural key rather than
     ORM look-ups before every insert: one statement per row (a network round trip each on
@@ -140,7 +143,7 @@ def write_changes(session: Session, record: ChangeRecord) -> None:
             },
         )
     for item in record.changes.items:
-        _add_item(db, sql, record, item)
+        _add_item(db, sql, record, item, repair)
     for closure in record.changes.closures:
         db.execute(
             update(TASKS)
@@ -171,7 +174,7 @@ def write_changes(session: Session, record: ChangeRecord) -> None:
     )
 
 
-def _add_item(db: Connection, sql: _Inserts, record: ChangeRecord, item: TimelineEntry) -> None:
+def _add_item(db: Connection, sql: _Inserts, record: ChangeRecord, item: TimelineEntry, repair: bool) -> None:
     item_id = db.execute(
         sql.item,
         {
@@ -190,10 +193,17 @@ def _add_item(db: Connection, sql: _Inserts, record: ChangeRecord, item: Timelin
         },
     ).scalar()
     if item_id is None:  # already recorded (a retry, or raised again in a later step)
-        return
+        if not repair:
+            return
+        items = TimelineItemRow.__table__
+        item_id = db.execute(
+            select(items.c.id).where(
+                items.c.episode_id == record.episode_id, items.c.code == item.code, items.c.occasion == item.milestone
+            )
+        ).scalar_one()
     if item.kind in ACTIONABLE_KINDS and item.assignee is not None:
         db.execute(
-            insert(TASKS),
+            sql.task,
             {
                 "episode_id": record.episode_id,
                 "timeline_item_id": item_id,
@@ -232,6 +242,7 @@ class _Inserts(NamedTuple):
     episode: Any
     event: Any
     item: Any
+    task: Any
     notification: Any
     audit: Any
 
@@ -249,6 +260,7 @@ def _statements(dialect: str) -> _Inserts:
         item=upsert(items)
         .on_conflict_do_nothing(index_elements=["episode_id", "code", "occasion"])
         .returning(items.c.id),
+        task=upsert(TASKS).on_conflict_do_nothing(index_elements=["episode_id", "code", "occasion"]),
         notification=upsert(NotificationRow.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"]),
         audit=upsert(AuditRow.__table__).on_conflict_do_nothing(index_elements=["change_id"]),
     )
