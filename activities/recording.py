@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from carepath.observability import count_recording_retry
 from carepath.pathway.state import Changes, TimelineEntry
 from carepath.pathway.vocabulary import ACTIONABLE_KINDS, Phase
 from db.models import AuditRow, EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
@@ -73,6 +74,7 @@ class EpisodeRecorder:
 
     @activity.defn(name="record_changes")
     def record_changes(self, record: ChangeRecord) -> None:
+        count_recording_retry()
         try:
             with Session(self.engine) as session, session.begin():
                 write_changes(session, record)

@@ -59,7 +59,12 @@ def _api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from carepath.api.app import create_app
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    from carepath.observability import configure_logging
+    from carepath.settings import load_settings
+
+    configure_logging(load_settings().log_format)
+    # Our handler formats every log line (JSON by default); the request middleware logs requests.
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_config=None, access_log=False)
     return 0
 
 

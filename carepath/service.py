@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -31,6 +32,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from carepath.errors import FieldError, InvalidInput
+from carepath.observability import observe_update
 from carepath.pathway import rules
 from carepath.pathway.definition import DEFAULT_PATHWAY, PathwayDefinition, load_definition
 from carepath.pathway.inputs import Enrollment, Event, Withdraw
@@ -184,11 +186,11 @@ KEY_STALE_AFTER = timedelta(seconds=30)
 _KEY = re.compile(r"[\x20-\x7e]{1,64}")
 
 
-def _forget(pending: set[asyncio.Future[Any]]) -> Callable[[asyncio.Future[Any]], None]:
+def _forget(pending: set[asyncio.Future[Any]], what: str, began: float) -> Callable[[asyncio.Future[Any]], None]:
     def done(task: asyncio.Future[Any]) -> None:
         pending.discard(task)
-        if not task.cancelled():
-            task.exception()  # a detached write's failure was answered (503); don't warn about it
+        failed = task.cancelled() or task.exception() is not None  # a detached failure was answered (503)
+        observe_update(what, time.perf_counter() - began, "error" if failed else "ok")
 
     return done
 
@@ -297,6 +299,7 @@ class CarepathService:
                     EpisodeWorkflow.catch_up, start_workflow_operation=start
                 ),
                 "the enrollment is started; its baseline is not recorded yet (retry: the same enrollment gets it)",
+                "enroll",
             )
         except Exception as exc:
             await self._settle_failed_start(episode_id, actor, exc)
@@ -320,6 +323,7 @@ class CarepathService:
             view = await self._bounded(
                 self.client.get_workflow_handle(workflow_id(episode_id)).execute_update(EpisodeWorkflow.catch_up),
                 "the enrollment is started; its baseline is not recorded yet (retry: the same enrollment gets it)",
+                "enroll",
             )
         except (WorkflowUpdateFailedError, RPCError):
             return None
@@ -459,11 +463,11 @@ class CarepathService:
         idempotency.complete(self.engine, episode.id, key, outcome.model_dump(mode="json"))
         return outcome
 
-    async def _bounded(self, work: Any, pending: str) -> Any:
+    async def _bounded(self, work: Any, pending: str, what: str = "event") -> Any:
         """``work``'s result within ``update_wait`` seconds, else ``Unavailable`` while it goes on."""
         task = asyncio.ensure_future(work)
         self._detached.add(task)
-        task.add_done_callback(_forget(self._detached))
+        task.add_done_callback(_forget(self._detached, what, time.perf_counter()))
         done, _ = await asyncio.wait({task}, timeout=self.update_wait)
         if not done:
             raise Unavailable("", pending, retry_after=UNAVAILABLE_RETRY_AFTER)
@@ -509,6 +513,7 @@ class CarepathService:
                     episode_id, EpisodeWorkflow.migrate, Migration(definition=target, reason=reason, actor=actor)
                 ),
                 "the migration is not recorded yet; it will be once the database is back",
+                "migrate",
             )
         except _WorkflowClosed:
             raise InvalidInput.one("episode", f"episode is {episode.phase}; nothing to migrate") from None
@@ -531,6 +536,7 @@ class CarepathService:
             await self._bounded(
                 self._update(task.episode_id, EpisodeWorkflow.close_task, closing),
                 "the task's closing is not recorded yet; it will be once the database is back",
+                "close_task",
             )
         except _WorkflowClosed:
             self._close_after_workflow(task_id, closing)

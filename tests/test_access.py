@@ -39,6 +39,9 @@ PAYLOADS = {
 # changes another's answer.
 MATRIX = [
     ("GET", "/health", PUBLIC, None),
+    # Operations: no patient data (counts by phase, code and status), for probes and Prometheus.
+    ("GET", "/metrics", PUBLIC, None),
+    ("GET", "/ready", PUBLIC, None),
     ("POST", "/episodes", CLINICIANS, "enrollment"),
     ("GET", "/episodes/{episode_id}", READERS, None),
     (

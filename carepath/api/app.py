@@ -16,7 +16,9 @@ from carepath import __version__
 from carepath.api import errors, security
 from carepath.api.auth import ADMINS, CLINICIANS, EVERYONE, PHYSICIANS, READERS, Principal, allow, ensure
 from carepath.api.codec import router as codec_router
+from carepath.api.ops import router as ops_router
 from carepath.codec import EncryptionCodec
+from carepath.observability import instrument_app, measure_request
 from carepath.pathway.definition import DEFAULT_PATHWAY, available_versions, load_definition
 from carepath.pathway.inputs import Enrollment, Event, Text
 from carepath.pathway.vocabulary import Assignee, Priority, TaskStatus, WithdrawReason
@@ -119,12 +121,18 @@ def create_app(
         if service is not None:  # injected (tests, `carepath dev`): nothing to open or close
             yield
             return
+        from carepath.observability import tracing_interceptors
         from carepath.reconcile import reconcile_periodically, sweep_schedule
         from carepath.temporal import connect
         from db.engine import make_engine
 
         engine = make_engine(config.database_url)
-        client = await connect(config.temporal_address, config.temporal_namespace, converter=config.data_converter())
+        client = await connect(
+            config.temporal_address,
+            config.temporal_namespace,
+            converter=config.data_converter(),
+            interceptors=tracing_interceptors(config.otel_exporter),
+        )
         app.state.service = CarepathService(
             client,
             engine,
@@ -155,6 +163,9 @@ def create_app(
     security.install(app, config)
     install_csrf(app, config.csrf_secret)
     app.include_router(codec_router)
+    app.include_router(ops_router)
+    app.middleware("http")(measure_request)
+    instrument_app(app, config.otel_exporter)
     app.include_router(web_router)
 
     @app.get("/health", tags=["ops"])
