@@ -167,6 +167,37 @@ def _reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace) -> int:
+    import os
+
+    from carepath.importer import run_import
+
+    if not os.path.isfile(args.file):
+        print(f"carepath import: FILE: no such file {args.file!r}", file=sys.stderr)
+        return 2
+
+    async def run(service: Any, _: Any) -> Any:
+        return await run_import(service, args.file, args.actor, args.concurrency, not args.no_progress)
+
+    report = _with_service(run)
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        for entry in report.rejected:
+            print(f"line {entry.line}: rejected: {entry.field}: {entry.message}")
+        for entry in report.failed:
+            print(f"line {entry.line}: failed (run the import again): {entry.message}")
+        print(report.summary())
+    # Bad lines are bad input (2); lines that failed on an outage are worth a re-run (1).
+    return 2 if report.rejected else 1 if report.failed else 0
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, not {value!r}")
+    return int(value)
+
+
 def _terminal(action: Callable[[argparse.Namespace, str], str]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from carepath.terminal import CommandError, api_url
@@ -323,6 +354,22 @@ def build_parser() -> argparse.ArgumentParser:
     full.add_argument("--older-than", type=_seconds, default=None, metavar="SECONDS", help="for the sweep")
     full.add_argument("--json", action="store_true", help="print the report as JSON")
     full.set_defaults(handler=_reconcile)
+
+    imp = sub.add_parser(
+        "import",
+        help="enroll many patients from a JSON-lines file (one enrollment per line), resumable",
+        description="Enroll every patient of FILE (one POST /episodes body per line) with a durable workflow start "
+        "that does not wait for the baseline. Idempotent per patient ref: a re-run skips patients already active "
+        "and enrolls the rest. Prints enrolled / already active / rejected (line and field) / failed; exit 2 if a "
+        "line was rejected, 1 if some failed (Temporal or the database unavailable: run it again). Settings from "
+        "CAREPATH_* env.",
+    )
+    imp.add_argument("file", metavar="FILE")
+    imp.add_argument("--concurrency", type=_positive, default=32, help="starts in flight at once (default 32)")
+    imp.add_argument("--actor", default="carepath:import", help="who the audit trail names (default carepath:import)")
+    imp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    imp.add_argument("--json", action="store_true", help="print the full report as JSON")
+    imp.set_defaults(handler=_import)
 
     _terminal_commands(sub)
     return parser
