@@ -39,23 +39,24 @@ from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
-from bench.bare import BareWorkflow  # noqa: E402
 from bench.live import (  # noqa: E402
     BARE_QUEUE,
     TASK_QUEUE,
     Cpu,
-    bounded,
+    bare_starts,
     connect_when_ready,
     enrollment,
-    free_port,
     pct,
+    proc_status,
+    start_dev_server,
+    start_worker,
     wait_idle,
 )
 from carepath.api.app import create_app  # noqa: E402
 from carepath.codec import KeyRing, encrypted_converter  # noqa: E402
 from carepath.importer import import_enrollments  # noqa: E402
 from carepath.service import CarepathService  # noqa: E402
-from carepath.temporal import DATA_CONVERTER, bundled_binary  # noqa: E402
+from carepath.temporal import DATA_CONVERTER  # noqa: E402
 from db.engine import make_engine  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 from db.models import EpisodeRow  # noqa: E402
@@ -106,61 +107,31 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     procs: list[subprocess.Popen[bytes]] = []
     engine = None
     try:
-        port = free_port()
-        address = f"127.0.0.1:{port}"
-        server = subprocess.Popen(
-            [
-                *(bundled_binary("temporal"), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port)),
-                *("--http-port", str(free_port()), "--metrics-port", str(free_port()), "--headless"),
-                *("--log-level", "error"),
-            ],
-            stdout=logs["temporal"],
-            stderr=subprocess.STDOUT,
-        )
+        server, address = start_dev_server(logs["temporal"])
         procs.append(server)
         bare_client = await connect_when_ready(address)
         ring = KeyRing.generate()
         ring.save(tmp / "keys.json")
         upgrade(database_url)
-        worker = subprocess.Popen(
-            [sys.executable, str(ROOT / "worker.py")],
-            env={
-                **os.environ,
-                "CAREPATH_TEMPORAL_ADDRESS": address,
-                "CAREPATH_DATABASE_URL": database_url,
-                "CAREPATH_TASK_QUEUE": TASK_QUEUE,
-                "CAREPATH_KEY_FILE": str(tmp / "keys.json"),
-                "CAREPATH_NOTIFICATION_FILE": str(tmp / "notifications.jsonl"),
-                "CAREPATH_LOG_FORMAT": "text",
-            },
-            cwd=ROOT,
-            stdout=logs["worker"],
-            stderr=subprocess.STDOUT,
-        )
+        worker = None if args.worker_after else start_worker(address, database_url, tmp, logs["worker"], args.cache)
         bare = subprocess.Popen(
             [sys.executable, "-m", "bench.bare", "--address", address, "--task-queue", BARE_QUEUE],
             cwd=ROOT,
             stdout=logs["bare"],
             stderr=subprocess.STDOUT,
         )
-        procs += [worker, bare]
+        procs += [bare] if worker is None else [worker, bare]
         client = Client(
             bare_client.service_client, namespace="default", data_converter=encrypted_converter(DATA_CONVERTER, ring)
         )
         engine = make_engine(database_url)
         service = CarepathService(client, engine, TASK_QUEUE, pathway_version=1)
         await asyncio.sleep(3)
-        cpu = Cpu({"server": server.pid, "worker": worker.pid, "bench": os.getpid()})
+        cpu = Cpu({"server": server.pid, "bench": os.getpid(), **({"worker": worker.pid} if worker else {})})
+        idle_rss = proc_status(worker.pid, "VmRSS") if worker else 0.0
         print(f"setup: dev server {address} (in memory), SQLite, concurrency {concurrency}", flush=True)
 
-        took, _ = await bounded(
-            n,
-            concurrency,
-            lambda i: bare_client.start_workflow(
-                BareWorkflow.run, id=f"bare-{uuid.uuid4().hex}", task_queue=BARE_QUEUE
-            ),
-            "bare start",
-        )
+        took = await bare_starts(bare_client, n, concurrency)
         bare_rate = n / took
         print(f"bare: {n} start_workflow in {took:.1f} s = {bare_rate:.0f}/s  [CPU s: {cpu.lap()}]", flush=True)
 
@@ -175,6 +146,12 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             f"start_workflow  [CPU s: {cpu.lap()}]",
             flush=True,
         )
+        if worker is None:  # --worker-after: the import ran alone against the server; now the baselines
+            worker = start_worker(address, database_url, tmp, logs["worker"], args.cache)
+            procs.append(worker)
+            await asyncio.sleep(3)
+            idle_rss = proc_status(worker.pid, "VmRSS")
+            cpu = Cpu({"server": server.pid, "bench": os.getpid(), "worker": worker.pid})
         # The import returned before the baselines: wait for every one (the server's backlog), then
         # for the worker to go quiet, so the interactive figures are not measured behind a backlog.
         began = time.perf_counter()
@@ -187,6 +164,15 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         print(
             f"baselines: {active}/{n} active {drained:.0f} s after the import returned "
             f"({n / (took + drained):.0f}/s end to end)  [CPU s: {cpu.lap()}]",
+            flush=True,
+        )
+        # Every episode sleeps now; the worker caches min(n, cache) of them.
+        cached = min(n, args.cache)
+        rss = proc_status(worker.pid, "VmRSS")
+        per_thousand = (rss - idle_rss) / cached * 1000
+        print(
+            f"worker RSS: {idle_rss:.0f} MiB idle, {rss:.0f} MiB with {cached} cached sleeping episodes = "
+            f"{per_thousand:.0f} MiB per 1,000 cached",
             flush=True,
         )
 
@@ -215,7 +201,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         print(
             f"SUMMARY: import {import_rate:.0f}/s = {import_rate / bare_rate:.2f}x bare start_workflow "
             f"({bare_rate:.0f}/s, N={n}); p50/p99 1 client: enroll {p50_p99(one[0])}, event {p50_p99(one[1])}; "
-            f"20 clients: enroll {p50_p99(twenty[0])}, event {p50_p99(twenty[1])}",
+            f"20 clients: enroll {p50_p99(twenty[0])}, event {p50_p99(twenty[1])}; "
+            f"worker RSS {per_thousand:.0f} MiB per 1,000 cached episodes",
             flush=True,
         )
     finally:
@@ -235,6 +222,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--interactive", type=int, default=100, help="enrollments + events by the single client")
+    parser.add_argument(
+        "--worker-after",
+        action="store_true",
+        help="start the worker once the import returned (isolates the import's own cost from the baselines')",
+    )
+    parser.add_argument("--cache", type=int, default=1000, help="the worker's max_cached_workflows (production: 1000)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="carepath-import-", dir="/tmp") as name:
         asyncio.run(run(args, Path(name)))
