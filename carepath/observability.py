@@ -145,6 +145,8 @@ def count_recording_retry() -> None:
     """Inside the recording activity: count an attempt after the first (the worker's metrics)."""
     from temporalio import activity
 
+    if not activity.in_activity():  # write_changes driven directly (tests, tools): nothing to count
+        return
     info = activity.info()
     if info.attempt > 1:
         activity.metric_meter().create_counter(
