@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
         "CAREPATH_* env.",
     )
     imp.add_argument("file", metavar="FILE")
-    imp.add_argument("--concurrency", type=_positive, default=32, help="starts in flight at once (default 32)")
+    imp.add_argument("--concurrency", type=_positive, default=64, help="starts in flight at once (default 64)")
     imp.add_argument("--actor", default="carepath:import", help="who the audit trail names (default carepath:import)")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     imp.add_argument("--json", action="store_true", help="print the full report as JSON")
