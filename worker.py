@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 
 from activities.notifications import NotificationDispatcher, NotificationSink
 from activities.recording import EpisodeRecorder
+from carepath.observability import configure_logging, tracing_interceptors, worker_runtime
 from carepath.settings import Settings, load_settings
 from carepath.temporal import connect
 from db.engine import make_engine
@@ -80,7 +81,13 @@ def worker_from_settings(client: Client, engine: Engine, settings: Settings, exe
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
-    client = await connect(settings.temporal_address, settings.temporal_namespace, converter=settings.data_converter())
+    client = await connect(
+        settings.temporal_address,
+        settings.temporal_namespace,
+        runtime=worker_runtime(settings.worker_metrics_address),  # Prometheus /metrics when set
+        converter=settings.data_converter(),
+        interceptors=tracing_interceptors(settings.otel_exporter),
+    )
     with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
         worker = worker_from_settings(client, engine, settings, executor)
         async with worker:
@@ -90,8 +97,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings()
+    configure_logging(settings.log_format)
 
     async def _main() -> None:
         stop = asyncio.Event()

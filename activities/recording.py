@@ -11,20 +11,24 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from carepath.engine.items import Changes, TimelineEntry
+from carepath.observability import count_recording_retry
 from db.models import AuditRow, EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
 
 EPISODES = EpisodeRow.__table__
 TASKS = TaskRow.__table__
 # The type of the non-retryable failure when an episode's reservation was released (see below).
 RESERVATION_RELEASED = "ReservationReleased"
+# The type of the (retried) failure when the database refused a recording.
+DATABASE_ERROR = "DatabaseError"
 
 
 class EpisodeOpened(BaseModel):
@@ -69,12 +73,29 @@ class EpisodeRecorder:
 
     @activity.defn(name="record_changes")
     def record_changes(self, record: ChangeRecord) -> None:
-        with Session(self.engine) as session, session.begin():
-            write_changes(session, record)
+        count_recording_retry()
+        try:
+            with Session(self.engine) as session, session.begin():
+                write_changes(session, record)
+        except DBAPIError as exc:
+            # SQLAlchemy's message carries the SQL and its parameters (patient data, and big enough
+            # for Temporal to replace the failure by "Failure exceeds size limit."): say the cause only.
+            raise ApplicationError(database_cause(exc), type=DATABASE_ERROR) from None
 
 
-def write_changes(session: Session, record: ChangeRecord) -> None:
+def database_cause(exc: DBAPIError) -> str:
+    """The driver's own first line, e.g. "database unavailable (OperationalError): connection ... refused"."""
+    driver = exc.orig if exc.orig is not None else exc
+    lines = str(driver).strip().splitlines() or [""]
+    what = "database unavailable" if exc.connection_invalidated or "connect" in lines[0].lower() else "database error"
+    return f"{what} ({type(driver).__name__}): {lines[0][:300]}"
+
+
+def write_changes(session: Session, record: ChangeRecord, repair: bool = False) -> None:
     """Write ``record`` inside the caller's transaction; a second call is a no-op.
+
+    ``repair`` (carepath reconcile) also brings back a task or notification deleted from beside an
+    item that is still there; the activity skips that look-up, since it writes them together.
 
     Plain INSERT .. ON CONFLICT DO NOTHING statements on each row's natural key rather than
     ORM look-ups before every insert: one statement per row (a network round trip each on
@@ -123,7 +144,7 @@ def write_changes(session: Session, record: ChangeRecord) -> None:
             },
         )
     for item in record.changes.items:
-        _add_item(db, sql, record, item)
+        _add_item(db, sql, record, item, repair)
     for closure in record.changes.closures:
         db.execute(
             update(TASKS)
@@ -154,13 +175,23 @@ def write_changes(session: Session, record: ChangeRecord) -> None:
     )
 
 
-def _add_item(db: Connection, sql: _Inserts, record: ChangeRecord, item: TimelineEntry) -> None:
+def _add_item(db: Connection, sql: _Inserts, record: ChangeRecord, item: TimelineEntry, repair: bool) -> None:
     rows = ItemRows(record.episode_id, item, record.at)
     item_id = db.execute(sql.item, rows.timeline()).scalar()
     if item_id is None:  # already recorded (a retry, or raised again in a later step)
-        return
+        if not repair:
+            return
+        # Reconciling: the timeline row survived, its task or notification may not have.
+        items = TimelineItemRow.__table__
+        item_id = db.execute(
+            select(items.c.id).where(
+                items.c.episode_id == record.episode_id,
+                items.c.code == item.code,
+                items.c.occasion == item.key.occasion,
+            )
+        ).scalar_one()
     if item.actionable:
-        db.execute(insert(TASKS), rows.task(item_id))
+        db.execute(sql.task, rows.task(item_id))
     if item.notify and item.assignee is not None:
         db.execute(sql.notification, rows.notification())
 
@@ -223,6 +254,7 @@ class _Inserts(NamedTuple):
     episode: Any
     event: Any
     item: Any
+    task: Any
     notification: Any
     audit: Any
 
@@ -240,6 +272,7 @@ def _statements(dialect: str) -> _Inserts:
         item=upsert(items)
         .on_conflict_do_nothing(index_elements=["episode_id", "code", "occasion"])
         .returning(items.c.id),
+        task=upsert(TASKS).on_conflict_do_nothing(index_elements=["episode_id", "code", "occasion"]),
         notification=upsert(NotificationRow.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"]),
         audit=upsert(AuditRow.__table__).on_conflict_do_nothing(index_elements=["change_id"]),
     )

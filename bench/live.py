@@ -188,6 +188,53 @@ async def wait_idle(pid: int, quiet: float = 0.05, timeout: float = 120) -> floa
     return time.monotonic() - started
 
 
+def start_dev_server(log: Any) -> tuple[subprocess.Popen[bytes], str]:
+    """``temporal server start-dev`` in memory on free ports, headless; returns it and its address."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            *(bundled_binary("temporal"), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port)),
+            *("--http-port", str(free_port()), "--metrics-port", str(free_port()), "--headless"),
+            *("--log-level", "error"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    return server, f"127.0.0.1:{port}"
+
+
+def start_worker(address: str, database_url: str, tmp: Path, log: Any, cache: int | None = None) -> Any:
+    """The production worker (worker.py) in its own process: encrypted payloads (tmp/keys.json), a FileSink."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "worker.py")],
+        env={
+            **os.environ,
+            "CAREPATH_TEMPORAL_ADDRESS": address,
+            "CAREPATH_DATABASE_URL": database_url,
+            "CAREPATH_TASK_QUEUE": TASK_QUEUE,
+            "CAREPATH_KEY_FILE": str(tmp / "keys.json"),
+            "CAREPATH_NOTIFICATION_SINK": "file",
+            "CAREPATH_NOTIFICATION_FILE": str(tmp / "notifications.jsonl"),
+            "CAREPATH_LOG_FORMAT": "text",
+            **({"CAREPATH_MAX_CACHED_WORKFLOWS": str(cache)} if cache else {}),
+        },
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def bare_starts(client: Client, n: int, concurrency: int) -> float:
+    """Seconds for N bare ``start_workflow`` of the no-op workflow, ``concurrency`` in flight."""
+    took, _ = await bounded(
+        n,
+        concurrency,
+        lambda i: client.start_workflow(BareWorkflow.run, id=f"bare-{uuid.uuid4().hex}", task_queue=BARE_QUEUE),
+        "bare start",
+    )
+    return took
+
+
 async def run(args: argparse.Namespace, tmp: Path, database_url: str) -> None:
     n, concurrency = args.n, args.concurrency
     procs: list[subprocess.Popen[bytes]] = []
@@ -195,50 +242,14 @@ async def run(args: argparse.Namespace, tmp: Path, database_url: str) -> None:
     engine = None
     try:
         # ---- the server and the two workers -------------------------------------------------
-        port = free_port()
-        address = f"127.0.0.1:{port}"
-        server = subprocess.Popen(
-            [
-                bundled_binary("temporal"),
-                "server",
-                "start-dev",
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--http-port",
-                str(free_port()),
-                "--metrics-port",
-                str(free_port()),
-                "--headless",
-                "--log-level",
-                "error",
-            ],
-            stdout=logs["temporal"],
-            stderr=subprocess.STDOUT,
-        )
+        server, address = start_dev_server(logs["temporal"])
         procs.append(server)
         bare_client = await connect_when_ready(address)
         ring = KeyRing.generate()
         ring.save(tmp / "keys.json")
         upgrade(database_url)
         cache = args.cache or Settings().max_cached_workflows
-        worker = subprocess.Popen(
-            [sys.executable, str(ROOT / "worker.py")],
-            env={
-                **os.environ,
-                "CAREPATH_TEMPORAL_ADDRESS": address,
-                "CAREPATH_DATABASE_URL": database_url,
-                "CAREPATH_TASK_QUEUE": TASK_QUEUE,
-                "CAREPATH_KEY_FILE": str(tmp / "keys.json"),
-                "CAREPATH_NOTIFICATION_SINK": "file",
-                "CAREPATH_NOTIFICATION_FILE": str(tmp / "notifications.jsonl"),
-                "CAREPATH_MAX_CACHED_WORKFLOWS": str(cache),
-            },
-            cwd=ROOT,
-            stdout=logs["worker"],
-            stderr=subprocess.STDOUT,
-        )
+        worker = start_worker(address, database_url, tmp, logs["worker"], cache)
         procs.append(worker)
         bare = subprocess.Popen(
             [sys.executable, "-m", "bench.bare", "--address", address, "--task-queue", BARE_QUEUE],
@@ -270,14 +281,7 @@ async def run(args: argparse.Namespace, tmp: Path, database_url: str) -> None:
 
         # ---- bare Temporal and carepath, in the order asked ---------------------------------
         async def bare_phase() -> tuple[float, float]:
-            took, _ = await bounded(
-                n,
-                concurrency,
-                lambda i: bare_client.start_workflow(
-                    BareWorkflow.run, id=f"bare-{uuid.uuid4().hex}", task_queue=BARE_QUEUE
-                ),
-                "bare start",
-            )
+            took = await bare_starts(bare_client, n, concurrency)
             start_rate = n / took
             print(f"bare: {n} start_workflow in {took:.1f} s = {start_rate:.0f}/s  [CPU s: {cpu.lap()}]", flush=True)
 

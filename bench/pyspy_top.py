@@ -16,7 +16,7 @@ BUCKETS = [
     ("sandbox: per-payload serialization-context exec", r"get_serialization_context"),
     ("sandbox: new instance (re-import workflow module)", r"_Instance\._create_instance|_Instance\.__init__"),
     ("activity record_changes (SQLAlchemy/sqlite)", r"record_changes"),
-    ("rules (pure pathway logic)", r"carepath/pathway/rules\.py"),
+    ("rules (pure pathway logic)", r"carepath/(engine|pathways)/"),
     ("workflow code in sandbox (activate)", r"_Instance\.activate"),
     ("pydantic (de)serialisation via payload converter", r"temporalio/converter\.py|contrib/pydantic"),
     ("SQLAlchemy / sqlite (activities, queries)", r"sqlalchemy|sqlite3"),

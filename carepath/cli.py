@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from carepath.errors import InvalidInput
 
@@ -58,8 +59,12 @@ def _api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from carepath.api.app import create_app
+    from carepath.observability import configure_logging
+    from carepath.settings import load_settings
 
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    configure_logging(load_settings().log_format)
+    # Our handler formats every log line (JSON by default); the request middleware logs requests.
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_config=None, access_log=False)
     return 0
 
 
@@ -90,9 +95,9 @@ def _seconds(value: str) -> float:
     return seconds
 
 
-def _reconcile_enrollments(args: argparse.Namespace) -> int:
+def _with_service(work: Callable[..., Any]) -> Any:
+    """Run ``work(service, settings)`` on a service connected from CAREPATH_* settings (migrated first)."""
     import asyncio
-    from datetime import timedelta
 
     from carepath.service import CarepathService
     from carepath.settings import load_settings
@@ -101,27 +106,96 @@ def _reconcile_enrollments(args: argparse.Namespace) -> int:
     from db.migrate import upgrade
 
     settings = load_settings()
-    older_than = args.older_than if args.older_than is not None else settings.reservation_timeout_seconds
 
-    async def sweep() -> None:
+    async def run() -> Any:
         upgrade(settings.database_url)
         engine = make_engine(settings.database_url)
         try:
             client = await connect(
                 settings.temporal_address, settings.temporal_namespace, converter=settings.data_converter()
             )
-            service = CarepathService(client, engine, settings.task_queue)
-            report = await service.reconcile_enrollments(timedelta(seconds=older_than))
+            return await work(CarepathService(client, engine, settings.task_queue), settings)
         finally:
             engine.dispose()
-        for episode_id in report.released:
-            print(f"released {episode_id}: no workflow backed its reservation")
-        for episode_id in report.in_progress:
-            print(f"in progress {episode_id}: its workflow runs; the baseline is on its way")
-        print(f"{len(report.released)} released, {len(report.in_progress)} in progress")
 
-    asyncio.run(sweep())
+    return asyncio.run(run())
+
+
+def _print_sweep(report: Any) -> None:
+    for episode_id in report.released:
+        print(f"released {episode_id}: no workflow backed its reservation")
+    for episode_id in report.in_progress:
+        print(f"in progress {episode_id}: its workflow runs; the baseline is on its way")
+    print(f"{len(report.released)} released, {len(report.in_progress)} in progress")
+
+
+def _older_than(args: argparse.Namespace, settings: Any) -> Any:
+    from datetime import timedelta
+
+    seconds = args.older_than if args.older_than is not None else settings.reservation_timeout_seconds
+    return timedelta(seconds=seconds)
+
+
+def _reconcile_enrollments(args: argparse.Namespace) -> int:
+    async def sweep(service: Any, settings: Any) -> None:
+        _print_sweep(await service.reconcile_enrollments(_older_than(args, settings)))
+
+    _with_service(sweep)
     return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from carepath.reconcile import reconcile_episodes
+
+    async def both(service: Any, settings: Any) -> Any:
+        report = await reconcile_episodes(service, args.include_closed, sink=settings.sink())
+        # Then the sweep: a reservation whose workflow never started has no history to replay.
+        report.enrollments = await service.reconcile_enrollments(_older_than(args, settings))
+        return report
+
+    report = _with_service(both)
+    if args.json:
+        print(report.model_dump_json(indent=2))
+        return 0
+    for episode_id, why in report.skipped.items():
+        print(f"skipped {episode_id}: {why}")
+    restored = ", ".join(f"{n} {table}" for table, n in sorted(report.restored.items())) or "nothing"
+    print(f"{report.episodes} episodes re-recorded, {len(report.changed)} had rows missing; restored: {restored}")
+    if report.delivered:
+        print(f"{report.delivered} restored notifications delivered again (same delivery ids)")
+    _print_sweep(report.enrollments)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    import os
+
+    from carepath.importer import run_import
+
+    if not os.path.isfile(args.file):
+        print(f"carepath import: FILE: no such file {args.file!r}", file=sys.stderr)
+        return 2
+
+    async def run(service: Any, _: Any) -> Any:
+        return await run_import(service, args.file, args.actor, args.concurrency, not args.no_progress)
+
+    report = _with_service(run)
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        for entry in report.rejected:
+            print(f"line {entry.line}: rejected: {entry.field}: {entry.message}")
+        for entry in report.failed:
+            print(f"line {entry.line}: failed (run the import again): {entry.message}")
+        print(report.summary())
+    # Bad lines are bad input (2); lines that failed on an outage are worth a re-run (1).
+    return 2 if report.rejected else 1 if report.failed else 0
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, not {value!r}")
+    return int(value)
 
 
 def _terminal(action: Callable[[argparse.Namespace, str], str]) -> Callable[[argparse.Namespace], int]:
@@ -266,6 +340,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="only reservations at least this old (default CAREPATH_RESERVATION_TIMEOUT_SECONDS, 120)",
     )
     rec.set_defaults(handler=_reconcile_enrollments)
+
+    full = sub.add_parser(
+        "reconcile",
+        help="re-record every running episode from its workflow into the database, then run the enrollment sweep",
+        description="Repair the database after a restore from an older backup or lost rows: every running "
+        "episode's recorded decisions (events, timeline items, tasks, notifications, audit entries) are "
+        "written again from its workflow history, idempotently (what is there stays, what is missing comes "
+        "back, nothing doubles); restored notifications are delivered again. Then the enrollment sweep "
+        "(reconcile-enrollments) runs. Settings from CAREPATH_* env.",
+    )
+    full.add_argument("--include-closed", action="store_true", help="also episodes whose workflow has ended")
+    full.add_argument("--older-than", type=_seconds, default=None, metavar="SECONDS", help="for the sweep")
+    full.add_argument("--json", action="store_true", help="print the report as JSON")
+    full.set_defaults(handler=_reconcile)
+
+    imp = sub.add_parser(
+        "import",
+        help="enroll many patients from a JSON-lines file (one enrollment per line), resumable",
+        description="Enroll every patient of FILE (one POST /episodes body per line) with a durable workflow start "
+        "that does not wait for the baseline. Idempotent per patient ref: a re-run skips patients already active "
+        "and enrolls the rest. Prints enrolled / already active / rejected (line and field) / failed; exit 2 if a "
+        "line was rejected, 1 if some failed (Temporal or the database unavailable: run it again). Settings from "
+        "CAREPATH_* env.",
+    )
+    imp.add_argument("file", metavar="FILE")
+    imp.add_argument("--concurrency", type=_positive, default=64, help="starts in flight at once (default 64)")
+    imp.add_argument("--actor", default="carepath:import", help="who the audit trail names (default carepath:import)")
+    imp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    imp.add_argument("--json", action="store_true", help="print the full report as JSON")
+    imp.set_defaults(handler=_import)
 
     _terminal_commands(sub)
     return parser

@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 
 from carepath.api.app import create_app
-from carepath.codec import KeyRing
+from carepath.codec import EncryptionCodec, KeyRing
 from carepath.reconcile import reconcile_periodically, sweep_schedule
 from carepath.service import CarepathService
 from carepath.settings import Settings, load_settings
@@ -77,6 +78,15 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def _ui_origins(options: DevOptions) -> list[str]:
+    return [f"http://127.0.0.1:{options.ui_port}", f"http://localhost:{options.ui_port}"]
+
+
+def _codec_endpoint(options: DevOptions) -> str:
+    host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host  # the browser's address for it
+    return f"http://{host}:{options.port}/codec"
+
+
 async def _start_temporal(options: DevOptions) -> tuple[asyncio.subprocess.Process, str]:
     for port in (options.temporal_port, options.ui_port):
         if not _port_free("127.0.0.1", port):
@@ -97,6 +107,9 @@ async def _start_temporal(options: DevOptions) -> tuple[asyncio.subprocess.Proce
         str(options.temporal_port),
         "--ui-port",
         str(options.ui_port),
+        # The UI decrypts payloads through the API's codec endpoint (it calls it from the browser).
+        "--ui-codec-endpoint",
+        _codec_endpoint(options),
         "--log-level",
         "warn",
         stdout=log,
@@ -137,6 +150,15 @@ async def _connect_when_ready(
     raise DevError(f"Temporal did not answer at {address} within 30 s")
 
 
+def _dev_app(settings: Settings, service: CarepathService, options: DevOptions) -> FastAPI:
+    """The API with the dev key ring's codec; the dev UI's origin may decode without a token."""
+    ring = settings.key_ring()
+    app = create_app(settings, service=service, codec=EncryptionCodec(ring) if ring else None)
+    if "CAREPATH_TEMPORAL_ADDRESS" not in os.environ:  # only our own, unauthenticated, local UI
+        app.state.codec_trusted_origins = frozenset(_ui_origins(options))
+    return app
+
+
 async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) -> None:
     options.home.mkdir(parents=True, exist_ok=True)
     temporal: asyncio.subprocess.Process | None = None
@@ -148,6 +170,10 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
         database_url = f"sqlite:///{options.home / 'carepath.db'}"
     if not (settings.key_file or settings.encryption_keys):
         settings = settings.model_copy(update={"key_file": str(_dev_key_file(options.home))})
+    # The UI's origin, whatever --ui-port says, may call the codec endpoint (CORS).
+    origins = [o for o in settings.codec_cors_origins.split(",") if o.strip()]
+    origins += [o for o in _ui_origins(options) if o not in origins]
+    settings = settings.model_copy(update={"codec_cors_origins": ",".join(origins)})
     if "CAREPATH_NOTIFICATION_FILE" not in os.environ:
         settings = settings.model_copy(update={"notification_file": str(options.home / "notifications.jsonl")})
     try:
@@ -157,9 +183,17 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
         engine = make_engine(database_url)
         first_token = _first_admin_token(engine)
         client = await _connect_when_ready(address, settings.temporal_namespace, temporal, settings.data_converter())
-        service = CarepathService(client, engine, settings.task_queue, pathway_version=settings.pathway_version)
+        service = CarepathService(
+            client,
+            engine,
+            settings.task_queue,
+            pathway_version=settings.pathway_version,
+            update_wait=settings.update_wait_seconds,
+        )
         server = _Server(
-            uvicorn.Config(create_app(service=service), host=options.host, port=options.port, log_level="warning")
+            uvicorn.Config(
+                _dev_app(settings, service, options), host=options.host, port=options.port, log_level="warning"
+            )
         )
         with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as threads:
             worker = worker_from_settings(client, engine, settings, threads)

@@ -1,9 +1,16 @@
-"""The enrollment sweep: releases reservations that no workflow backs (``CarepathService.reconcile_enrollments``).
+"""Reconciliation: the enrollment sweep, and the database re-recorded from the workflows.
+
+The sweep releases reservations that no workflow backs (``CarepathService.reconcile_enrollments``).
 
 ``carepath api`` and ``carepath dev`` run it every ``CAREPATH_RECONCILE_EVERY_SECONDS`` (60 s);
 ``carepath reconcile-enrollments`` runs it once. A reservation younger than
 ``CAREPATH_RESERVATION_TIMEOUT_SECONDS`` (120 s) is left alone: its request may still be about to
 start the workflow.
+
+``carepath reconcile`` (``reconcile_episodes``) repairs the database after a restore from a backup
+older than Temporal's state, or lost rows: it replays every running episode's recorded decisions
+(the ``record_changes`` inputs in its history) through the same idempotent ``write_changes``, then
+runs the enrollment sweep.
 """
 
 from __future__ import annotations
@@ -12,8 +19,20 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from carepath.service import CarepathService
+from pydantic import BaseModel
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.exceptions import ApplicationError
+
+from activities.notifications import NotificationDispatcher, NotificationSink
+from activities.recording import ChangeRecord, episode_status, write_changes
+from carepath.engine.state import EpisodeCore
+from carepath.service import CarepathService, Reconciled
 from carepath.settings import Settings
+from db.models import AuditRow, EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
 
 log = logging.getLogger(__name__)
 
@@ -33,3 +52,112 @@ async def reconcile_periodically(service: CarepathService, every: float, older_t
 
 def sweep_schedule(settings: Settings) -> tuple[float, timedelta]:
     return settings.reconcile_every_seconds, timedelta(seconds=settings.reservation_timeout_seconds)
+
+
+# ---- carepath reconcile: the database re-recorded from the workflows ----------------------------
+
+# Each row an episode owns, by table: what a reconciliation counts as restored.
+_OWNED = {
+    "episodes": (EpisodeRow, EpisodeRow.id),
+    "events": (EventRow, EventRow.episode_id),
+    "timeline_items": (TimelineItemRow, TimelineItemRow.episode_id),
+    "tasks": (TaskRow, TaskRow.episode_id),
+    "notifications": (NotificationRow, NotificationRow.episode_id),
+    "audit_log": (AuditRow, AuditRow.episode_id),
+}
+RUNNING = 'WorkflowType="Episode" AND ExecutionStatus="Running"'
+ANY_STATUS = 'WorkflowType="Episode"'
+
+
+class EpisodesReconciled(BaseModel):
+    episodes: int = 0  # workflows whose records were replayed
+    changed: list[str] = []  # episodes that had something missing
+    restored: dict[str, int] = {}  # rows written back, by table
+    delivered: int = 0  # restored notifications delivered again (same delivery id: receivers dedupe)
+    skipped: dict[str, str] = {}  # episode id -> why its records were not written
+    enrollments: Reconciled = Reconciled()
+
+
+async def recorded_changes(client: Client, workflow: str) -> list[ChangeRecord]:
+    """Every ``record_changes`` input of the workflow, oldest first, across its continue-as-new runs.
+
+    These are exactly what the workflow asked to be recorded (the rules' decisions, events, closures,
+    audit entries); replaying them through ``write_changes`` is idempotent by each row's natural key.
+    """
+    runs: list[list[ChangeRecord]] = []
+    run_id: str | None = None
+    while True:
+        records: list[ChangeRecord] = []
+        previous = ""
+        async for event in client.get_workflow_handle(workflow, run_id=run_id).fetch_history_events():
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+                previous = event.workflow_execution_started_event_attributes.continued_execution_run_id
+            elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                scheduled = event.activity_task_scheduled_event_attributes
+                if scheduled.activity_type.name == "record_changes":
+                    records += await client.data_converter.decode(scheduled.input.payloads, [ChangeRecord])
+        runs.append(records)
+        if not previous:
+            break
+        run_id = previous
+    return [record for run in reversed(runs) for record in run]
+
+
+def _counts(session: Session, episode_id: str) -> dict[str, int]:
+    return {
+        table: session.scalar(select(func.count()).select_from(model).where(column == episode_id)) or 0
+        for table, (model, column) in _OWNED.items()
+    }
+
+
+def _rerecord(
+    engine: Engine, episode_id: str, records: list[ChangeRecord], state: EpisodeCore | None
+) -> dict[str, int]:
+    """Write ``records`` again in one transaction; returns the rows that were missing, by table."""
+    with Session(engine) as session, session.begin():
+        before = _counts(session, episode_id)
+        for record in records:
+            write_changes(session, record, repair=True)
+        if state is not None:  # a decision that changed the phase alone records no items: take it from the workflow
+            session.execute(
+                update(EpisodeRow)
+                .where(EpisodeRow.id == episode_id, EpisodeRow.status != "abandoned")
+                .values(phase=state.phase, status=episode_status(state.phase))
+            )
+        after = _counts(session, episode_id)
+    return {table: after[table] - before[table] for table in after if after[table] > before[table]}
+
+
+async def reconcile_episodes(
+    service: CarepathService, include_closed: bool = False, sink: NotificationSink | None = None
+) -> EpisodesReconciled:
+    """Re-record every running episode (and closed ones still in Temporal, if asked) from its workflow.
+
+    What is in the database stays, what is missing comes back, nothing doubles (a second run restores
+    nothing). Restored notifications are delivered again through ``sink`` if one is given.
+    """
+    client, engine = service.client, service.engine
+    report = EpisodesReconciled()
+    async for execution in client.list_workflows(ANY_STATUS if include_closed else RUNNING):
+        episode_id = execution.id.removeprefix("episode-")
+        try:
+            records = await recorded_changes(client, execution.id)
+            state = None
+            if execution.status == WorkflowExecutionStatus.RUNNING:
+                state = await service.episodes.state(episode_id)
+            restored = await asyncio.to_thread(_rerecord, engine, episode_id, records, state)
+        except ApplicationError as exc:  # its reservation was released: the workflow records nothing
+            report.skipped[episode_id] = str(exc)
+            continue
+        except (IntegrityError, LookupError) as exc:  # e.g. the patient holds another active episode
+            report.skipped[episode_id] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            continue
+        report.episodes += 1
+        if restored:
+            report.changed.append(episode_id)
+            for table, count in restored.items():
+                report.restored[table] = report.restored.get(table, 0) + count
+            if sink is not None and restored.get("notifications"):
+                dispatcher = NotificationDispatcher(engine, sink)
+                report.delivered += await asyncio.to_thread(dispatcher.deliver_notifications, episode_id)
+    return report

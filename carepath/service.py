@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -29,6 +30,7 @@ from carepath.engine.items import TaskKey
 from carepath.engine.pathway import Pathway
 from carepath.engine.registry import DEFAULT_PATHWAY, pathway_for
 from carepath.errors import FieldError, InvalidInput
+from carepath.observability import observe_update
 from db import idempotency
 from db.models import AuditRow, EpisodeRow, TaskRow, TimelineItemRow
 from db.queries import timeline
@@ -51,6 +53,21 @@ class Conflict(Exception):
         self.error = FieldError(field, message)
         self.retry_after = retry_after  # seconds, when retrying later can succeed
         super().__init__(str(self.error))
+
+
+class Unavailable(Exception):
+    """No answer within the wait bound (HTTP 503 + Retry-After): the write may still apply later."""
+
+    def __init__(self, field: str, message: str, retry_after: int) -> None:
+        self.error = FieldError(field, message)
+        self.retry_after = retry_after
+        super().__init__(str(self.error))
+
+
+# An outage makes an update wait as long as recording retries; a request answers after this bound.
+UPDATE_WAIT_SECONDS = 10.0
+UNAVAILABLE_RETRY_AFTER = 5
+BASELINE_PENDING = "the enrollment is started; its baseline is not recorded yet (retry: the same enrollment gets it)"
 
 
 class Reconciled(BaseModel):
@@ -153,6 +170,15 @@ KEY_STALE_AFTER = timedelta(seconds=30)
 _KEY = re.compile(r"[\x20-\x7e]{1,64}")
 
 
+def _forget(pending: set[asyncio.Future[Any]], what: str, began: float) -> Callable[[asyncio.Future[Any]], None]:
+    def done(task: asyncio.Future[Any]) -> None:
+        pending.discard(task)
+        failed = task.cancelled() or task.exception() is not None  # a detached failure was answered (503)
+        observe_update(what, time.perf_counter() - began, "error" if failed else "ok")
+
+    return done
+
+
 def _checked_key(key: str) -> str:
     if not _KEY.fullmatch(key):
         raise InvalidInput.one("Idempotency-Key", "must be 1 to 64 printable ASCII characters")
@@ -167,14 +193,26 @@ class CarepathService:
         task_queue: str,
         clock: Callable[[], datetime] = _utcnow,
         pathway_version: int | None = None,
+        update_wait: float = UPDATE_WAIT_SECONDS,
     ) -> None:
+        self.update_wait = update_wait
+        # Writes that outlived their request's bound: they keep going (and complete their claim).
+        self._detached: set[asyncio.Future[Any]] = set()
         # New enrollments get this version of the pathway (default: the newest shipped).
         self.pathway_version = pathway_version
         self.client = client
         self.episodes = EpisodeClient(client, task_queue)
         self.engine = engine
-        self.task_queue = task_queue
         self.clock = clock
+
+    @property
+    def task_queue(self) -> str:
+        """Where new episodes' workflows run (the episode client's)."""
+        return self.episodes.task_queue
+
+    @task_queue.setter
+    def task_queue(self, queue: str) -> None:
+        self.episodes.task_queue = queue
 
     # ---- writes (through the workflow) ------------------------------------------------------
 
@@ -190,9 +228,17 @@ class CarepathService:
         return local_date(definition, self.clock())
 
     async def enroll(
-        self, enrollment: EnrollmentCore | dict[str, Any], actor: str, pathway_id: str | None = None
+        self,
+        enrollment: EnrollmentCore | dict[str, Any],
+        actor: str,
+        pathway_id: str | None = None,
+        wait: bool = True,
     ) -> Enrolled:
         """Reserve the patient's one active episode, then start its workflow and wait for the baseline.
+
+        ``wait=False`` (bulk import) returns once Temporal has the workflow: the start is durable and
+        the baseline is recorded when a worker gets to it; a reservation whose workflow runs is then
+        a Conflict (already being enrolled) instead of being waited for.
 
         Crash-safe: the reservation row (``reserving``) becomes ``active`` only in the workflow's
         first recording transaction, together with the baseline and the ``enroll`` audit entry.
@@ -226,12 +272,21 @@ class CarepathService:
                 created_at=now,
                 updated_at=now,
             )
+            started = Enrolled(
+                episode_id=episode_id,
+                pathway=definition.key,
+                phase=phase,
+                identified_on=enrollment.identified_on,
+                enrolled_on=enrolled_on,
+            )
             held = self._reserve(row)
             if held is None:
-                return await self._start(episode_id, enrollment, definition, actor)
+                return await self._start(episode_id, enrollment, definition, actor, None if wait else started)
             if held.status != RESERVING:
                 raise Conflict("patient.ref", f"patient already has an active episode ({held.id})")
             status = await self._workflow_status(held.id)
+            if status == WorkflowExecutionStatus.RUNNING and not wait:
+                raise Conflict("patient.ref", f"patient is being enrolled ({held.id})")
             if status == WorkflowExecutionStatus.RUNNING:
                 # Started, baseline not yet recorded: wait for it like the request that started it.
                 enrolled = await self._await_baseline(held.id, enrollment)
@@ -242,15 +297,26 @@ class CarepathService:
                 return enrolled  # the same enrollment again: a client's retry gets its episode
             why = _unbacked(status)
             if self._release(held.id, actor, why, replacement=row):
-                return await self._start(episode_id, enrollment, definition, actor)
+                return await self._start(episode_id, enrollment, definition, actor, None if wait else started)
         raise Conflict("patient.ref", "patient is being enrolled by another request; try again")
 
     async def _start(
-        self, episode_id: str, enrollment: EnrollmentCore, definition: DefinitionCore, actor: str
+        self,
+        episode_id: str,
+        enrollment: EnrollmentCore,
+        definition: DefinitionCore,
+        actor: str,
+        durable: Enrolled | None = None,
     ) -> Enrolled:
+        """Start the workflow and wait for its baseline; with ``durable``, return that once Temporal has it."""
         try:
             # The workflow id is the reservation's, so whoever settles it later can ask Temporal.
-            view, _ = await self.episodes.start(episode_id, enrollment, definition, actor)
+            if durable is not None:
+                await self.episodes.start(episode_id, enrollment, definition, actor, wait=False)
+                return durable
+            view, _ = await self._bounded(
+                self.episodes.start(episode_id, enrollment, definition, actor), BASELINE_PENDING, "enroll"
+            )
         except Exception as exc:
             await self._settle_failed_start(episode_id, actor, exc)
             raise
@@ -270,7 +336,7 @@ class CarepathService:
 
     async def _await_baseline(self, episode_id: str, enrollment: EnrollmentCore) -> Enrolled | None:
         try:
-            view = await self.episodes.catch_up(episode_id)
+            view = await self._bounded(self.episodes.catch_up(episode_id), BASELINE_PENDING, "enroll")
         except (WorkflowUpdateFailedError, RPCError, InvalidInput, EpisodeClosed):
             return None
         return _enrolled(episode_id, enrollment, view)
@@ -380,13 +446,28 @@ class CarepathService:
         episode = self._episode_row(episode_id)
         event = self.pathway(episode.pathway_id).parse_event(event)
         if idempotency_key is None:
-            return await self._apply_event(episode, event, actor, uuid.uuid4().hex)
+            return await self._bounded(
+                self._apply_event(episode, event, actor, uuid.uuid4().hex),
+                "the event is not recorded yet; it will be once the database is back "
+                "(send an Idempotency-Key to retry safely)",
+            )
         key = _checked_key(idempotency_key)
         held = await self._claim_key(episode.id, key, idempotency.fingerprint(event.model_dump(mode="json")))
         if held.response is not None:
             return EventOutcome.model_validate(held.response)
+        # Past the bound the write goes on detached and completes the claim when it lands, so a
+        # retry with the same key gets the real outcome (meanwhile: 409 in progress, or a resume).
+        return await self._bounded(
+            self._apply_keyed(episode, event, actor, key, held.event_id),
+            "the event is not recorded yet; it will be once the database is back: "
+            "retry with the same Idempotency-Key for its outcome",
+        )
+
+    async def _apply_keyed(
+        self, episode: EpisodeRow, event: EventCore, actor: str, key: str, event_id: str
+    ) -> EventOutcome:
         try:
-            outcome = await self._apply_event(episode, event, actor, held.event_id)
+            outcome = await self._apply_event(episode, event, actor, event_id)
         except InvalidInput:
             idempotency.release(self.engine, episode.id, key)  # refused: the key records nothing
             raise
@@ -394,6 +475,16 @@ class CarepathService:
         # stays in progress and a retry resumes it with the same event id (see db/idempotency.py).
         idempotency.complete(self.engine, episode.id, key, outcome.model_dump(mode="json"))
         return outcome
+
+    async def _bounded(self, work: Any, pending: str, what: str = "event") -> Any:
+        """``work``'s result within ``update_wait`` seconds, else ``Unavailable`` while it goes on."""
+        task = asyncio.ensure_future(work)
+        self._detached.add(task)
+        task.add_done_callback(_forget(self._detached, what, time.perf_counter()))
+        done, _ = await asyncio.wait({task}, timeout=self.update_wait)
+        if not done:
+            raise Unavailable("", pending, retry_after=UNAVAILABLE_RETRY_AFTER)
+        return task.result()
 
     async def _claim_key(self, episode_id: str, key: str, print_: str) -> idempotency.Claim:
         """The claim to act on: this request's own, a finished one (replay), or a stale one (resume)."""
@@ -430,7 +521,11 @@ class CarepathService:
         episode = self._episode_row(episode_id)
         target = self._definition("version", episode.pathway_id, version)
         try:
-            await self.episodes.migrate(episode_id, target, reason, actor)
+            await self._bounded(
+                self.episodes.migrate(episode_id, target, reason, actor),
+                "the migration is not recorded yet; it will be once the database is back",
+                "migrate",
+            )
         except EpisodeClosed:
             raise InvalidInput.one("episode", f"episode is {episode.phase}; nothing to migrate") from None
         row = self._episode_row(episode_id)
@@ -448,7 +543,11 @@ class CarepathService:
             raise Conflict("task", f"task {task_id} is already {task.status}")
         closing = TaskClosing(code=task.code, milestone=task.occasion, status=status, reason=reason, actor=actor)
         try:
-            await self.episodes.close_task(task.episode_id, TaskKey(task.code, task.occasion), status, reason, actor)
+            await self._bounded(
+                self.episodes.close_task(task.episode_id, TaskKey(task.code, task.occasion), status, reason, actor),
+                "the task's closing is not recorded yet; it will be once the database is back",
+                "close_task",
+            )
         except EpisodeClosed:
             self._close_after_workflow(task_id, closing)
         return self.task(task_id)

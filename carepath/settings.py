@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +44,14 @@ class Settings(BaseSettings):
     # reservation must be before it may be released (well above an enrollment's few seconds).
     reconcile_every_seconds: float = Field(60, gt=0)
     reservation_timeout_seconds: float = Field(120, gt=0)
+    # How long a request waits for its write to be recorded before answering 503 + Retry-After
+    # (in an outage the write goes on and lands later; a retry with its Idempotency-Key gets it).
+    update_wait_seconds: float = Field(10, gt=0)
+    # Observability (carepath/observability.py): the worker's Prometheus endpoint (host:port; empty:
+    # off), the trace exporter ("" off, "console", "otlp" with OTEL_EXPORTER_OTLP_* env), log lines.
+    worker_metrics_address: str = ""
+    otel_exporter: Literal["", "console", "otlp"] = ""
+    log_format: Literal["json", "text"] = "json"
     # Largest request body the API reads (an enrollment or event is well under 10 KB).
     max_request_bytes: int = 65_536
     # Signs the pages' CSRF tokens; empty: a random secret per API process (set one when several

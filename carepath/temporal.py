@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
@@ -41,8 +42,16 @@ def bundled_binary(name: str) -> str:
 
 
 async def connect(
-    address: str, namespace: str = "default", runtime: Runtime | None = None, converter: DataConverter | None = None
+    address: str,
+    namespace: str = "default",
+    runtime: Runtime | None = None,
+    converter: DataConverter | None = None,
+    interceptors: Sequence[Interceptor] = (),
 ) -> Client:
     return await Client.connect(
-        address, namespace=namespace, data_converter=converter or DATA_CONVERTER, runtime=runtime
+        address,
+        namespace=namespace,
+        data_converter=converter or DATA_CONVERTER,
+        runtime=runtime,
+        interceptors=interceptors,
     )

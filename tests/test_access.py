@@ -39,6 +39,11 @@ PAYLOADS = {
 # changes another's answer.
 MATRIX = [
     ("GET", "/health", PUBLIC, None),
+    # Operations: no patient data (counts by phase, code and status), for probes and Prometheus.
+    ("GET", "/metrics", PUBLIC, None),
+    ("GET", "/ready", PUBLIC, None),
+    # A JSON object is one JSON line: a one-line import (refused by field, answered 200).
+    ("POST", "/imports", CLINICIANS, {"patient": {}}),
     ("POST", "/episodes", CLINICIANS, "enrollment"),
     ("GET", "/episodes/{episode_id}", READERS, None),
     (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from google.protobuf import json_format
 
 from carepath.codec import KeyRing, encrypted_converter
 from carepath.temporal import DATA_CONVERTER, connect
@@ -144,6 +146,7 @@ async def test_dev_serves_enrollments_and_keeps_them_across_a_restart(dev, tmp_p
     tasks = httpx.get(f"{dev.base}/tasks", headers=coordinator).json()
     codes = {t["code"] for t in tasks if t["episode_id"] == episode_id}
     assert {"START_OSTEOPOROSIS_THERAPY", "OPIOID_CAUTION_ELDERLY"} <= codes
+    await _temporal_ui_decrypts(dev, episode_id)
     dev.stop()
 
     dev.start()
@@ -180,6 +183,41 @@ async def test_dev_serves_enrollments_and_keeps_them_across_a_restart(dev, tmp_p
     assert carepath(dev, "", "worklist").returncode == 2
     dev.stop()
     assert (dev.home / "temporal.db").exists() and (dev.home / "carepath.db").exists()
+
+
+async def _temporal_ui_decrypts(dev: Dev, episode_id: str) -> None:
+    """The requests the dev Temporal UI makes: its settings name our codec endpoint, then from its
+    origin an OPTIONS preflight and POST /codec/decode with Content-Type and X-Namespace, no token."""
+    ui = f"http://127.0.0.1:{dev.ui_port}"
+    settings = httpx.get(f"{ui}/api/v1/settings", timeout=30).json()
+    assert settings["Codec"]["Endpoint"] == f"{dev.base}/codec", settings["Codec"]
+    raw = await connect(f"127.0.0.1:{dev.temporal_port}")  # no codec: the payloads as the UI receives them
+    history = await raw.get_workflow_handle(workflow_id(episode_id)).fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes.input
+    body = json_format.MessageToDict(started)
+    assert b"dev-patient" not in base64.b64decode(body["payloads"][0]["data"])  # encrypted at rest
+    headers = {"Origin": ui, "X-Namespace": "default", "Content-Type": "application/json"}
+    preflight = httpx.options(
+        f"{dev.base}/codec/decode",
+        headers={
+            "Origin": ui,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-namespace",
+        },
+    )
+    assert preflight.status_code == 200, preflight.text
+    assert preflight.headers["access-control-allow-origin"] == ui
+    allowed = preflight.headers["access-control-allow-headers"].lower()
+    assert "content-type" in allowed and "x-namespace" in allowed
+    decoded = httpx.post(f"{dev.base}/codec/decode", json=body, headers=headers)
+    assert decoded.status_code == 200, decoded.text
+    assert decoded.headers["access-control-allow-origin"] == ui
+    plain = json.loads(base64.b64decode(decoded.json()["payloads"][0]["data"]))
+    assert plain["episode_id"] == episode_id and plain["enrollment"]["patient"]["ref"] == "dev-patient"
+    # Anyone else still needs a reader's token.
+    for origin in ("http://127.0.0.1:1", None):
+        other = {"Content-Type": "application/json", **({"Origin": origin} if origin else {})}
+        assert httpx.post(f"{dev.base}/codec/decode", json=body, headers=other).status_code == 401
 
 
 def _write(path: Path, data: dict) -> str:

@@ -71,10 +71,14 @@ class EpisodeClient:
         *,
         simulated: bool = False,
         history_limit: int | None = None,
-    ) -> tuple[EpisodeView, WorkflowHandle[Any, Any]]:
+        wait: bool = True,
+    ) -> tuple[EpisodeView | None, WorkflowHandle[Any, Any]]:
         """Start the episode and wait until its baseline is recorded (one round trip: ~2x the
         enrollments/s of start, then update), so the worklist shows it on return. Returns the
-        episode then, and the handle of the run that was started."""
+        episode then, and the handle of the run that was started.
+
+        ``wait=False`` (bulk import): a durable start only; the baseline is recorded when a worker
+        gets to it, and the view is None."""
         start = EpisodeStart(
             episode_id=episode_id,
             enrollment=enrollment.model_dump(mode="json"),
@@ -83,13 +87,14 @@ class EpisodeClient:
             simulated=simulated,
             **({"history_limit": history_limit} if history_limit is not None else {}),
         )
-        operation = WithStartWorkflowOperation(
-            EpisodeWorkflow.run,
-            start,
-            id=workflow_id(episode_id),
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            task_queue=self.task_queue,
-        )
+        options: dict[str, Any] = {
+            "id": workflow_id(episode_id),
+            "id_conflict_policy": WorkflowIDConflictPolicy.FAIL,
+            "task_queue": self.task_queue,
+        }
+        if not wait:
+            return None, await self.client.start_workflow(EpisodeWorkflow.run, start, **options)
+        operation = WithStartWorkflowOperation(EpisodeWorkflow.run, start, **options)
         view = await self._call(
             self.client.execute_update_with_start_workflow(EpisodeWorkflow.catch_up, start_workflow_operation=operation)
         )

@@ -16,10 +16,12 @@ from carepath import __version__
 from carepath.api import errors, security
 from carepath.api.auth import ADMINS, CLINICIANS, EVERYONE, PHYSICIANS, READERS, Principal, allow, ensure
 from carepath.api.codec import router as codec_router
+from carepath.api.ops import router as ops_router
 from carepath.codec import EncryptionCodec
 from carepath.engine.inputs import Text
 from carepath.engine.registry import DEFAULT_PATHWAY, pathway_for, pathways
 from carepath.engine.vocabulary import Assignee, Priority, TaskStatus
+from carepath.observability import instrument_app, measure_request
 from carepath.service import AuditEntry, CarepathService, Enrolled, EpisodeDetail, Migrated, NotFound, TaskView
 from carepath.settings import Settings, load_settings
 from carepath.web.pages import install_csrf
@@ -119,13 +121,25 @@ def create_app(
         if service is not None:  # injected (tests, `carepath dev`): nothing to open or close
             yield
             return
+        from carepath.observability import tracing_interceptors
         from carepath.reconcile import reconcile_periodically, sweep_schedule
         from carepath.temporal import connect
         from db.engine import make_engine
 
         engine = make_engine(config.database_url)
-        client = await connect(config.temporal_address, config.temporal_namespace, converter=config.data_converter())
-        app.state.service = CarepathService(client, engine, config.task_queue, pathway_version=config.pathway_version)
+        client = await connect(
+            config.temporal_address,
+            config.temporal_namespace,
+            converter=config.data_converter(),
+            interceptors=tracing_interceptors(config.otel_exporter),
+        )
+        app.state.service = CarepathService(
+            client,
+            engine,
+            config.task_queue,
+            pathway_version=config.pathway_version,
+            update_wait=config.update_wait_seconds,
+        )
         ring = config.key_ring()
         app.state.codec = EncryptionCodec(ring) if ring else None
         sweep = asyncio.create_task(reconcile_periodically(app.state.service, *sweep_schedule(config)))
@@ -149,6 +163,9 @@ def create_app(
     security.install(app, config)
     install_csrf(app, config.csrf_secret)
     app.include_router(codec_router)
+    app.include_router(ops_router)
+    app.middleware("http")(measure_request)
+    instrument_app(app, config.otel_exporter)
     app.include_router(web_router)
 
     @app.get("/health", tags=["ops"])

@@ -17,6 +17,20 @@ from carepath.codec import EncryptionCodec, KeyRingError
 from carepath.errors import InvalidInput
 
 router = APIRouter(prefix="/codec", tags=["codec"])
+_readers = allow(*READERS)
+
+
+def codec_reader(request: Request) -> Principal:
+    """A reader's bearer token; or, under ``carepath dev`` only, the dev Temporal UI's own origin.
+
+    The dev UI cannot send a token (its codec settings carry none, and it passes an access token
+    only to an HTTPS endpoint). Trusting its origin there gives away nothing: the dev Temporal
+    server has no authentication and the key ring is a local file. ``carepath api`` never does it.
+    """
+    trusted = getattr(request.app.state, "codec_trusted_origins", frozenset())
+    if request.headers.get("origin") in trusted:
+        return Principal(token_id=0, name="temporal-ui", role="viewer")
+    return _readers(request)
 
 
 def _codec(request: Request) -> EncryptionCodec:
@@ -37,7 +51,7 @@ def _payloads(body: dict[str, Any]) -> Payloads:
 async def decode(
     request: Request,
     body: Annotated[dict[str, Any], Body()],
-    _: Annotated[Principal, Depends(allow(*READERS))],
+    _: Annotated[Principal, Depends(codec_reader)],
 ) -> dict[str, Any]:
     try:
         decoded = await _codec(request).decode(_payloads(body).payloads)
@@ -50,7 +64,7 @@ async def decode(
 async def encode(
     request: Request,
     body: Annotated[dict[str, Any], Body()],
-    _: Annotated[Principal, Depends(allow(*READERS))],
+    _: Annotated[Principal, Depends(codec_reader)],
 ) -> dict[str, Any]:
     encoded = await _codec(request).encode(_payloads(body).payloads)
     return json_format.MessageToDict(Payloads(payloads=encoded))

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from carepath.api.auth import Forbidden, Unauthorized
 from carepath.errors import FieldError, InvalidInput, from_error_list
 from carepath.pathways.ovcf_lumbar.inputs import EVENT_TYPES
-from carepath.service import Conflict, NotFound
+from carepath.service import Conflict, NotFound, Unavailable
 
 log = logging.getLogger("carepath.api")
 
@@ -66,6 +66,10 @@ def install(app: FastAPI) -> None:
     async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
         return JSONResponse(status_code=409, content=_body([exc.error]), headers=headers)
+
+    @app.exception_handler(Unavailable)
+    async def _unavailable(_: Request, exc: Unavailable) -> JSONResponse:
+        return JSONResponse(status_code=503, content=_body([exc.error]), headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(Unauthorized)
     async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:

@@ -92,7 +92,7 @@ async def _run(args: argparse.Namespace) -> None:
                 await asyncio.sleep(0.02)
 
     engine = make_engine(args.database_url)
-    service = CarepathService(client, engine, args.task_queue, pathway_version=1)
+    service = CarepathService(client, engine, args.task_queue, pathway_version=1, update_wait=600)  # kills, not bounds
     enrollment = Enrollment.model_validate_json(args.enrollment.read_text())
     try:
         enrolled = await service.enroll(enrollment, "coordinator:faults")

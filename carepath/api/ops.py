@@ -1,0 +1,77 @@
+"""Operations routes: ``/metrics`` (Prometheus), ``/ready`` (database and Temporal reachable)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import text
+
+from carepath.api.auth import CLINICIANS, Principal, allow
+from carepath.engine.definition import local_date
+from carepath.engine.registry import DEFAULT_PATHWAY, pathway_for
+from carepath.errors import InvalidInput
+from carepath.importer import ImportReport, import_enrollments
+from carepath.observability import metrics_text
+from carepath.service import CarepathService
+
+router = APIRouter(tags=["ops"])
+# A readiness probe must answer quickly even when what it probes hangs.
+READY_TIMEOUT = 3.0
+
+
+def _service(request: Request) -> CarepathService:
+    return request.app.state.service
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format: no patient data (counts by phase, code and status; route templates)."""
+    service = _service(request)
+    definition = pathway_for(DEFAULT_PATHWAY).definition()
+    body = await asyncio.to_thread(metrics_text, service.engine, lambda: local_date(definition, service.clock()))
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _ping_database(service: CarepathService) -> None:
+    with service.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+@router.get("/ready")
+async def ready(request: Request) -> JSONResponse:
+    """200 when the database and Temporal both answer; 503 naming each that does not."""
+    service = _service(request)
+    checks = {
+        "database": asyncio.to_thread(_ping_database, service),
+        "temporal": service.client.service_client.check_health(timeout=timedelta(seconds=READY_TIMEOUT)),
+    }
+    down = []
+    for name, check in checks.items():
+        try:
+            await asyncio.wait_for(check, READY_TIMEOUT)
+        except Exception as exc:
+            down.append({"field": name, "message": f"{name} is unavailable ({type(exc).__name__})"})
+    if down:
+        return JSONResponse(status_code=503, content={"detail": down}, headers={"Retry-After": "5"})
+    return JSONResponse({"status": "ready", "database": "ok", "temporal": "ok"})
+
+
+@router.post("/imports", tags=["episodes"])
+async def imports(request: Request, who: Annotated[Principal, Depends(allow(*CLINICIANS))]) -> ImportReport:
+    """Enroll many patients: the body is JSON lines (``application/x-ndjson``), one enrollment per line.
+
+    Each start is durable and does not wait for the baseline; patients already active are skipped
+    (a re-sent batch enrolls only what is missing). Lines are refused one by one, naming the line
+    and field; the body limit (``CAREPATH_MAX_REQUEST_BYTES``) applies: send large files in batches,
+    or use ``carepath import``.
+    """
+    try:
+        text = (await request.body()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput.one("body", "is not UTF-8 text") from None
+    return await import_enrollments(_service(request), text.splitlines(), who.actor)
