@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from carepath import checkin
+from carepath.messages import DEFAULT_PUBLIC_URL, patient_words
 from carepath.pathway.state import Changes, TimelineEntry
 from carepath.pathway.vocabulary import ACTIONABLE_KINDS, Phase
 from db.models import AuditRow, EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
@@ -65,16 +67,17 @@ def episode_status(phase: str) -> str:
 class EpisodeRecorder:
     """Activities bound to one database engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, public_url: str = DEFAULT_PUBLIC_URL) -> None:
         self.engine = engine
+        self.public_url = public_url  # the base of the patients' check-in links
 
     @activity.defn(name="record_changes")
     def record_changes(self, record: ChangeRecord) -> None:
         with Session(self.engine) as session, session.begin():
-            write_changes(session, record)
+            write_changes(session, record, self.public_url)
 
 
-def write_changes(session: Session, record: ChangeRecord) -> None:
+def write_changes(session: Session, record: ChangeRecord, public_url: str = DEFAULT_PUBLIC_URL) -> None:
     """Write ``record`` inside the caller's transaction; a second call is a no-op.
 
     Plain INSERT .. ON CONFLICT DO NOTHING statements on each row's natural key rather than
@@ -124,7 +127,7 @@ def write_changes(session: Session, record: ChangeRecord) -> None:
             },
         )
     for item in record.changes.items:
-        _add_item(db, sql, record, item)
+        _add_item(db, sql, record, item, public_url)
     for closure in record.changes.closures:
         db.execute(
             update(TASKS)
@@ -155,7 +158,7 @@ def write_changes(session: Session, record: ChangeRecord) -> None:
     )
 
 
-def _add_item(db: Connection, sql: _Inserts, record: ChangeRecord, item: TimelineEntry) -> None:
+def _add_item(db: Connection, sql: _Inserts, record: ChangeRecord, item: TimelineEntry, public_url: str) -> None:
     item_id = db.execute(
         sql.item,
         {
@@ -192,27 +195,35 @@ def _add_item(db: Connection, sql: _Inserts, record: ChangeRecord, item: Timelin
                 "status": "open",
             },
         )
+        # Follow-up beside the rules: the task row is new here, so each is written once.
+        if item.code == checkin.REASSESSMENT:
+            checkin.issue(db, sql.upsert, record.episode_id, item.milestone, item.on, record.at, public_url)
+        if item.assignee == checkin.PATIENT and not item.notify:
+            subject, body = patient_words(item.code, item.title)
+            db.execute(sql.notification, _outbox(record, item, subject, body))
     if item.notify and item.assignee is not None:
-        db.execute(
-            sql.notification,
-            {
-                "dedupe_key": f"{record.episode_id}:{item.key}",
-                "episode_id": record.episode_id,
-                "code": item.code,
-                "occasion": item.milestone,
-                "recipient_role": item.assignee,
-                "subject": f"[{item.priority}] {item.title}",
-                "body": item.detail,
-                "created_at": record.at,
-                "status": "pending",
-                "attempts": 0,
-            },
-        )
+        db.execute(sql.notification, _outbox(record, item, f"[{item.priority}] {item.title}", item.detail))
+
+
+def _outbox(record: ChangeRecord, item: TimelineEntry, subject: str, body: str) -> dict[str, Any]:
+    return {
+        "dedupe_key": f"{record.episode_id}:{item.key}",
+        "episode_id": record.episode_id,
+        "code": item.code,
+        "occasion": item.milestone,
+        "recipient_role": item.assignee,
+        "subject": subject,
+        "body": body,
+        "created_at": record.at,
+        "status": "pending",
+        "attempts": 0,
+    }
 
 
 class _Inserts(NamedTuple):
     """Inserts that skip a row whose natural key is already there (the idempotency keys)."""
 
+    upsert: Any  # the dialect's insert (for statements built elsewhere, e.g. check-ins)
     episode: Any
     event: Any
     item: Any
@@ -228,6 +239,7 @@ def _statements(dialect: str) -> _Inserts:
         raise RuntimeError(f"unsupported database dialect {dialect!r} (SQLite or PostgreSQL)")
     items = TimelineItemRow.__table__
     return _Inserts(
+        upsert=upsert,
         episode=upsert(EPISODES).on_conflict_do_nothing(index_elements=["id"]),
         event=upsert(EventRow.__table__).on_conflict_do_nothing(index_elements=["id"]),
         item=upsert(items)
