@@ -90,6 +90,25 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+def _schedules(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from carepath.schedules import ensure_schedules
+    from carepath.settings import load_settings
+    from carepath.temporal import connect
+
+    settings = load_settings()
+
+    async def ensure() -> str:
+        client = await connect(
+            settings.temporal_address, settings.temporal_namespace, converter=settings.data_converter()
+        )
+        return await ensure_schedules(client, settings.task_queue, settings.clinic_timezone or None)
+
+    print(f"schedule {asyncio.run(ensure())} is in place (created or updated)")
+    return 0
+
+
 def _reconcile_enrollments(args: argparse.Namespace) -> int:
     import asyncio
     from datetime import timedelta
@@ -266,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="only reservations at least this old (default CAREPATH_RESERVATION_TIMEOUT_SECONDS, 120)",
     )
     rec.set_defaults(handler=_reconcile_enrollments)
+
+    sub.add_parser(
+        "schedules", help="create or update carepath's Temporal Schedules (the daily digest at 08:00 clinic time)"
+    ).set_defaults(handler=_schedules)
 
     _terminal_commands(sub)
     return parser

@@ -29,6 +29,7 @@ from temporalio.converter import DataConverter
 from carepath.api.app import create_app
 from carepath.codec import KeyRing
 from carepath.reconcile import reconcile_periodically, sweep_schedule
+from carepath.schedules import ensure_schedules
 from carepath.service import CarepathService
 from carepath.settings import Settings, load_settings
 from carepath.temporal import bundled_binary, connect, quiet_runtime
@@ -150,6 +151,8 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
         settings = settings.model_copy(update={"key_file": str(_dev_key_file(options.home))})
     if "CAREPATH_NOTIFICATION_FILE" not in os.environ:
         settings = settings.model_copy(update={"notification_file": str(options.home / "notifications.jsonl")})
+    if "CAREPATH_PATIENT_FILE" not in os.environ:
+        settings = settings.model_copy(update={"patient_file": str(options.home / "patient-messages.jsonl")})
     try:
         if not _port_free(options.host, options.port):
             raise DevError(f"port {options.port} on {options.host} is in use (set --port)")
@@ -158,6 +161,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
         first_token = _first_admin_token(engine)
         client = await _connect_when_ready(address, settings.temporal_namespace, temporal, settings.data_converter())
         service = CarepathService(client, engine, settings.task_queue, pathway_version=settings.pathway_version)
+        await ensure_schedules(client, settings.task_queue, settings.clinic_timezone or None)
         server = _Server(
             uvicorn.Config(create_app(service=service), host=options.host, port=options.port, log_level="warning")
         )
@@ -178,7 +182,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
                 print(f"  API          {base}/docs")
                 if temporal is not None:
                     print(f"  Temporal UI  http://127.0.0.1:{options.ui_port}")
-                print(f"  notifications {settings.notification_file}")
+                print(f"  notifications {settings.notification_file} (patients: {settings.patient_file})")
                 if first_token:
                     print(f"\nFirst admin token (shown once, stored hashed): {first_token}")
                     print(
