@@ -138,6 +138,12 @@ class FollowUp:
         self.dispatcher.deliver_where(
             and_(NotificationRow.code == DIGEST_CODE, NotificationRow.occasion == today.isoformat())
         )
+        # Once a day, also what no episode delivery picked up (a patient task raised by a recording
+        # that notified nobody else): real episodes only, never a story's, and only rows an hour
+        # old, so as not to race an episode's own delivery (which would send one twice).
+        real = select(EpisodeRow.id).where(EpisodeRow.simulated.is_(False))
+        old = NotificationRow.created_at < request.now - timedelta(hours=1)
+        self.dispatcher.deliver_where(and_(NotificationRow.episode_id.in_(real), old))
         return digests
 
     def _write_digest(

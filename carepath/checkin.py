@@ -81,6 +81,21 @@ def _patient_message(url: str, expires_on: date, reminder: bool) -> tuple[str, s
     return subject, body
 
 
+def _patient_outbox(episode_id: str, code: str, occasion: str, subject: str, body: str, at: datetime) -> dict[str, Any]:
+    return {
+        "dedupe_key": f"{episode_id}:{code}@{occasion}",
+        "episode_id": episode_id,
+        "code": code,
+        "occasion": occasion,
+        "recipient_role": PATIENT,
+        "subject": subject,
+        "body": body,
+        "created_at": at,
+        "status": "pending",
+        "attempts": 0,
+    }
+
+
 def issue(
     db: Connection, upsert: Any, episode_id: str, occasion: str, raised_on: date, at: datetime, public_url: str
 ) -> None:
@@ -115,18 +130,7 @@ def issue(
     subject, body = _patient_message(link(public_url, token), expires_on, reminder=False)
     db.execute(
         upsert(NOTIFICATIONS).on_conflict_do_nothing(index_elements=["dedupe_key"]),
-        {
-            "dedupe_key": f"{episode_id}:{CHECKIN_CODE}@{occasion}",
-            "episode_id": episode_id,
-            "code": CHECKIN_CODE,
-            "occasion": occasion,
-            "recipient_role": PATIENT,
-            "subject": subject,
-            "body": body,
-            "created_at": at,
-            "status": "pending",
-            "attempts": 0,
-        },
+        _patient_outbox(episode_id, CHECKIN_CODE, occasion, subject, body, at),
     )
 
 
@@ -178,20 +182,7 @@ def remind(engine: Engine, checkin_id: int, now: datetime, public_url: str) -> s
         if claimed.rowcount == 0:
             return row.episode_id
         subject, body = _patient_message(link(public_url, token), row.expires_on, reminder=True)
-        session.add(
-            NotificationRow(
-                dedupe_key=f"{row.episode_id}:{REMINDER_CODE}@{row.occasion}",
-                episode_id=row.episode_id,
-                code=REMINDER_CODE,
-                occasion=row.occasion,
-                recipient_role=PATIENT,
-                subject=subject,
-                body=body,
-                created_at=now,
-                status="pending",
-                attempts=0,
-            )
-        )
+        session.add(NotificationRow(**_patient_outbox(row.episode_id, REMINDER_CODE, row.occasion, subject, body, now)))
         return row.episode_id
 
 

@@ -115,7 +115,7 @@ def add_task(
         )
 
 
-def add_notification(engine, episode_id: str, code: str, role: str) -> None:
+def add_notification(engine, episode_id: str, code: str, role: str, created_at: datetime = NOW) -> None:
     with Session(engine) as session, session.begin():
         session.add(
             NotificationRow(
@@ -126,7 +126,7 @@ def add_notification(engine, episode_id: str, code: str, role: str) -> None:
                 recipient_role=role,
                 subject=f"[routine] {code} title",
                 body=f"{code} detail",
-                created_at=NOW,
+                created_at=created_at,
                 status="pending",
                 attempts=0,
             )
@@ -216,6 +216,9 @@ async def test_the_digest_schedule_delivers_one_digest_per_role_with_the_right_c
         old = NOW - timedelta(days=2)
         add_task(engine, mine, "OBTAIN_MRI", "physician", None, priority="urgent", created_at=old)  # not new
         add_task(engine, story, "PAIN_REASSESSMENT", "coordinator", TODAY - timedelta(days=9))  # a story: never
+        # Left pending by a recording that notified nobody else: the digest run sends it (not a story's).
+        add_notification(engine, mine, "AVOID_BED_REST", "patient", created_at=old)
+        add_notification(engine, story, "AVOID_BED_REST", "patient", created_at=old)
         async with running_worker(env, engine, sink):
             await ensure_schedules(env.client, TASK_QUEUE, "UTC")
             await ensure_schedules(env.client, TASK_QUEUE, "UTC")  # again: updated, not duplicated
@@ -236,6 +239,9 @@ async def test_the_digest_schedule_delivers_one_digest_per_role_with_the_right_c
         assert "MRN-1: PAIN_REASSESSMENT title" in body and "SIM-1" not in body
         assert f"/ui/episodes/{mine}" in body
         assert "MRN-2: SURGICAL_CONSULTATION title" in digests["physician"]["body"]
+        assert [(m["episode_id"], m["code"]) for m in sink.messages if m["code"] != "DIGEST"] == [
+            (mine, "AVOID_BED_REST")
+        ]
     finally:
         await env.client.get_schedule_handle(DIGEST_SCHEDULE).delete()
         await env.shutdown()
