@@ -26,7 +26,6 @@ from carepath import checkin
 from carepath.api.app import create_app
 from carepath.service import CarepathService
 from db.engine import make_engine
-from db.migrate import upgrade
 from db.models import AuditRow, CheckInRow, EventRow, NotificationRow, TaskRow
 from db.tokens import create_token
 from tests.support.live import served
@@ -77,10 +76,9 @@ class World:
 
 
 @pytest.fixture
-async def world(env, tmp_path):
-    url = f"sqlite:///{tmp_path / 'checkin.db'}"
-    upgrade(url)
-    engine = make_engine(url)
+async def world(env, database_url):
+    # database_url: on SQLite and on a real PostgreSQL server (migrated, 0009 included).
+    engine = make_engine(database_url)
     sink = MemorySink()
     now: list[datetime] = [datetime.now(UTC)]
     service = CarepathService(env.client, engine, TASK_QUEUE, clock=lambda: now[0])
