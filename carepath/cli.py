@@ -92,6 +92,7 @@ def _seconds(value: str) -> float:
 
 def _schedules(args: argparse.Namespace) -> int:
     import asyncio
+    import os
 
     from carepath.schedules import ensure_schedules
     from carepath.settings import load_settings
@@ -105,8 +106,10 @@ def _schedules(args: argparse.Namespace) -> int:
         )
         return await ensure_schedules(client, settings.task_queue, settings.clinic_timezone or None)
 
-    print(f"schedule {asyncio.run(ensure())} is in place (created or updated)")
-    return 0
+    print(f"schedule {asyncio.run(ensure())} is in place (created or updated)", flush=True)
+    # The SDK's runtime threads can abort the interpreter's finalization (docs: ENGINEERING.md);
+    # the work is done and printed, so leave without it.
+    os._exit(0)
 
 
 def _reconcile_enrollments(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,13 +30,13 @@ class Settings(BaseSettings):
     max_cached_workflows: int = Field(1_000, ge=1)
     max_concurrent_activities: int = 50
     # Where notifications go: "file" (JSON lines, the default) or "webhook" (HMAC-signed POST).
-    notification_sink: str = "file"
+    notification_sink: Literal["file", "webhook", "email"] = "file"
     notification_file: str = ".carepath/notifications.jsonl"
     webhook_url: str = ""
     webhook_secret: str = ""
     # Patients' messages (check-in links, reminders, patient tasks): "file" or "webhook" (an SMS
     # gateway behind it); never e-mail, since the enrollment holds no patient address.
-    patient_sink: str = "file"
+    patient_sink: Literal["file", "webhook"] = "file"
     patient_file: str = ".carepath/patient-messages.jsonl"
     # E-mail for clinicians (CAREPATH_NOTIFICATION_SINK=email): SMTP server, and who gets each role's mail.
     smtp_host: str = ""

@@ -257,3 +257,21 @@ async def until_runs(handle: Any, client: Any, runs: int) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"the schedule did not start {runs} digests")
+
+
+def test_settings_route_clinicians_to_email_and_patients_to_their_own_channel(tmp_path):
+    from carepath.settings import Settings
+
+    settings = Settings(
+        notification_sink="email",
+        smtp_host="smtp.clinic.example",
+        smtp_to_coordinator="a@clinic.example, b@clinic.example",
+        patient_file=str(tmp_path / "patients.jsonl"),
+    )
+    channels = settings.sink()
+    assert isinstance(channels, Channels) and isinstance(channels.clinician, SmtpSink)
+    assert channels.clinician.recipients == {"coordinator": ["a@clinic.example", "b@clinic.example"], "physician": []}
+    channels.deliver({"recipient_role": "patient", "delivery_id": "x", "subject": "s", "body": "b"})
+    assert (tmp_path / "patients.jsonl").read_text().count("\n") == 1  # not e-mailed
+    with pytest.raises(ValueError, match="CAREPATH_SMTP_HOST"):
+        Settings(notification_sink="email").sink()
