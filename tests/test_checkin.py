@@ -136,6 +136,9 @@ async def test_answered_link_closes_the_reassessment_and_misuse_changes_nothing(
     await clock.to(28)  # week4: PAIN_REASSESSMENT, and with it a check-in link to each patient
     await world.sync_clock()
     token, silent_token = await world.token(answered_id), await world.token(silent_id)
+    # The patient task raised at enrollment reached the patient too, in plain words.
+    [bed_rest] = world.messages(answered_id, "AVOID_BED_REST")
+    assert bed_rest["recipient_role"] == "patient" and bed_rest["subject"] == "Keep moving, even if it hurts a little"
     message = world.messages(answered_id, checkin.CHECKIN_CODE)[0]
     assert message["recipient_role"] == "patient" and "link" not in message  # no clinician page in it
     assert "ci-answers" not in message["body"] and answered_id not in message["body"]  # nothing about whom
