@@ -18,13 +18,18 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.followup import FollowUp
 from activities.notifications import NotificationDispatcher, NotificationSink
 from activities.recording import EpisodeRecorder
+from carepath.messages import DEFAULT_PUBLIC_URL
 from carepath.observability import configure_logging, tracing_interceptors, worker_runtime
+from carepath.schedules import ensure_schedules
 from carepath.settings import Settings, load_settings
 from carepath.temporal import connect
 from db.engine import make_engine
 from db.migrate import upgrade
+from workflows.checkin import CheckInReminderWorkflow
+from workflows.digest import DigestWorkflow
 from workflows.episode import EpisodeWorkflow
 
 
@@ -50,15 +55,24 @@ def build_worker(
     sink: NotificationSink,
     max_cached_workflows: int = 10_000,
     max_concurrent_activities: int = 50,
+    public_url: str = DEFAULT_PUBLIC_URL,
 ) -> Worker:
     cache_workflow_bytecode()
-    recorder = EpisodeRecorder(engine)
-    dispatcher = NotificationDispatcher(engine, sink)
+    recorder = EpisodeRecorder(engine, public_url)
+    dispatcher = NotificationDispatcher(engine, sink, public_url, executor)
+    followup = FollowUp(engine, dispatcher, task_queue)
+    # Each episode delivery first starts the reminders of its new check-ins (never blocking recording).
+    dispatcher.before_delivery = followup.start_reminders
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[EpisodeWorkflow],
-        activities=[recorder.record_changes, dispatcher.deliver_notifications],
+        workflows=[EpisodeWorkflow, CheckInReminderWorkflow, DigestWorkflow],
+        activities=[
+            recorder.record_changes,
+            dispatcher.deliver_notifications,
+            followup.send_checkin_reminder,
+            followup.send_digests,
+        ],
         activity_executor=executor,
         max_cached_workflows=max_cached_workflows,
         max_concurrent_activities=max_concurrent_activities,
@@ -75,6 +89,7 @@ def worker_from_settings(client: Client, engine: Engine, settings: Settings, exe
         settings.sink(),
         settings.max_cached_workflows,
         settings.max_concurrent_activities,
+        settings.public_url,
     )
 
 
@@ -88,6 +103,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         converter=settings.data_converter(),
         interceptors=tracing_interceptors(settings.otel_exporter),
     )
+    await ensure_schedules(client, settings.task_queue, settings.clinic_timezone or None)
     with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
         worker = worker_from_settings(client, engine, settings, executor)
         async with worker:

@@ -1,29 +1,50 @@
-"""Deliver the notification outbox to a sink: at least once, recorded as delivered exactly once.
+"""Deliver the notification outbox to its channels: at least once, recorded as delivered exactly once.
 
 The outbox row is written with its task (activities/recording.py). This activity sends every
-pending row of an episode, marking each delivered with a conditional update right after the
+undelivered row of an episode, marking each delivered with a conditional update right after the
 sink accepts it; a crash in between re-sends it (receivers dedupe on the delivery id), and the
-conditional update means it is recorded delivered only once.
+conditional update means it is recorded delivered only once. A row whose delivery failed is
+``failed`` with its ``last_error`` (visible at ``GET /notifications?status=failed``) and is
+retried with the activity's backoff until the channel takes it.
+
+Channels: clinician messages go to the file, the signed webhook or e-mail (SMTP, addresses per
+role); patient messages go to their own channel (the webhook, where an SMS gateway sits, or the
+file): the enrollment holds no patient e-mail address.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import os
+import smtplib
+import ssl
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import make_msgid
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import ColumnElement, Engine, and_, select, update
 from sqlalchemy.orm import Session
 from temporalio import activity
 
-from db.models import NotificationRow
+from carepath.messages import DEFAULT_PUBLIC_URL, clinician_text, episode_link
+from db.models import EpisodeRow, NotificationRow, TaskRow
+
+PATIENT = "patient"
+UNDELIVERED = ("pending", "failed")
+# Bodies that carry a check-in token: scrubbed once delivered (only the token's hash is kept).
+LINK_CODES = ("CHECKIN", "CHECKIN_REMINDER")
+SCRUBBED = "(the check-in link was sent; it is not kept)"
 
 SIGNATURE_HEADER = "X-Carepath-Signature"
 DELIVERY_HEADER = "X-Carepath-Delivery"
@@ -84,8 +105,64 @@ class WebhookSink:
             raise RuntimeError(f"webhook delivery failed: {exc}") from exc
 
 
-def message_of(row: NotificationRow) -> dict[str, Any]:
-    return {
+@dataclass
+class SmtpSink:
+    """E-mail over SMTP (stdlib): one message per notification to the addresses of its role.
+
+    The Message-ID is derived from the delivery id, so a re-sent message (at least once) is
+    recognisable as the same one by mail clients and archives.
+    """
+
+    host: str
+    port: int = 587
+    sender: str = "carepath@localhost"
+    recipients: dict[str, list[str]] = field(default_factory=dict)
+    user: str = ""
+    password: str = ""
+    starttls: bool = True
+    timeout: float = 10.0
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        to = self.recipients.get(message["recipient_role"], [])
+        if not to:
+            raise RuntimeError(f"no e-mail address for role {message['recipient_role']!r} (CAREPATH_SMTP_TO_*)")
+        mail = EmailMessage()
+        mail["From"] = self.sender
+        mail["To"] = ", ".join(to)
+        mail["Subject"] = message["subject"]
+        domain = self.sender.rpartition("@")[2] or "carepath"
+        mail["Message-ID"] = make_msgid(
+            idstring=hashlib.sha256(message["delivery_id"].encode()).hexdigest()[:32], domain=domain
+        )
+        mail[DELIVERY_HEADER] = message["delivery_id"]
+        mail.set_content(clinician_text(message))
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+                if self.starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if self.user:
+                    smtp.login(self.user, self.password)
+                smtp.send_message(mail)
+        except (OSError, smtplib.SMTPException) as exc:
+            raise RuntimeError(f"e-mail delivery failed: {exc}") from exc
+
+
+@dataclass
+class Channels:
+    """Routes each message by whom it is for: patients have their own channel."""
+
+    clinician: NotificationSink
+    patient: NotificationSink
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        (self.patient if message["recipient_role"] == PATIENT else self.clinician).deliver(message)
+
+
+def message_of(
+    row: NotificationRow, patient_ref: str | None = None, due_on: Any = None, public_url: str = DEFAULT_PUBLIC_URL
+) -> dict[str, Any]:
+    """The message as channels get it: who it is about, what, when due, and (clinicians) a link."""
+    message = {
         "delivery_id": row.dedupe_key,
         "episode_id": row.episode_id,
         "code": row.code,
@@ -94,35 +171,73 @@ def message_of(row: NotificationRow) -> dict[str, Any]:
         "subject": row.subject,
         "body": row.body,
         "created_at": row.created_at.isoformat(),
+        "patient_ref": patient_ref,  # the clinic's reference (the SMS gateway looks the patient up by it)
+        "due_on": due_on.isoformat() if due_on else None,
     }
+    if row.episode_id and row.recipient_role != PATIENT:
+        message["link"] = episode_link(public_url, row.episode_id)
+    return message
 
 
 class NotificationDispatcher:
-    def __init__(self, engine: Engine, sink: NotificationSink) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        sink: NotificationSink,
+        public_url: str = DEFAULT_PUBLIC_URL,
+        executor: Executor | None = None,
+        before_delivery: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self.engine = engine
         self.sink = sink
+        self.public_url = public_url
+        self.executor = executor
+        # Runs first in each episode delivery (starting check-in reminders): follow-up beside the
+        # episode workflow, which calls this activity after every recording that notifies.
+        self.before_delivery = before_delivery
 
     def _mark_delivered(self, ids: list[int]) -> int:
         if not ids:
             return 0
         with Session(self.engine) as session, session.begin():
-            marked = session.execute(
+            now = datetime.now(UTC)
+            undelivered = and_(NotificationRow.id.in_(ids), NotificationRow.status.in_(UNDELIVERED))
+            scrubbed = session.execute(
                 update(NotificationRow)
-                .where(NotificationRow.id.in_(ids), NotificationRow.status == "pending")
-                .values(status="delivered", delivered_at=datetime.now(UTC))
+                .where(undelivered, NotificationRow.code.in_(LINK_CODES))
+                .values(status="delivered", delivered_at=now, body=SCRUBBED, last_error=None)
             )
-            return marked.rowcount
+            marked = session.execute(
+                update(NotificationRow).where(undelivered).values(status="delivered", delivered_at=now, last_error=None)
+            )
+            return scrubbed.rowcount + marked.rowcount
 
-    @activity.defn(name="deliver_notifications")
-    def deliver_notifications(self, episode_id: str) -> int:
-        """Deliver the episode's pending notifications; returns how many were delivered now."""
+    def _mark_failed(self, row_id: int, exc: Exception) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(NotificationRow)
+                .where(NotificationRow.id == row_id, NotificationRow.status.in_(UNDELIVERED))
+                .values(status="failed", last_error=f"{type(exc).__name__}: {exc}"[:1000])
+            )
+
+    def deliver_where(self, condition: ColumnElement[bool]) -> int:
+        """Deliver the undelivered rows matching ``condition``; returns how many were delivered now."""
         with Session(self.engine) as session:
-            pending = session.scalars(
-                select(NotificationRow)
-                .where(NotificationRow.episode_id == episode_id, NotificationRow.status == "pending")
+            pending = session.execute(
+                select(NotificationRow, EpisodeRow.patient_ref, TaskRow.due_on)
+                .outerjoin(EpisodeRow, EpisodeRow.id == NotificationRow.episode_id)
+                .outerjoin(
+                    TaskRow,
+                    and_(
+                        TaskRow.episode_id == NotificationRow.episode_id,
+                        TaskRow.code == NotificationRow.code,
+                        TaskRow.occasion == NotificationRow.occasion,
+                    ),
+                )
+                .where(condition, NotificationRow.status.in_(UNDELIVERED))
                 .order_by(NotificationRow.id)
             ).all()
-            messages = [(row.id, message_of(row)) for row in pending]
+            messages = [(row.id, message_of(row, ref, due, self.public_url)) for row, ref, due in pending]
         if not messages:
             return 0
         ids = [row_id for row_id, _ in messages]
@@ -135,10 +250,25 @@ class NotificationDispatcher:
         sent: list[int] = []
         try:
             for row_id, message in messages:
-                self.sink.deliver(message)
+                try:
+                    self.sink.deliver(message)
+                except Exception as exc:
+                    self._mark_failed(row_id, exc)  # visible while the activity retries
+                    raise
                 sent.append(row_id)
         finally:
             # Record what the sink accepted even if a later message failed (the retry resends
             # only the rest); the status condition makes a repeat of this a no-op.
             delivered = self._mark_delivered(sent)
         return delivered
+
+    def deliver_episode(self, episode_id: str) -> int:
+        return self.deliver_where(NotificationRow.episode_id == episode_id)
+
+    @activity.defn(name="deliver_notifications")
+    async def deliver_notifications(self, episode_id: str) -> int:
+        """Deliver the episode's undelivered notifications; returns how many were delivered now."""
+        if self.before_delivery is not None:
+            await self.before_delivery(episode_id)
+        # The database and the sinks block: they run on the activity threads, not the event loop.
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self.deliver_episode, episode_id)

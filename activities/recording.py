@@ -19,7 +19,9 @@ from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from carepath import checkin
 from carepath.engine.items import Changes, TimelineEntry
+from carepath.messages import DEFAULT_PUBLIC_URL, patient_words
 from carepath.observability import count_recording_retry
 from db.models import AuditRow, EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
 
@@ -68,15 +70,16 @@ def episode_status(phase: str) -> str:
 class EpisodeRecorder:
     """Activities bound to one database engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, public_url: str = DEFAULT_PUBLIC_URL) -> None:
         self.engine = engine
+        self.public_url = public_url  # the base of the patients' check-in links
 
     @activity.defn(name="record_changes")
     def record_changes(self, record: ChangeRecord) -> None:
         count_recording_retry()
         try:
             with Session(self.engine) as session, session.begin():
-                write_changes(session, record)
+                write_changes(session, record, public_url=self.public_url)
         except DBAPIError as exc:
             # SQLAlchemy's message carries the SQL and its parameters (patient data, and big enough
             # for Temporal to replace the failure by "Failure exceeds size limit."): say the cause only.
@@ -91,7 +94,9 @@ def database_cause(exc: DBAPIError) -> str:
     return f"{what} ({type(driver).__name__}): {lines[0][:300]}"
 
 
-def write_changes(session: Session, record: ChangeRecord, repair: bool = False) -> None:
+def write_changes(
+    session: Session, record: ChangeRecord, repair: bool = False, public_url: str = DEFAULT_PUBLIC_URL
+) -> None:
     """Write ``record`` inside the caller's transaction; a second call is a no-op.
 
     ``repair`` (carepath reconcile) also brings back a task or notification deleted from beside an
@@ -144,7 +149,7 @@ def write_changes(session: Session, record: ChangeRecord, repair: bool = False) 
             },
         )
     for item in record.changes.items:
-        _add_item(db, sql, record, item, repair)
+        _add_item(db, sql, record, item, repair, public_url)
     for closure in record.changes.closures:
         db.execute(
             update(TASKS)
@@ -175,9 +180,12 @@ def write_changes(session: Session, record: ChangeRecord, repair: bool = False) 
     )
 
 
-def _add_item(db: Connection, sql: _Inserts, record: ChangeRecord, item: TimelineEntry, repair: bool) -> None:
+def _add_item(
+    db: Connection, sql: _Inserts, record: ChangeRecord, item: TimelineEntry, repair: bool, public_url: str
+) -> None:
     rows = ItemRows(record.episode_id, item, record.at)
     item_id = db.execute(sql.item, rows.timeline()).scalar()
+    new = item_id is not None
     if item_id is None:  # already recorded (a retry, or raised again in a later step)
         if not repair:
             return
@@ -192,6 +200,11 @@ def _add_item(db: Connection, sql: _Inserts, record: ChangeRecord, item: Timelin
         ).scalar_one()
     if item.actionable:
         db.execute(sql.task, rows.task(item_id))
+        # Follow-up beside the rules: the task row is new here, so each is written once.
+        if new and item.code == checkin.REASSESSMENT:
+            checkin.issue(db, sql.upsert, record.episode_id, item.key.occasion, item.on, record.at, public_url)
+        if (new or repair) and item.assignee == checkin.PATIENT and not item.notify:  # keyed: once
+            db.execute(sql.notification, rows.notification(*patient_words(item.code, item.title)))
     if item.notify and item.assignee is not None:
         db.execute(sql.notification, rows.notification())
 
@@ -235,13 +248,14 @@ class ItemRows(NamedTuple):
             "status": "open",
         }
 
-    def notification(self) -> dict[str, Any]:
+    def notification(self, subject: str | None = None, body: str | None = None) -> dict[str, Any]:
+        """The outbox row; ``subject`` and ``body`` default to the clinician's wording."""
         item = self.item
         return self._shared() | {
             "dedupe_key": f"{self.episode_id}:{item.key}",
             "recipient_role": item.assignee,
-            "subject": f"[{item.priority}] {item.title}",
-            "body": item.detail,
+            "subject": subject or f"[{item.priority}] {item.title}",
+            "body": item.detail if body is None else body,
             "created_at": self.at,
             "status": "pending",
             "attempts": 0,
@@ -251,6 +265,7 @@ class ItemRows(NamedTuple):
 class _Inserts(NamedTuple):
     """Inserts that skip a row whose natural key is already there (the idempotency keys)."""
 
+    upsert: Any  # the dialect's insert (for statements built elsewhere, e.g. check-ins)
     episode: Any
     event: Any
     item: Any
@@ -267,6 +282,7 @@ def _statements(dialect: str) -> _Inserts:
         raise RuntimeError(f"unsupported database dialect {dialect!r} (SQLite or PostgreSQL)")
     items = TimelineItemRow.__table__
     return _Inserts(
+        upsert=upsert,
         episode=upsert(EPISODES).on_conflict_do_nothing(index_elements=["id"]),
         event=upsert(EventRow.__table__).on_conflict_do_nothing(index_elements=["id"]),
         item=upsert(items)

@@ -95,6 +95,28 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+def _schedules(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from carepath.schedules import ensure_schedules
+    from carepath.settings import load_settings
+    from carepath.temporal import connect
+
+    settings = load_settings()
+
+    async def ensure() -> str:
+        client = await connect(
+            settings.temporal_address, settings.temporal_namespace, converter=settings.data_converter()
+        )
+        return await ensure_schedules(client, settings.task_queue, settings.clinic_timezone or None)
+
+    print(f"schedule {asyncio.run(ensure())} is in place (created or updated)", flush=True)
+    # The SDK's runtime threads can abort the interpreter's finalization (docs: ENGINEERING.md);
+    # the work is done and printed, so leave without it.
+    os._exit(0)
+
+
 def _with_service(work: Callable[..., Any]) -> Any:
     """Run ``work(service, settings)`` on a service connected from CAREPATH_* settings (migrated first)."""
     import asyncio
@@ -370,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     imp.add_argument("--json", action="store_true", help="print the full report as JSON")
     imp.set_defaults(handler=_import)
+
+    sub.add_parser(
+        "schedules", help="create or update carepath's Temporal Schedules (the daily digest at 08:00 clinic time)"
+    ).set_defaults(handler=_schedules)
 
     _terminal_commands(sub)
     return parser

@@ -30,6 +30,7 @@ from temporalio.converter import DataConverter
 from carepath.api.app import create_app
 from carepath.codec import EncryptionCodec, KeyRing
 from carepath.reconcile import reconcile_periodically, sweep_schedule
+from carepath.schedules import ensure_schedules
 from carepath.service import CarepathService
 from carepath.settings import Settings, load_settings
 from carepath.temporal import bundled_binary, connect, quiet_runtime
@@ -176,6 +177,8 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
     settings = settings.model_copy(update={"codec_cors_origins": ",".join(origins)})
     if "CAREPATH_NOTIFICATION_FILE" not in os.environ:
         settings = settings.model_copy(update={"notification_file": str(options.home / "notifications.jsonl")})
+    if "CAREPATH_PATIENT_FILE" not in os.environ:
+        settings = settings.model_copy(update={"patient_file": str(options.home / "patient-messages.jsonl")})
     try:
         if not _port_free(options.host, options.port):
             raise DevError(f"port {options.port} on {options.host} is in use (set --port)")
@@ -190,6 +193,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
             pathway_version=settings.pathway_version,
             update_wait=settings.update_wait_seconds,
         )
+        await ensure_schedules(client, settings.task_queue, settings.clinic_timezone or None)
         server = _Server(
             uvicorn.Config(
                 _dev_app(settings, service, options), host=options.host, port=options.port, log_level="warning"
@@ -212,7 +216,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
                 print(f"  API          {base}/docs")
                 if temporal is not None:
                     print(f"  Temporal UI  http://127.0.0.1:{options.ui_port}")
-                print(f"  notifications {settings.notification_file}")
+                print(f"  notifications {settings.notification_file} (patients: {settings.patient_file})")
                 if first_token:
                     print(f"\nFirst admin token (shown once, stored hashed): {first_token}")
                     print(

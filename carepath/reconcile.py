@@ -159,5 +159,5 @@ async def reconcile_episodes(
                 report.restored[table] = report.restored.get(table, 0) + count
             if sink is not None and restored.get("notifications"):
                 dispatcher = NotificationDispatcher(engine, sink)
-                report.delivered += await asyncio.to_thread(dispatcher.deliver_notifications, episode_id)
+                report.delivered += await asyncio.to_thread(dispatcher.deliver_episode, episode_id)
     return report

@@ -10,7 +10,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.converter import DataConverter
 
-from activities.notifications import FileSink, NotificationSink, WebhookSink
+from activities.notifications import Channels, FileSink, NotificationSink, SmtpSink, WebhookSink
 from carepath.codec import KeyRing, KeyRingError, encrypted_converter
 from carepath.temporal import DATA_CONVERTER
 
@@ -30,10 +30,27 @@ class Settings(BaseSettings):
     max_cached_workflows: int = Field(1_000, ge=1)
     max_concurrent_activities: int = 50
     # Where notifications go: "file" (JSON lines, the default) or "webhook" (HMAC-signed POST).
-    notification_sink: str = "file"
+    notification_sink: Literal["file", "webhook", "email"] = "file"
     notification_file: str = ".carepath/notifications.jsonl"
     webhook_url: str = ""
     webhook_secret: str = ""
+    # Patients' messages (check-in links, reminders, patient tasks): "file" or "webhook" (an SMS
+    # gateway behind it); never e-mail, since the enrollment holds no patient address.
+    patient_sink: Literal["file", "webhook"] = "file"
+    patient_file: str = ".carepath/patient-messages.jsonl"
+    # E-mail for clinicians (CAREPATH_NOTIFICATION_SINK=email): SMTP server, and who gets each role's mail.
+    smtp_host: str = ""
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = True
+    smtp_from: str = "carepath@localhost"
+    smtp_to_coordinator: str = ""  # comma-separated addresses
+    smtp_to_physician: str = ""
+    # The address people reach carepath at: check-in links and the episode links in messages.
+    public_url: str = Field("http://127.0.0.1:8000", pattern=r"^https?://[^\s/]+(/\S*)?$")
+    # The digest's 08:00 is in this zone (default: the pathway's clock, where milestones run).
+    clinic_timezone: str = ""
     # Payload encryption (carepath/codec.py): a key file, or keys inline. Production refuses to
     # start without keys unless allow_unencrypted is set on purpose.
     key_file: str = ""
@@ -81,12 +98,43 @@ class Settings(BaseSettings):
             return DATA_CONVERTER
         return encrypted_converter(DATA_CONVERTER, ring)
 
-    def sink(self) -> NotificationSink:
+    def clinician_sink(self) -> NotificationSink:
         if self.notification_sink == "webhook":
             return WebhookSink(self.webhook_url, self.webhook_secret)
         if self.notification_sink == "file":
             return FileSink(Path(self.notification_file))
-        raise ValueError(f"CAREPATH_NOTIFICATION_SINK must be 'file' or 'webhook', not {self.notification_sink!r}")
+        if self.notification_sink == "email":
+            if not self.smtp_host:
+                raise ValueError("CAREPATH_NOTIFICATION_SINK=email needs CAREPATH_SMTP_HOST")
+            return SmtpSink(
+                host=self.smtp_host,
+                port=self.smtp_port,
+                sender=self.smtp_from,
+                recipients={
+                    role: [a.strip() for a in value.split(",") if a.strip()]
+                    for role, value in (
+                        ("coordinator", self.smtp_to_coordinator),
+                        ("physician", self.smtp_to_physician),
+                    )
+                },
+                user=self.smtp_user,
+                password=self.smtp_password,
+                starttls=self.smtp_starttls,
+            )
+        raise ValueError(
+            f"CAREPATH_NOTIFICATION_SINK must be 'file', 'webhook' or 'email', not {self.notification_sink!r}"
+        )
+
+    def patient_channel(self) -> NotificationSink:
+        if self.patient_sink == "webhook":
+            return WebhookSink(self.webhook_url, self.webhook_secret)
+        if self.patient_sink == "file":
+            return FileSink(Path(self.patient_file))
+        raise ValueError(f"CAREPATH_PATIENT_SINK must be 'file' or 'webhook', not {self.patient_sink!r}")
+
+    def sink(self) -> NotificationSink:
+        """Clinician and patient messages, each to its own channel."""
+        return Channels(clinician=self.clinician_sink(), patient=self.patient_channel())
 
 
 def load_settings() -> Settings:

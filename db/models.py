@@ -177,16 +177,45 @@ class NotificationRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
-    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id"), index=True)
+    # None for messages about no one episode (the daily digests).
+    episode_id: Mapped[str | None] = mapped_column(ForeignKey("episodes.id"), index=True)
     code: Mapped[str] = mapped_column(String(64))
     occasion: Mapped[str] = mapped_column(String(64))
     recipient_role: Mapped[str] = mapped_column(String(16))
     subject: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending|delivered
+    # pending | failed (the last attempt failed; still retried with backoff) | delivered
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class CheckInRow(Base):
+    """A patient's check-in link for one reassessment (episode + occasion).
+
+    Only SHA-256 hashes of the links' tokens are kept: the token itself exists in the message
+    sent to the patient (the outbox body is scrubbed once delivered). A reminder carries a second
+    token for the same check-in; answering through either closes both.
+    """
+
+    __tablename__ = "checkins"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id"))
+    occasion: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reminder_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    expires_on: Mapped[date] = mapped_column(Date)  # last day it can be answered (the reassessment's overdue day)
+    remind_after_days: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    event_id: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("episode_id", "occasion", name="uq_checkin_occasion"),)
 
 
 class AuditRow(Base):

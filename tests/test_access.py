@@ -88,6 +88,11 @@ MATRIX = [
     ("POST", "/logout", PUBLIC, "form"),
     ("POST", "/login", PUBLIC, "form"),
     ("GET", "/static/carepath.css", PUBLIC, None),
+    ("GET", "/notifications", CLINICIANS, None),
+    # The patient's check-in page takes no token at all: an unknown link is a plain page for anyone.
+    ("GET", "/checkin/{token}", PUBLIC, "link"),
+    ("POST", "/checkin/{token}", PUBLIC, "link"),
+    ("GET", "/checkin-static/checkin.css", PUBLIC, None),
 ]
 PAGES = {"/", "/ui/episodes/{episode_id}"}
 SITE = "http://carepath.test"
@@ -135,7 +140,7 @@ async def _fresh(live, template: str) -> tuple[str, list[str]]:
     and the patient data that must not reach anyone but a reader (ref, note text, task titles)."""
     client = live.client
     path, _, variant = template.partition("#")
-    values: dict[str, object] = {"pathway_id": "ovcf-lumbar", "version": 1}
+    values: dict[str, object] = {"pathway_id": "ovcf-lumbar", "version": 1, "token": uuid.uuid4().hex}
     secrets: list[str] = []
     if "{episode_id}" in path or "{task_id}" in path:
         ref = f"p-{uuid.uuid4().hex[:10]}"
@@ -181,6 +186,10 @@ async def test_route_answers_each_role(live, method, template, allowed, body, ro
                 headers={"content-type": "application/x-www-form-urlencoded", "origin": SITE},
             )
         assert response.status_code == (401 if path == "/login" and role is None else 303), response.text
+        return
+    if body == "link":  # no credentials asked or used: unknown link (404), refused form (403) or a burst (429)
+        response = await live.client.request(method, path, headers=live.auth(role))
+        assert response.status_code in (403, 404, 429) and leaks(response.text, secrets) == [], response.text
         return
     payload = enrollment() if body == "enrollment" else body
     response = await live.client.request(method, path, json=payload, headers=live.auth(role))

@@ -13,6 +13,7 @@ from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from carepath import __version__
+from carepath.api import checkin as followup
 from carepath.api import errors, security
 from carepath.api.auth import ADMINS, CLINICIANS, EVERYONE, PHYSICIANS, READERS, Principal, allow, ensure
 from carepath.api.codec import router as codec_router
@@ -167,6 +168,8 @@ def create_app(
     app.middleware("http")(measure_request)
     instrument_app(app, config.otel_exporter)
     app.include_router(web_router)
+    app.include_router(followup.router)  # the patients' check-in page
+    app.include_router(followup.api)  # GET /notifications
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict[str, str]:

@@ -123,7 +123,18 @@ async def worklist(request: Request, assignee: Assignee | None = None) -> Respon
         return who
     tasks = _service(request).worklist(assignee=assignee)
     groups = [(key, label, [t for t in tasks if t.priority == key]) for key, label in GROUPS]
-    return render("worklist.html", 200, request, who=who, assignee=assignee, groups=[g for g in groups if g[2]])
+    from carepath.api.checkin import failed_count  # follow-up: failed deliveries, for coordinators
+
+    failed = failed_count(_service(request).engine) if who.role == "coordinator" else 0
+    return render(
+        "worklist.html",
+        200,
+        request,
+        who=who,
+        assignee=assignee,
+        groups=[g for g in groups if g[2]],
+        failed_notifications=failed,
+    )
 
 
 @router.get("/ui/episodes/{episode_id}")
@@ -144,7 +155,11 @@ async def episode_page(request: Request, episode_id: str) -> Response:
             message=f"There is no episode {episode_id[:64]}.",  # a huge id is not echoed whole
             who=who,
         )
-    return render("episode.html", 200, request, who=who, episode=episode)
+    from carepath.checkin import summary  # follow-up: the patient's check-in links
+
+    return render(
+        "episode.html", 200, request, who=who, episode=episode, checkins=summary(_service(request).engine, episode_id)
+    )
 
 
 @router.get("/login")

@@ -11,15 +11,18 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from activities.followup import reminder_workflow_id
 from activities.notifications import NotificationSink
 from carepath.pathways.ovcf_lumbar.definition import load_definition
 from carepath.pathways.ovcf_lumbar.inputs import Enrollment, parse_model
 from carepath.temporal import DATA_CONVERTER, bundled_binary, quiet_runtime
+from db.models import CheckInRow
 from tests.support.story import base_enrollment
 from worker import build_worker
 from workflows.client import EpisodeClient
@@ -56,8 +59,21 @@ async def running_worker(
 ) -> AsyncIterator[None]:
     with ThreadPoolExecutor(max_workers=4) as threads:
         worker = build_worker(env.client, engine, TASK_QUEUE, threads, sink or MemorySink(), 100, 4)
-        async with worker:
-            yield
+        try:
+            async with worker:
+                yield
+        finally:
+            await stop_reminders(env, engine)
+
+
+async def stop_reminders(env: WorkflowEnvironment, engine: Engine) -> None:
+    """Terminate the check-in reminders this database's episodes started: they outlive their
+    episode, and on a shared time-skipping server a timer waking with no worker stops the clock."""
+    with Session(engine) as session:
+        ids = session.scalars(select(CheckInRow.id)).all()
+    for checkin_id in ids:
+        with contextlib.suppress(RPCError):
+            await env.client.get_workflow_handle(reminder_workflow_id(checkin_id)).terminate()
 
 
 class Clock:

@@ -58,6 +58,9 @@ class Thresholds(DefinitionData):
 class ReassessmentSpec(DefinitionData):
     due_in_days: int = Field(ge=0)
     overdue_after_days: int = Field(ge=1)
+    # Days without an answer to a patient's check-in link before one reminder (issue 14; not a
+    # SPEC parameter: follow-up beside the rules, never on the timeline).
+    patient_reminder_after_days: int = Field(2, ge=1)
 
 
 class DenosumabSpec(DefinitionData):

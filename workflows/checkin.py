@@ -1,0 +1,34 @@
+"""One small workflow per patient check-in: a durable timer, then at most one reminder.
+
+Beside the episode workflow, not in it: what an episode decides is unchanged (its histories
+replay as before); the coordinator's PAIN_REASSESSMENT_OVERDUE escalation stays the episode's.
+Its id is ``checkin-<check-in id>``, so starting it twice starts it once.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.followup import FollowUp, ReminderDue, ReminderStart
+
+# A sink outage must not lose the reminder: retry with backoff as the episode's deliveries do.
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=1)
+)
+
+
+@workflow.defn(name="CheckInReminder")
+class CheckInReminderWorkflow:
+    @workflow.run
+    async def run(self, start: ReminderStart) -> bool:
+        await workflow.sleep(timedelta(days=start.remind_after_days))
+        return await workflow.execute_activity_method(
+            FollowUp.send_checkin_reminder,
+            ReminderDue(checkin_id=start.checkin_id, now=workflow.now()),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RETRY,
+        )
