@@ -28,6 +28,7 @@ from temporalio.converter import DataConverter
 
 from carepath.api.app import create_app
 from carepath.codec import KeyRing
+from carepath.pathway.definition import load_definition
 from carepath.reconcile import reconcile_periodically, sweep_schedule
 from carepath.service import CarepathService
 from carepath.settings import Settings, load_settings
@@ -176,6 +177,8 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
                 print(f"carepath is running (pathway episodes on {address}, database {database_url})")
                 print(f"  worklist     {base}/")
                 print(f"  API          {base}/docs")
+                newest = load_definition(version=settings.pathway_version)
+                print(f"  new enrollments get pathway {newest.id} v{newest.version}")
                 if temporal is not None:
                     print(f"  Temporal UI  http://127.0.0.1:{options.ui_port}")
                 print(f"  notifications {settings.notification_file}")

@@ -17,13 +17,14 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, case, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
     WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
@@ -34,9 +35,10 @@ from carepath.errors import FieldError, InvalidInput
 from carepath.pathway import rules
 from carepath.pathway.definition import DEFAULT_PATHWAY, PathwayDefinition, load_definition
 from carepath.pathway.inputs import Enrollment, Event, Withdraw
+from carepath.pathway.state import EpisodeState
 from db import idempotency
-from db.models import AuditRow, EpisodeRow, TaskRow, TimelineItemRow
-from db.queries import timeline
+from db.models import AuditRow, EpisodeRow, TaskRow
+from db.queries import TaskFilter, TaskView, task_page, timeline
 from workflows.contracts import (
     EpisodeStart,
     EpisodeView,
@@ -83,25 +85,6 @@ class Enrolled(BaseModel):
     enrolled_on: date
 
 
-class TaskView(BaseModel):
-    id: int
-    episode_id: str
-    patient_ref: str
-    code: str
-    occasion: str  # what raised it: its milestone, its dose, the enrollment, or an event
-    kind: str
-    priority: str
-    assignee: str
-    title: str
-    detail: str
-    evidence: list[str]
-    raised_on: date
-    due_on: date | None
-    overdue_days: int
-    status: str
-    close_reason: str | None
-
-
 class AuditEntry(BaseModel):
     id: int
     at: datetime
@@ -131,7 +114,6 @@ class EpisodeDetail(BaseModel):
 
 
 Row = TypeVar("Row", EpisodeRow, TaskRow)
-PRIORITY_RANK = {"urgent": 0, "high": 1, "routine": 2}
 
 
 def _utcnow() -> datetime:
@@ -160,6 +142,8 @@ def _enrolled(episode_id: str, enrollment: Enrollment, view: EpisodeView) -> Enr
         identified_on=enrollment.identified_on,
         enrolled_on=date.fromisoformat(view.enrolled_on),
     )
+
+
 # A request that finds its Idempotency-Key in progress waits this long (5 s) for the first answer;
 # a claim in progress for longer than KEY_STALE_AFTER is resumed (its request died unanswered).
 KEY_WAIT_STEP, KEY_WAIT_STEPS = 0.05, 100
@@ -541,6 +525,15 @@ class CarepathService:
             timeline=timeline(self.engine, episode_id),
         )
 
+    async def workflow_state(self, episode_id: str, within: float = 2.0) -> EpisodeState | None:
+        """The running workflow's state (its ``state`` query), None if it has ended or does not
+        answer within ``within`` seconds (no worker): callers fall back to the store."""
+        handle = self.client.get_workflow_handle(workflow_id(episode_id))
+        try:
+            return await asyncio.wait_for(handle.query(EpisodeWorkflow.state), within)
+        except (TimeoutError, RPCError, WorkflowQueryFailedError):
+            return None
+
     def audit(self, episode_id: str) -> list[AuditEntry]:
         self._episode_row(episode_id)
         with Session(self.engine) as session:
@@ -564,47 +557,16 @@ class CarepathService:
         limit: int = 500,
     ) -> list[TaskView]:
         """Tasks across episodes, most urgent first, then most overdue (earliest due) first."""
-        today = rules.local_date(load_definition(), self.clock())
-        rank = case(PRIORITY_RANK, value=TaskRow.priority, else_=9)
-        query = (
-            select(TaskRow, EpisodeRow.patient_ref, TimelineItemRow.detail, TimelineItemRow.evidence)
-            .join(EpisodeRow, EpisodeRow.id == TaskRow.episode_id)
-            .join(TimelineItemRow, TimelineItemRow.id == TaskRow.timeline_item_id)
-            .order_by(rank, TaskRow.due_on.is_(None), TaskRow.due_on, TaskRow.id)
-            .limit(limit)
+        f = TaskFilter(
+            assignee=assignee,
+            status=status,
+            priority=priority,
+            episode_id=episode_id,
+            task_id=task_id,
+            include_simulated=include_simulated,
         )
-        filters = {
-            TaskRow.assignee: assignee,
-            TaskRow.status: status,
-            TaskRow.priority: priority,
-            TaskRow.episode_id: episode_id,
-            TaskRow.id: task_id,
-        }
-        for column, value in filters.items():
-            if value is not None:
-                query = query.where(column == value)
-        if not include_simulated:
-            query = query.where(EpisodeRow.simulated.is_(False))
-        with Session(self.engine) as session:
-            rows = session.execute(query).all()
-        return [
-            TaskView(
-                id=task.id,
-                episode_id=task.episode_id,
-                patient_ref=patient_ref,
-                code=task.code,
-                occasion=task.occasion,
-                kind=task.kind,
-                priority=task.priority,
-                assignee=task.assignee,
-                title=task.title,
-                detail=detail,
-                evidence=list(evidence),
-                raised_on=task.raised_on,
-                due_on=task.due_on,
-                overdue_days=max(0, (today - task.due_on).days) if task.due_on and task.status == "open" else 0,
-                status=task.status,
-                close_reason=task.close_reason,
-            )
-            for task, patient_ref, detail, evidence in rows
-        ]
+        return task_page(self.engine, self.today(), f, limit).items
+
+    def today(self) -> date:
+        """The pathway's local date now (the clock the rules use)."""
+        return rules.local_date(load_definition(), self.clock())

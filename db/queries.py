@@ -1,13 +1,22 @@
-"""Read models over the store: the timeline of an episode, its phase."""
+"""Read models over the store: timelines, worklist and episode pages (keyset paging), recorded events."""
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import binascii
+import json
+from datetime import date, datetime, timedelta
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Engine, select
+from pydantic import BaseModel
+from sqlalchemy import Engine, Select, case, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from db.models import EpisodeRow, TaskRow, TimelineItemRow
+from carepath.errors import InvalidInput
+from carepath.pathway.definition import load_definition
+from db.models import EpisodeRow, EventRow, TaskRow, TimelineItemRow
+
+V = TypeVar("V", bound=BaseModel)
 
 
 def timeline(engine: Engine, episode_id: str) -> list[dict[str, Any]]:
@@ -43,3 +52,290 @@ def episode_phase(engine: Engine, episode_id: str) -> str:
     if phase is None:
         raise LookupError(f"no episode {episode_id}")
     return phase
+
+
+# ---- typed read views for the API and the pages ---------------------------------------------
+
+PRIORITY_RANK = {"urgent": 0, "high": 1, "routine": 2}
+_FAR = date(9999, 12, 31)  # sorts "no due date" last in the keyset, on every database
+
+
+class TaskView(BaseModel):
+    id: int
+    episode_id: str
+    patient_ref: str
+    code: str
+    occasion: str  # what raised it: its milestone, its dose, the enrollment, or an event
+    kind: str
+    priority: str
+    assignee: str
+    title: str
+    detail: str
+    evidence: list[str]
+    raised_on: date
+    due_on: date | None
+    overdue_days: int
+    status: str
+    close_reason: str | None
+
+
+class TaskFilter(BaseModel):
+    assignee: str | None = None
+    status: str | None = "open"
+    priority: str | None = None
+    patient_ref: str | None = None  # a prefix, any case
+    episode_id: str | None = None
+    task_id: int | None = None
+    include_simulated: bool = False
+
+
+class Page(BaseModel, Generic[V]):
+    items: list[V]
+    next_cursor: str | None  # give it back as ?cursor= for the next page; None: this was the last
+
+
+def encode_cursor(key: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, shape: tuple[type, ...]) -> list[Any]:
+    """The sort key a cursor carries; a cursor this server did not give is bad input naming ``cursor``."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if len(key) != len(shape) or not all(isinstance(v, t) for v, t in zip(key, shape, strict=True)):
+            raise ValueError(cursor)
+        return key
+    except (ValueError, TypeError, binascii.Error, RecursionError):
+        raise InvalidInput.one("cursor", "is not a cursor this server gave; start again without one") from None
+
+
+def _like_prefix(column: Any, prefix: str) -> Any:
+    return func.lower(column).startswith(prefix.strip().lower(), autoescape=True)
+
+
+def _task_where(query: Select[Any], f: TaskFilter) -> Select[Any]:
+    for column, value in (
+        (TaskRow.assignee, f.assignee),
+        (TaskRow.status, f.status),
+        (TaskRow.priority, f.priority),
+        (TaskRow.episode_id, f.episode_id),
+        (TaskRow.id, f.task_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if f.patient_ref:
+        query = query.where(_like_prefix(EpisodeRow.patient_ref, f.patient_ref))
+    if not f.include_simulated:
+        query = query.where(EpisodeRow.simulated.is_(False))
+    return query
+
+
+# The worklist's order: most urgent first, then earliest due (the most overdue) first, then id.
+_RANK = case(PRIORITY_RANK, value=TaskRow.priority, else_=9)
+_TASK_KEY = (_RANK, func.coalesce(TaskRow.due_on, _FAR), TaskRow.id)
+
+
+def task_page(engine: Engine, today: date, f: TaskFilter, limit: int, cursor: str | None = None) -> Page[TaskView]:
+    """One page of tasks in worklist order; keyset paging, so page N costs what page 1 does."""
+    query = _task_where(
+        select(TaskRow, EpisodeRow.patient_ref, TimelineItemRow.detail, TimelineItemRow.evidence)
+        .join(EpisodeRow, EpisodeRow.id == TaskRow.episode_id)
+        .join(TimelineItemRow, TimelineItemRow.id == TaskRow.timeline_item_id),
+        f,
+    )
+    if cursor:
+        rank, due, task_id = decode_cursor(cursor, (int, str, int))
+        query = query.where(tuple_(*_TASK_KEY) > tuple_(rank, date.fromisoformat(due), task_id))
+    with Session(engine) as session:
+        rows = session.execute(query.order_by(*_TASK_KEY).limit(limit + 1)).all()
+    views = [_task_view(today, *row) for row in rows[:limit]]
+    last = views[-1] if len(rows) > limit else None
+    next_cursor = (
+        encode_cursor([PRIORITY_RANK.get(last.priority, 9), (last.due_on or _FAR).isoformat(), last.id])
+        if last
+        else None
+    )
+    return Page[TaskView](items=views, next_cursor=next_cursor)
+
+
+def _task_view(today: date, task: TaskRow, patient_ref: str, detail: str, evidence: list[str]) -> TaskView:
+    return TaskView(
+        id=task.id,
+        episode_id=task.episode_id,
+        patient_ref=patient_ref,
+        code=task.code,
+        occasion=task.occasion,
+        kind=task.kind,
+        priority=task.priority,
+        assignee=task.assignee,
+        title=task.title,
+        detail=detail,
+        evidence=list(evidence),
+        raised_on=task.raised_on,
+        due_on=task.due_on,
+        overdue_days=max(0, (today - task.due_on).days) if task.due_on and task.status == "open" else 0,
+        status=task.status,
+        close_reason=task.close_reason,
+    )
+
+
+def task_counts(engine: Engine, today: date, f: TaskFilter) -> dict[str, dict[str, int]]:
+    """Per priority: how many tasks match the filter, and how many of them are overdue."""
+    overdue = func.sum(case((TaskRow.due_on < today, 1), else_=0))
+    query = _task_where(
+        select(TaskRow.priority, func.count(), overdue).join(EpisodeRow, EpisodeRow.id == TaskRow.episode_id), f
+    ).group_by(TaskRow.priority)
+    with Session(engine) as session:
+        return {p: {"total": n, "overdue": int(late or 0)} for p, n, late in session.execute(query)}
+
+
+class EpisodeSummary(BaseModel):
+    episode_id: str
+    patient_ref: str
+    pathway: str
+    phase: str
+    status: str
+    identified_on: date
+    enrolled_on: date
+    next_due_on: date | None  # the next milestone of an active episode
+    next_due: str | None  # its name
+    open_tasks: int
+
+
+LISTED_STATUSES = ("reserving", "active", "completed", "withdrawn")
+
+
+def episode_page(
+    engine: Engine,
+    today: date,
+    limit: int,
+    patient_ref: str | None = None,
+    phase: str | None = None,
+    status: str | None = None,
+    cursor: str | None = None,
+) -> Page[EpisodeSummary]:
+    """Episodes by patient ref (active and finished; released reservations are left out)."""
+    open_count = (
+        select(TaskRow.episode_id, func.count().label("n"))
+        .where(TaskRow.status == "open")
+        .group_by(TaskRow.episode_id)
+        .subquery()
+    )
+    query = (
+        select(EpisodeRow, func.coalesce(open_count.c.n, 0))
+        .outerjoin(open_count, open_count.c.episode_id == EpisodeRow.id)
+        .where(EpisodeRow.simulated.is_(False), EpisodeRow.status.in_(LISTED_STATUSES))
+    )
+    if patient_ref:
+        query = query.where(_like_prefix(EpisodeRow.patient_ref, patient_ref))
+    if phase:
+        query = query.where(EpisodeRow.phase == phase)
+    if status:
+        query = query.where(EpisodeRow.status == status)
+    if cursor:
+        ref, episode_id = decode_cursor(cursor, (str, str))
+        query = query.where(tuple_(EpisodeRow.patient_ref, EpisodeRow.id) > tuple_(ref, episode_id))
+    with Session(engine) as session:
+        rows = session.execute(query.order_by(EpisodeRow.patient_ref, EpisodeRow.id).limit(limit + 1)).all()
+    views = [_summary(today, row, n) for row, n in rows[:limit]]
+    last = views[-1] if len(rows) > limit else None
+    return Page[EpisodeSummary](
+        items=views, next_cursor=encode_cursor([last.patient_ref, last.episode_id]) if last else None
+    )
+
+
+def _summary(today: date, row: EpisodeRow, open_tasks: int) -> EpisodeSummary:
+    due = next_milestone(row, today) if row.status == "active" else None
+    return EpisodeSummary(
+        episode_id=row.id,
+        patient_ref=row.patient_ref,
+        pathway=f"{row.pathway_id}.v{row.pathway_version}",
+        phase=row.phase,
+        status=row.status,
+        identified_on=row.identified_on,
+        enrolled_on=row.enrolled_on,
+        next_due_on=due[0] if due else None,
+        next_due=due[1] if due else None,
+        open_tasks=open_tasks,
+    )
+
+
+def next_milestone(row: EpisodeRow, today: date) -> tuple[date, str] | None:
+    """The episode's next milestone after today, from its definition (cached per version)."""
+    definition = load_definition(row.pathway_id, row.pathway_version)
+    for spec in definition.milestones:
+        on = row.identified_on + timedelta(days=spec.day)
+        if on > today:
+            return on, spec.name
+    return None
+
+
+class EventView(BaseModel):
+    """A recorded event as the person entered it, with who recorded it and when."""
+
+    id: str
+    type: str
+    occurred_on: date
+    day: int
+    recorded_at: datetime
+    recorded_by: str
+    summary: str  # what was recorded, in one line (NRS, agents, the note's text …)
+    payload: dict[str, Any]
+
+
+def events(engine: Engine, episode_id: str) -> list[EventView]:
+    with Session(engine) as session:
+        identified_on = session.scalar(select(EpisodeRow.identified_on).where(EpisodeRow.id == episode_id))
+        rows = session.scalars(
+            select(EventRow)
+            .where(EventRow.episode_id == episode_id)
+            .order_by(EventRow.occurred_on, EventRow.recorded_at)
+        ).all()
+    return [
+        EventView(
+            id=row.id,
+            type=row.type,
+            occurred_on=row.occurred_on,
+            day=(row.occurred_on - identified_on).days if identified_on else 0,
+            recorded_at=row.recorded_at,
+            recorded_by=row.recorded_by,
+            summary=event_summary(row.payload),
+            payload=row.payload,
+        )
+        for row in rows
+    ]
+
+
+# What each event type shows in one line, in the order people read it.
+_SUMMARY_FIELDS = {
+    "pain_assessment": (
+        "nrs",
+        "analgesics",
+        "oral_analgesia_adequate",
+        "mobility",
+        "symptoms_changed",
+        "opioid_effects",
+    ),
+    "medication_started": ("agent",),
+    "medication_stopped": ("agent",),
+    "dose_given": ("agent",),
+    "imaging": ("modality", "new_fracture", "marrow_edema"),
+    "red_flag": ("flag",),
+    "note": ("author", "text"),
+    "override": ("author", "skip_milestone", "close_task", "reason"),
+    "withdraw": ("reason", "text"),
+}
+
+
+def event_summary(payload: dict[str, Any]) -> str:
+    parts = []
+    for name in _SUMMARY_FIELDS.get(payload.get("type", ""), ()):
+        value = payload.get(name)
+        if value is None or value == []:
+            continue
+        if isinstance(value, list):
+            value = ", ".join(map(str, value))
+        elif isinstance(value, bool):
+            value = "yes" if value else "no"
+        parts.append(f"{name.replace('_', ' ')}: {value}")
+    return "; ".join(parts)

@@ -40,7 +40,9 @@ PAYLOADS = {
 MATRIX = [
     ("GET", "/health", PUBLIC, None),
     ("POST", "/episodes", CLINICIANS, "enrollment"),
+    ("GET", "/episodes", READERS, None),
     ("GET", "/episodes/{episode_id}", READERS, None),
+    ("GET", "/episodes/{episode_id}/events", READERS, None),
     (
         "POST",
         "/episodes/{episode_id}/events",
@@ -83,6 +85,7 @@ MATRIX = [
     ("POST", "/logout", PUBLIC, "form"),
     ("POST", "/login", PUBLIC, "form"),
     ("GET", "/static/carepath.css", PUBLIC, None),
+    ("GET", "/docs", PUBLIC, None),
 ]
 PAGES = {"/", "/ui/episodes/{episode_id}"}
 SITE = "http://carepath.test"
