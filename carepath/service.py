@@ -301,6 +301,10 @@ class CarepathService:
             return held
         return None
 
+    def active_episode_of(self, patient_ref: str) -> EpisodeRow | None:
+        """The patient's active (or reserving) episode, if any: the enrollment page links it."""
+        return self._holding(patient_ref)
+
     def _holding(self, patient_ref: str) -> EpisodeRow | None:
         with Session(self.engine) as session:
             return session.scalar(
