@@ -267,13 +267,17 @@ async def close_task(request: Request, task_id: int, action: str) -> Response:
         await service.close_task(task_id, status, reason or "done", who.actor)
     except Conflict:  # closed already (a double click, or someone else): nothing recorded twice
         return _redirect(back, "closed")
-    except (NotFound, Forbidden, InvalidInput) as exc:
+    except Forbidden as exc:
+        return _task_refused(request, who, back, str(exc), 403)
+    except NotFound as exc:
+        return _task_refused(request, who, back, str(exc), 404)
+    except InvalidInput as exc:
         return _task_refused(request, who, back, str(exc))
     return _redirect(back, status)
 
 
-def _task_refused(request: Request, who: Principal, back: str, why: str) -> Response:
-    return render("message.html", 422, request, heading="Nothing was changed", message=why, who=who, back=back)
+def _task_refused(request: Request, who: Principal, back: str, why: str, status: int = 422) -> Response:
+    return render("message.html", status, request, heading="Nothing was changed", message=why, who=who, back=back)
 
 
 @router.get("/ui/patients")
