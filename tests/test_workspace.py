@@ -260,3 +260,26 @@ async def test_paging_walks_every_task_once(live):
     detail = (await live.client.get(f"/episodes/{episode_id}")).json()
     assert [p["ref"] for p in detail["upcoming"] if p["what"] == "milestone"][:2] == ["week4", "week6"]
     assert detail["next_due"] is not None
+
+
+async def test_fhir_export_carries_pain_scores_and_notes(live):
+    from fhir.resources.R4B.bundle import Bundle
+
+    episode_id = await _enroll(live, f"fhir-{uuid.uuid4().hex[:6]}")
+    today = (await live.client.get(f"/episodes/{episode_id}")).json()["identified_on"]
+    for event in (
+        {"type": "pain_assessment", "occurred_on": today, "nrs": 4, "analgesics": ["nsaid"]},
+        {"type": "note", "occurred_on": today, "author": "Dr A", "text": "daughter visits on Fridays"},
+    ):
+        assert (await live.client.post(f"/episodes/{episode_id}/events", json=event)).is_success
+    bundle = (await live.client.get(f"/episodes/{episode_id}/fhir")).json()
+    Bundle.model_validate(bundle)
+    kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
+    assert kinds[0] == "CarePlan" and kinds.count("Observation") == 1 and kinds.count("Communication") == 1
+    pain = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation")
+    assert pain["valueInteger"] == 4 and pain["code"]["coding"][0]["code"] == "72514-3"
+    note = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Communication")
+    assert note["payload"] == [{"contentString": "daughter visits on Fridays"}]
+    events = (await live.client.get(f"/episodes/{episode_id}/events")).json()
+    assert [e["type"] for e in events] == ["pain_assessment", "note"]
+    assert events[1]["payload"]["text"] == "daughter visits on Fridays" and events[1]["recorded_by"]
