@@ -38,7 +38,7 @@ from carepath.pathway.inputs import Enrollment, Event, Withdraw
 from carepath.pathway.state import EpisodeState
 from db import idempotency
 from db.models import AuditRow, EpisodeRow, TaskRow
-from db.queries import TaskFilter, TaskView, task_page, timeline
+from db.queries import EpisodeFacts, TaskFilter, TaskView, episode_facts, task_page, timeline
 from workflows.contracts import (
     EpisodeStart,
     EpisodeView,
@@ -101,14 +101,7 @@ class Migrated(BaseModel):
     status: str
 
 
-class EpisodeDetail(BaseModel):
-    episode_id: str
-    patient_ref: str
-    pathway: str
-    phase: str
-    status: str
-    identified_on: date
-    enrolled_on: date
+class EpisodeDetail(EpisodeFacts):
     open_tasks: list[TaskView]
     timeline: list[dict[str, Any]]
 
@@ -518,13 +511,7 @@ class CarepathService:
     def episode(self, episode_id: str) -> EpisodeDetail:
         row = self._episode_row(episode_id)
         return EpisodeDetail(
-            episode_id=row.id,
-            patient_ref=row.patient_ref,
-            pathway=f"{row.pathway_id}.v{row.pathway_version}",
-            phase=row.phase,
-            status=row.status,
-            identified_on=row.identified_on,
-            enrolled_on=row.enrolled_on,
+            **episode_facts(row),
             open_tasks=self.worklist(episode_id=episode_id, include_simulated=True),
             timeline=timeline(self.engine, episode_id),
         )

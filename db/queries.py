@@ -189,7 +189,9 @@ def task_counts(engine: Engine, today: date, f: TaskFilter) -> dict[str, dict[st
         return {p: {"total": n, "overdue": int(late or 0)} for p, n, late in session.execute(query)}
 
 
-class EpisodeSummary(BaseModel):
+class EpisodeFacts(BaseModel):
+    """What every view of an episode says about it (list, detail)."""
+
     episode_id: str
     patient_ref: str
     pathway: str
@@ -197,6 +199,9 @@ class EpisodeSummary(BaseModel):
     status: str
     identified_on: date
     enrolled_on: date
+
+
+class EpisodeSummary(EpisodeFacts):
     next_due_on: date | None  # the next milestone of an active episode
     next_due: str | None  # its name
     open_tasks: int
@@ -215,17 +220,7 @@ def episode_page(
     cursor: str | None = None,
 ) -> Page[EpisodeSummary]:
     """Episodes by patient ref (active and finished; released reservations are left out)."""
-    open_count = (
-        select(TaskRow.episode_id, func.count().label("n"))
-        .where(TaskRow.status == "open")
-        .group_by(TaskRow.episode_id)
-        .subquery()
-    )
-    query = (
-        select(EpisodeRow, func.coalesce(open_count.c.n, 0))
-        .outerjoin(open_count, open_count.c.episode_id == EpisodeRow.id)
-        .where(EpisodeRow.simulated.is_(False), EpisodeRow.status.in_(LISTED_STATUSES))
-    )
+    query = select(EpisodeRow).where(EpisodeRow.simulated.is_(False), EpisodeRow.status.in_(LISTED_STATUSES))
     if patient_ref:
         query = query.where(_like_prefix(EpisodeRow.patient_ref, patient_ref))
     if phase:
@@ -236,24 +231,40 @@ def episode_page(
         ref, episode_id = decode_cursor(cursor, (str, str))
         query = query.where(tuple_(EpisodeRow.patient_ref, EpisodeRow.id) > tuple_(ref, episode_id))
     with Session(engine) as session:
-        rows = session.execute(query.order_by(EpisodeRow.patient_ref, EpisodeRow.id).limit(limit + 1)).all()
-    views = [_summary(today, row, n) for row, n in rows[:limit]]
+        rows = session.scalars(query.order_by(EpisodeRow.patient_ref, EpisodeRow.id).limit(limit + 1)).all()
+        # Open tasks counted for this page's episodes only (by the tasks' episode index), not for all.
+        ids = [row.id for row in rows[:limit]]
+        counts = dict(
+            session.execute(
+                select(TaskRow.episode_id, func.count())
+                .where(TaskRow.episode_id.in_(ids), TaskRow.status == "open")
+                .group_by(TaskRow.episode_id)
+            ).all()
+        )
+    views = [_summary(today, row, counts.get(row.id, 0)) for row in rows[:limit]]
     last = views[-1] if len(rows) > limit else None
     return Page[EpisodeSummary](
         items=views, next_cursor=encode_cursor([last.patient_ref, last.episode_id]) if last else None
     )
 
 
+def episode_facts(row: EpisodeRow) -> dict[str, Any]:
+    """An ``EpisodeFacts``' fields from the row."""
+    return {
+        "episode_id": row.id,
+        "patient_ref": row.patient_ref,
+        "pathway": f"{row.pathway_id}.v{row.pathway_version}",
+        "phase": row.phase,
+        "status": row.status,
+        "identified_on": row.identified_on,
+        "enrolled_on": row.enrolled_on,
+    }
+
+
 def _summary(today: date, row: EpisodeRow, open_tasks: int) -> EpisodeSummary:
     due = next_milestone(row, today) if row.status == "active" else None
     return EpisodeSummary(
-        episode_id=row.id,
-        patient_ref=row.patient_ref,
-        pathway=f"{row.pathway_id}.v{row.pathway_version}",
-        phase=row.phase,
-        status=row.status,
-        identified_on=row.identified_on,
-        enrolled_on=row.enrolled_on,
+        **episode_facts(row),
         next_due_on=due[0] if due else None,
         next_due=due[1] if due else None,
         open_tasks=open_tasks,

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
@@ -40,7 +41,7 @@ from carepath.api.auth import (
 from carepath.api.deps import CLOSERS, MAX_ID
 from carepath.errors import InvalidInput
 from carepath.pathway.definition import available_versions, load_definition
-from carepath.pathway.inputs import Enrollment, parse_event, parse_model
+from carepath.pathway.inputs import Enrollment, Event, parse_event, parse_model
 from carepath.pathway.vocabulary import Assignee, Contraindication, Level, Modality, Phase, Priority, Sex, TaskStatus
 from carepath.service import CarepathService, Conflict, NotFound, enrollment_digest
 from carepath.web.timeline import timeline_svg
@@ -63,6 +64,7 @@ CSRF_COOKIE = "carepath_csrf"
 CSRF_LIFETIME = 8 * 3600  # seconds: a page left open for a shift can still sign out
 FORGED = "This form expired or came from another site; nothing was changed. Try again from this page."
 
+P = TypeVar("P")
 ASSIGNEES: tuple[str, ...] = get_args(Assignee)
 PRIORITIES: tuple[str, ...] = get_args(Priority)
 STATUSES: tuple[str, ...] = get_args(TaskStatus)
@@ -199,6 +201,14 @@ def _common(request: Request, who: Principal) -> dict[str, Any]:
     }
 
 
+def _from_cursor(fetch: Callable[[str | None], P], cursor: str | None) -> P:
+    """The page at ``cursor``; a stale or edited cursor shows the first page instead of an error."""
+    try:
+        return fetch(cursor or None)
+    except InvalidInput:
+        return fetch(None)
+
+
 def _choice(value: str | None, allowed: tuple[str, ...]) -> str | None:
     return value if value in allowed else None
 
@@ -223,10 +233,7 @@ def worklist(
         status=_choice(status, STATUSES) or "open",
         patient_ref=(patient or "").strip()[:64] or None,
     )
-    try:
-        page = task_page(service.engine, today, f, PAGE_SIZE, cursor or None)
-    except InvalidInput:  # a stale or edited cursor: start from the top
-        page = task_page(service.engine, today, f, PAGE_SIZE)
+    page = _from_cursor(lambda at: task_page(service.engine, today, f, PAGE_SIZE, at), cursor)
     counts = task_counts(service.engine, today, f)
     groups = [(key, label, [t for t in page.items if t.priority == key]) for key, label in GROUPS]
     filters = {"assignee": f.assignee, "priority": f.priority, "status": f.status, "patient": f.patient_ref}
@@ -297,10 +304,7 @@ def patients(
         "phase": _choice(phase, PHASES),
         "status": _choice(status, LISTED_STATUSES),
     }
-    try:
-        page = episode_page(service.engine, service.today(), PAGE_SIZE, cursor=cursor or None, **query)
-    except InvalidInput:
-        page = episode_page(service.engine, service.today(), PAGE_SIZE, **query)
+    page = _from_cursor(lambda at: episode_page(service.engine, service.today(), PAGE_SIZE, cursor=at, **query), cursor)
     next_url = f"/ui/patients?{urlencode({**{k: v for k, v in query.items() if v}, 'cursor': page.next_cursor})}"
     return render(
         "patients.html",
@@ -403,25 +407,11 @@ def event_from_form(form: FormData) -> dict[str, Any]:
     return {"type": kind, **data}
 
 
+# Each event form's fields are its input model's (the page records what the API takes).
 EVENT_FIELDS: dict[str, tuple[str, ...]] = {
-    "pain_assessment": (
-        "occurred_on",
-        "nrs",
-        "analgesics",
-        "oral_analgesia_adequate",
-        "mobility",
-        "symptoms_changed",
-        "opioid_effects",
-    ),
-    "medication_started": ("occurred_on", "agent"),
-    "medication_stopped": ("occurred_on", "agent"),
-    "dose_given": ("occurred_on", "agent"),
-    "imaging": ("occurred_on", "modality", "new_fracture", "marrow_edema"),
-    "hospital_admission": ("occurred_on",),
-    "parenteral_narcotics": ("occurred_on",),
-    "red_flag": ("occurred_on", "flag"),
-    "note": ("occurred_on", "author", "text"),
-    "override": ("occurred_on", "author", "reason", "skip_milestone", "close_task"),
+    model.model_fields["type"].default: tuple(name for name in model.model_fields if name != "type")
+    for model in get_args(get_args(Event)[0])
+    if model.model_fields["type"].default != "withdraw"  # withdrawal has its own form
 }
 
 
