@@ -283,3 +283,12 @@ async def test_fhir_export_carries_pain_scores_and_notes(live):
     events = (await live.client.get(f"/episodes/{episode_id}/events")).json()
     assert [e["type"] for e in events] == ["pain_assessment", "note"]
     assert events[1]["payload"]["text"] == "daughter visits on Fridays" and events[1]["recorded_by"]
+
+
+async def test_docs_work_under_the_csp_with_no_script(live):
+    page = await live.client.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'none'" in page.headers["content-security-policy"]
+    assert "<script" not in page.text and "cdn" not in page.text.lower()
+    assert "/episodes/{episode_id}/events" in page.text and 'href="/openapi.json"' in page.text
+    assert (await live.client.get("/openapi.json")).status_code == 200
