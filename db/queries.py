@@ -57,7 +57,6 @@ def episode_phase(engine: Engine, episode_id: str) -> str:
 # ---- typed read views for the API and the pages ---------------------------------------------
 
 PRIORITY_RANK = {"urgent": 0, "high": 1, "routine": 2}
-_FAR = date(9999, 12, 31)  # sorts "no due date" last in the keyset, on every database
 
 
 class TaskView(BaseModel):
@@ -98,7 +97,7 @@ def encode_cursor(key: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, shape: tuple[type, ...]) -> list[Any]:
+def decode_cursor(cursor: str, shape: tuple[type | tuple[type, ...], ...]) -> list[Any]:
     """The sort key a cursor carries; a cursor this server did not give is bad input naming ``cursor``."""
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
@@ -110,7 +109,10 @@ def decode_cursor(cursor: str, shape: tuple[type, ...]) -> list[Any]:
 
 
 def _like_prefix(column: Any, prefix: str) -> Any:
-    return func.lower(column).startswith(prefix.strip().lower(), autoescape=True)
+    """``lower(column) LIKE 'prefix%'`` with the pattern as one bound value (so that PostgreSQL can
+    use ix_episodes_patient_ref_lower for it); the prefix's own % and _ are escaped."""
+    escaped = prefix.strip().lower().replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return func.lower(column).like(escaped + "%", escape="/")
 
 
 def _task_where(query: Select[Any], f: TaskFilter) -> Select[Any]:
@@ -130,28 +132,48 @@ def _task_where(query: Select[Any], f: TaskFilter) -> Select[Any]:
     return query
 
 
-# The worklist's order: most urgent first, then earliest due (the most overdue) first, then id.
-_RANK = case(PRIORITY_RANK, value=TaskRow.priority, else_=9)
-_TASK_KEY = (_RANK, func.coalesce(TaskRow.due_on, _FAR), TaskRow.id)
+# The worklist's order: most urgent first, then earliest due (the most overdue) first, tasks with no
+# due date last, then by id. A page is read as up to six index range scans of ix_tasks_worklist
+# (status, priority, due_on, id), one per priority and due/no-due segment from the cursor on, each
+# ending as soon as the page is full: page N costs what page 1 does, at any number of tasks (one
+# ORDER BY over a computed rank would sort every open task for every page).
+_SEGMENTS = [(rank, priority, no_due) for priority, rank in PRIORITY_RANK.items() for no_due in (False, True)]
 
 
 def task_page(engine: Engine, today: date, f: TaskFilter, limit: int, cursor: str | None = None) -> Page[TaskView]:
-    """One page of tasks in worklist order; keyset paging, so page N costs what page 1 does."""
-    query = _task_where(
+    """One page of tasks in worklist order, by keyset."""
+    after = decode_cursor(cursor, (int, (str, type(None)), int)) if cursor else None
+    base = _task_where(
         select(TaskRow, EpisodeRow.patient_ref, TimelineItemRow.detail, TimelineItemRow.evidence)
         .join(EpisodeRow, EpisodeRow.id == TaskRow.episode_id)
         .join(TimelineItemRow, TimelineItemRow.id == TaskRow.timeline_item_id),
         f,
     )
-    if cursor:
-        rank, due, task_id = decode_cursor(cursor, (int, str, int))
-        query = query.where(tuple_(*_TASK_KEY) > tuple_(rank, date.fromisoformat(due), task_id))
+    rows: list[Any] = []
     with Session(engine) as session:
-        rows = session.execute(query.order_by(*_TASK_KEY).limit(limit + 1)).all()
+        for rank, priority, no_due in _SEGMENTS:
+            if (f.priority and priority != f.priority) or (after and rank < after[0]):
+                continue
+            query = base.where(TaskRow.priority == priority)
+            if no_due:
+                query = query.where(TaskRow.due_on.is_(None)).order_by(TaskRow.id)
+            else:
+                query = query.where(TaskRow.due_on.is_not(None)).order_by(TaskRow.due_on, TaskRow.id)
+            if after and rank == after[0]:
+                _, due, task_id = after
+                if due is None:  # the cursor is among this priority's undated tasks
+                    if not no_due:
+                        continue
+                    query = query.where(TaskRow.id > task_id)
+                elif not no_due:
+                    query = query.where(tuple_(TaskRow.due_on, TaskRow.id) > tuple_(date.fromisoformat(due), task_id))
+            rows += session.execute(query.limit(limit + 1 - len(rows))).all()
+            if len(rows) > limit:
+                break
     views = [_task_view(today, *row) for row in rows[:limit]]
     last = views[-1] if len(rows) > limit else None
     next_cursor = (
-        encode_cursor([PRIORITY_RANK.get(last.priority, 9), (last.due_on or _FAR).isoformat(), last.id])
+        encode_cursor([PRIORITY_RANK[last.priority], last.due_on.isoformat() if last.due_on else None, last.id])
         if last
         else None
     )
@@ -182,11 +204,22 @@ def _task_view(today: date, task: TaskRow, patient_ref: str, detail: str, eviden
 def task_counts(engine: Engine, today: date, f: TaskFilter) -> dict[str, dict[str, int]]:
     """Per priority: how many tasks match the filter, and how many of them are overdue."""
     overdue = func.sum(case((TaskRow.due_on < today, 1), else_=0))
-    query = _task_where(
-        select(TaskRow.priority, func.count(), overdue).join(EpisodeRow, EpisodeRow.id == TaskRow.episode_id), f
-    ).group_by(TaskRow.priority)
+    if f.patient_ref:
+        query = _task_where(
+            select(TaskRow.priority, func.count(), overdue).join(EpisodeRow, EpisodeRow.id == TaskRow.episode_id), f
+        )
+    else:
+        # No patient filter: an index-only scan of ix_tasks_worklist answers, instead of joining
+        # every open task to its episode; simulated episodes (rare in a live store) are left out
+        # only when there are any.
+        plain = f.model_copy(update={"include_simulated": True})
+        query = _task_where(select(TaskRow.priority, func.count(), overdue), plain)
     with Session(engine) as session:
-        return {p: {"total": n, "overdue": int(late or 0)} for p, n, late in session.execute(query)}
+        simulated = select(EpisodeRow.id).where(EpisodeRow.simulated.is_(True))
+        if not f.patient_ref and not f.include_simulated and session.scalar(simulated.limit(1)) is not None:
+            query = query.where(TaskRow.episode_id.not_in(simulated))
+        rows = session.execute(query.group_by(TaskRow.priority))
+        return {p: {"total": n, "overdue": int(late or 0)} for p, n, late in rows}
 
 
 class EpisodeFacts(BaseModel):

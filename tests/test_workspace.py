@@ -292,3 +292,40 @@ async def test_docs_work_under_the_csp_with_no_script(live):
     assert "<script" not in page.text and "cdn" not in page.text.lower()
     assert "/episodes/{episode_id}/events" in page.text and 'href="/openapi.json"' in page.text
     assert (await live.client.get("/openapi.json")).status_code == 200
+
+
+async def test_the_year_picture_of_a_back_dated_episode_in_a_real_browser(live):
+    """Enrolled 120 days after day 0 while on denosumab: milestones behind and ahead, the next dose."""
+    _need_chromium()
+    from datetime import date, timedelta
+
+    from playwright.async_api import async_playwright
+
+    day0 = date.today() - timedelta(days=120)
+    therapy = {"agent": "denosumab", "last_dose_on": (day0 + timedelta(days=10)).isoformat()}
+    episode_id = await _enroll(
+        live, f"year-{uuid.uuid4().hex[:6]}", identified_on=day0.isoformat(), osteoporosis_therapy=therapy
+    )
+    event = {"type": "pain_assessment", "occurred_on": (day0 + timedelta(days=100)).isoformat(), "nrs": 3}
+    assert (await live.client.post(f"/episodes/{episode_id}/events", json=event)).is_success
+    detail = (await live.client.get(f"/episodes/{episode_id}")).json()
+    dose = next(p for p in detail["upcoming"] if p["what"] == "denosumab_dose")
+    assert dose["on"] == (day0 + timedelta(days=192)).isoformat()
+    html = (await live.client.get(f"/ui/episodes/{episode_id}")).text
+    svg = html[html.index("<svg") : html.index("</svg>")]
+    assert 'class="milestone upcoming"' in svg and "next denosumab dose" in svg and 'class="event"' in svg
+    async with served(live.app) as base, async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            await page.goto(f"{base}/login")
+            await page.fill("#token", live.tokens["viewer"])
+            await page.click("button[type=submit]")
+            await page.wait_for_url(f"{base}/")
+            await page.goto(f"{base}/ui/episodes/{episode_id}")
+            await page.locator("svg.year").screenshot(path=str(SHOTS / "year.png"))
+            await page.emulate_media(media="print")
+            await page.screenshot(path=str(SHOTS / "episode-print.png"), full_page=True)
+            assert await page.locator("form[method=post][action^='/ui']").count() == 0  # a viewer
+        finally:
+            await browser.close()
