@@ -44,7 +44,7 @@ from carepath.api.deps import CLOSERS, MAX_ID
 from carepath.errors import InvalidInput
 from carepath.pathway.definition import available_versions, load_definition
 from carepath.pathway.inputs import Enrollment, Event, parse_event, parse_model
-from carepath.pathway.vocabulary import Assignee, Contraindication, Level, Modality, Phase, Priority, Sex, TaskStatus
+from carepath.pathway.vocabulary import Assignee, Level, Modality, Phase, Priority, Sex, TaskStatus
 from carepath.service import CarepathService, Conflict, NotFound, enrollment_digest
 from carepath.web.timeline import timeline_svg
 from db.models import EPISODE_ID_PATTERN
@@ -150,7 +150,7 @@ def _reader(request: Request) -> Principal | Response:
 
 async def _action(request: Request, roles: tuple[str, ...], what: str) -> tuple[Principal, FormData] | Response:
     """A state-changing page form: the person's role, then this origin and the page's CSRF token."""
-    who = _signed_in(request, roles, what)
+    who = await run_in_threadpool(_signed_in, request, roles, what)  # the token's look-up: off the loop
     if isinstance(who, Response):
         return who
     form = await _checked_form(request)
@@ -343,7 +343,7 @@ def patients(
 
 @router.get("/ui/episodes/{episode_id}")
 async def episode_screen(request: Request, episode_id: str) -> Response:
-    who = _reader(request)
+    who = await run_in_threadpool(_reader, request)
     if isinstance(who, Response):
         return who
     return await _episode_view(request, who, episode_id)
@@ -566,7 +566,7 @@ def _enroll_form(request: Request, who: Principal, status: int = 200, **context:
         definition=definition,
         levels=get_args(Level),
         sexes=get_args(Sex),
-        contraindications=get_args(Contraindication),
+        contraindications=definition.pain_medication_contraindication,
         modalities=get_args(Modality),
         imaging_rows=IMAGING_ROWS,
         today=service.today().isoformat(),
@@ -622,7 +622,7 @@ async def login(request: Request) -> Response:
     if form is None:
         return render("login.html", 403, request, who=None, error=FORGED)
     token = str(form.get("token") or "").strip()
-    if not token or verify(_service(request).engine, token) is None:
+    if not token or await run_in_threadpool(verify, _service(request).engine, token) is None:
         return render("login.html", 401, request, who=None, error="That token is unknown or revoked.")
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https")
