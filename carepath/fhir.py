@@ -1,4 +1,5 @@
-"""FHIR R4 export: an episode as a Bundle (CarePlan + Tasks), its audit trail as AuditEvents.
+"""FHIR R4 export: an episode as a Bundle (CarePlan, Tasks, and what people recorded: pain scores
+as Observations, notes as Communications), its audit trail as AuditEvents.
 
 Validated with the ``fhir.resources`` R4B models (R4B's CarePlan, Task and AuditEvent match R4
 for what we use). The patient is referenced by identifier only: no other patient data leaves.
@@ -14,7 +15,7 @@ from fhir.resources.R4B.bundle import Bundle
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from db.models import AuditRow, EpisodeRow, TaskRow
+from db.models import AuditRow, EpisodeRow, EventRow, TaskRow
 
 PATIENT_SYSTEM = "urn:carepath:patient"
 EPISODE_SYSTEM = "urn:carepath:episode"
@@ -60,8 +61,14 @@ def episode_bundle(engine: Engine, episode_id: str) -> dict[str, Any]:
     with Session(engine) as session:
         episode = _episode(session, episode_id)
         tasks = session.scalars(select(TaskRow).where(TaskRow.episode_id == episode_id).order_by(TaskRow.id)).all()
+        recorded = session.scalars(
+            select(EventRow)
+            .where(EventRow.episode_id == episode_id, EventRow.type.in_(RECORDED))
+            .order_by(EventRow.occurred_on, EventRow.recorded_at)
+        ).all()
     plan_url = _full_url("CarePlan", episode.id)
     entries = [_task_entry(task, episode, plan_url) for task in tasks]
+    records = [RECORDED[row.type](row, episode, plan_url) for row in recorded]
     care_plan = {
         "resourceType": "CarePlan",
         "identifier": [{"system": EPISODE_SYSTEM, "value": episode.id}],
@@ -78,7 +85,7 @@ def episode_bundle(engine: Engine, episode_id: str) -> dict[str, Any]:
         "resourceType": "Bundle",
         "type": "collection",
         "timestamp": _instant(episode.updated_at),
-        "entry": [{"fullUrl": plan_url, "resource": care_plan}, *entries],
+        "entry": [{"fullUrl": plan_url, "resource": care_plan}, *entries, *records],
     }
     Bundle.model_validate(bundle)  # raises if we ever drift from R4
     return bundle
@@ -109,6 +116,53 @@ def _task_entry(task: TaskRow, episode: EpisodeRow, plan_url: str) -> dict[str, 
     if task.close_reason:
         resource["note"] = [{"text": task.close_reason}]
     return {"fullUrl": _full_url("Task", f"{episode.id}/{task.id}"), "resource": resource}
+
+
+# LOINC 72514-3: pain severity, 0-10 verbal numeric rating, reported (the SPEC's NRS).
+PAIN_CODE = {"system": "http://loinc.org", "code": "72514-3", "display": "Pain severity - 0-10 verbal numeric rating"}
+
+
+def _pain_observation(row: EventRow, episode: EpisodeRow, plan_url: str) -> dict[str, Any]:
+    payload = row.payload
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "identifier": [{"system": EVENT_SYSTEM, "value": row.id}],
+        "basedOn": [{"reference": plan_url}],
+        "status": "final",
+        "category": [
+            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey"}]}
+        ],
+        "code": {"coding": [PAIN_CODE], "text": "pain NRS"},
+        "subject": _patient(episode.patient_ref),
+        "effectiveDateTime": row.occurred_on.isoformat(),
+        "issued": _instant(row.recorded_at),
+        "performer": [{"display": row.recorded_by}],
+        "valueInteger": payload["nrs"],
+    }
+    facts = [f"{k}: {v}" for k, v in payload.items() if k not in ("type", "occurred_on", "nrs") and v not in ([], None)]
+    if facts:
+        resource["note"] = [{"text": "; ".join(facts)}]
+    return {"fullUrl": _full_url("Observation", f"{episode.id}/{row.id}"), "resource": resource}
+
+
+def _note_communication(row: EventRow, episode: EpisodeRow, plan_url: str) -> dict[str, Any]:
+    resource = {
+        "resourceType": "Communication",
+        "identifier": [{"system": EVENT_SYSTEM, "value": row.id}],
+        "basedOn": [{"reference": plan_url}],
+        "status": "completed",
+        "subject": _patient(episode.patient_ref),
+        "sent": _instant(row.recorded_at),
+        "sender": {"display": row.payload.get("author") or row.recorded_by},
+        "payload": [{"contentString": row.payload["text"]}],
+        "note": [{"text": f"recorded by {row.recorded_by} for {row.occurred_on.isoformat()}"}],
+    }
+    return {"fullUrl": _full_url("Communication", f"{episode.id}/{row.id}"), "resource": resource}
+
+
+EVENT_SYSTEM = "urn:carepath:event"
+# Which recorded events the export carries, and as what.
+RECORDED = {"pain_assessment": _pain_observation, "note": _note_communication}
 
 
 def audit_bundle(engine: Engine, episode_id: str) -> dict[str, Any]:

@@ -18,10 +18,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, case, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from carepath.engine.definition import DefinitionCore, local_date
@@ -29,11 +29,12 @@ from carepath.engine.inputs import EnrollmentCore, EventCore
 from carepath.engine.items import TaskKey
 from carepath.engine.pathway import Pathway
 from carepath.engine.registry import DEFAULT_PATHWAY, pathway_for
+from carepath.engine.state import EpisodeCore
 from carepath.errors import FieldError, InvalidInput
 from carepath.observability import observe_update
 from db import idempotency
-from db.models import AuditRow, EpisodeRow, TaskRow, TimelineItemRow
-from db.queries import timeline
+from db.models import AuditRow, EpisodeRow, TaskRow
+from db.queries import EpisodeFacts, TaskFilter, TaskView, episode_facts, task_page, timeline
 from workflows.client import EpisodeClient, EpisodeClosed
 from workflows.contracts import EpisodeView, EventOutcome, TaskClosing
 
@@ -83,25 +84,6 @@ class Enrolled(BaseModel):
     enrolled_on: date
 
 
-class TaskView(BaseModel):
-    id: int
-    episode_id: str
-    patient_ref: str
-    code: str
-    occasion: str  # what raised it: its milestone, its dose, the enrollment, or an event
-    kind: str
-    priority: str
-    assignee: str
-    title: str
-    detail: str
-    evidence: list[str]
-    raised_on: date
-    due_on: date | None
-    overdue_days: int
-    status: str
-    close_reason: str | None
-
-
 class AuditEntry(BaseModel):
     id: int
     at: datetime
@@ -118,20 +100,12 @@ class Migrated(BaseModel):
     status: str
 
 
-class EpisodeDetail(BaseModel):
-    episode_id: str
-    patient_ref: str
-    pathway: str
-    phase: str
-    status: str
-    identified_on: date
-    enrolled_on: date
+class EpisodeDetail(EpisodeFacts):
     open_tasks: list[TaskView]
     timeline: list[dict[str, Any]]
 
 
 Row = TypeVar("Row", EpisodeRow, TaskRow)
-PRIORITY_RANK = {"urgent": 0, "high": 1, "routine": 2}
 
 
 def _utcnow() -> datetime:
@@ -223,9 +197,9 @@ class CarepathService:
         except LookupError as exc:
             raise InvalidInput.one("pathway", str(exc)) from None
 
-    def today(self, definition: DefinitionCore) -> date:
-        """Today in the clinic's time zone of ``definition``."""
-        return local_date(definition, self.clock())
+    def today(self, definition: DefinitionCore | None = None) -> date:
+        """Today in the clinic's time zone of ``definition`` (default: the default pathway's)."""
+        return local_date(definition or self.pathway().definition(), self.clock())
 
     async def enroll(
         self,
@@ -365,6 +339,10 @@ class CarepathService:
                 return self._reserve(row)
             return held
         return None
+
+    def active_episode_of(self, patient_ref: str) -> EpisodeRow | None:
+        """The patient's active (or reserving) episode, if any: the enrollment page links it."""
+        return self._holding(patient_ref)
 
     def _holding(self, patient_ref: str) -> EpisodeRow | None:
         with Session(self.engine) as session:
@@ -595,16 +573,18 @@ class CarepathService:
     def episode(self, episode_id: str) -> EpisodeDetail:
         row = self._episode_row(episode_id)
         return EpisodeDetail(
-            episode_id=row.id,
-            patient_ref=row.patient_ref,
-            pathway=f"{row.pathway_id}.v{row.pathway_version}",
-            phase=row.phase,
-            status=row.status,
-            identified_on=row.identified_on,
-            enrolled_on=row.enrolled_on,
+            **episode_facts(row),
             open_tasks=self.worklist(episode_id=episode_id, include_simulated=True),
             timeline=timeline(self.engine, episode_id),
         )
+
+    async def workflow_state(self, episode_id: str, within: float = 2.0) -> EpisodeCore | None:
+        """The running workflow's state (its ``state`` query), None if it has ended or does not
+        answer within ``within`` seconds (no worker): callers fall back to the store."""
+        try:
+            return await asyncio.wait_for(self.episodes.state(episode_id), within)
+        except (TimeoutError, RPCError, WorkflowQueryFailedError, EpisodeClosed):
+            return None
 
     def audit(self, episode_id: str) -> list[AuditEntry]:
         self._episode_row(episode_id)
@@ -629,48 +609,13 @@ class CarepathService:
         limit: int = 500,
     ) -> list[TaskView]:
         """Tasks across episodes, most urgent first, then most overdue (earliest due) first."""
-        # Overdue by the clinic's calendar; every shipped definition so far keeps one clinic clock.
-        today = self.today(self.pathway().definition())
-        rank = case(PRIORITY_RANK, value=TaskRow.priority, else_=9)
-        query = (
-            select(TaskRow, EpisodeRow.patient_ref, TimelineItemRow.detail, TimelineItemRow.evidence)
-            .join(EpisodeRow, EpisodeRow.id == TaskRow.episode_id)
-            .join(TimelineItemRow, TimelineItemRow.id == TaskRow.timeline_item_id)
-            .order_by(rank, TaskRow.due_on.is_(None), TaskRow.due_on, TaskRow.id)
-            .limit(limit)
+        f = TaskFilter(
+            assignee=assignee,
+            status=status,
+            priority=priority,
+            episode_id=episode_id,
+            task_id=task_id,
+            include_simulated=include_simulated,
         )
-        filters = {
-            TaskRow.assignee: assignee,
-            TaskRow.status: status,
-            TaskRow.priority: priority,
-            TaskRow.episode_id: episode_id,
-            TaskRow.id: task_id,
-        }
-        for column, value in filters.items():
-            if value is not None:
-                query = query.where(column == value)
-        if not include_simulated:
-            query = query.where(EpisodeRow.simulated.is_(False))
-        with Session(self.engine) as session:
-            rows = session.execute(query).all()
-        return [
-            TaskView(
-                id=task.id,
-                episode_id=task.episode_id,
-                patient_ref=patient_ref,
-                code=task.code,
-                occasion=task.occasion,
-                kind=task.kind,
-                priority=task.priority,
-                assignee=task.assignee,
-                title=task.title,
-                detail=detail,
-                evidence=list(evidence),
-                raised_on=task.raised_on,
-                due_on=task.due_on,
-                overdue_days=max(0, (today - task.due_on).days) if task.due_on and task.status == "open" else 0,
-                status=task.status,
-                close_reason=task.close_reason,
-            )
-            for task, patient_ref, detail, evidence in rows
-        ]
+        # Overdue by the clinic's calendar; every shipped definition so far keeps one clinic clock.
+        return task_page(self.engine, self.today(), f, limit).items

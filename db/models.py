@@ -136,7 +136,11 @@ class TaskRow(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     close_reason: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (UniqueConstraint("episode_id", "code", "occasion", name="uq_task_occasion"),)
+    __table_args__ = (
+        UniqueConstraint("episode_id", "code", "occasion", name="uq_task_occasion"),
+        # The worklist's order within a status and priority, read by keyset (db/queries.task_page).
+        Index("ix_tasks_worklist", "status", "priority", "due_on", "id"),
+    )
 
 
 class EventRow(Base):

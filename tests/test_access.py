@@ -34,6 +34,10 @@ PAYLOADS = {
     ]
 }
 
+ENROLL_FORM = (
+    f"identified_on={TODAY}&patient.ref={{ref}}&patient.age=70&patient.sex=male&fracture.levels=L2&pain_nrs=5"
+    "&analgesics=nsaid"
+)
 # (method, route#variant, who may, body). Path parameters are filled with things made fresh for
 # every call (an episode, its physician or coordinator task, a token), so one role's success never
 # changes another's answer.
@@ -45,7 +49,9 @@ MATRIX = [
     # A JSON object is one JSON line: a one-line import (refused by field, answered 200).
     ("POST", "/imports", CLINICIANS, {"patient": {}}),
     ("POST", "/episodes", CLINICIANS, "enrollment"),
+    ("GET", "/episodes", READERS, None),
     ("GET", "/episodes/{episode_id}", READERS, None),
+    ("GET", "/episodes/{episode_id}/events", READERS, None),
     (
         "POST",
         "/episodes/{episode_id}/events",
@@ -84,6 +90,21 @@ MATRIX = [
     # Pages: a person without a token is sent to sign in (303) rather than given a 401.
     ("GET", "/", READERS, None),
     ("GET", "/ui/episodes/{episode_id}", READERS, None),
+    ("GET", "/ui/patients", READERS, None),
+    ("GET", "/ui/enroll", CLINICIANS, None),
+    # Page forms (signed-in cookie, the page's CSRF token, this origin): 303 when done.
+    ("POST", "/ui/enroll", CLINICIANS, "page:" + ENROLL_FORM),
+    ("POST", "/ui/episodes/{episode_id}/events", CLINICIANS, f"page:type=note&occurred_on={TODAY}&author=x&text=hi"),
+    (
+        "POST",
+        "/ui/episodes/{episode_id}/events#override",
+        PHYSICIAN,
+        f"page:type=override&occurred_on={TODAY}&author=Dr+A&reason=seen&close_task=AVOID_BED_REST",
+    ),
+    ("POST", "/ui/episodes/{episode_id}/withdraw", CLINICIANS, "page:reason=declined"),
+    ("POST", "/ui/episodes/{episode_id}/migrate", PHYSICIAN, "page:version=2&reason=clinic+policy"),
+    ("POST", "/ui/tasks/{task_id}/{action}#physician", PHYSICIAN, "page:reason=done"),
+    ("POST", "/ui/tasks/{task_id}/{action}#coordinator", CLINICIANS, "page:reason=done"),
     ("GET", "/login", PUBLIC, None),
     ("POST", "/logout", PUBLIC, "form"),
     ("POST", "/login", PUBLIC, "form"),
@@ -93,8 +114,9 @@ MATRIX = [
     ("GET", "/checkin/{token}", PUBLIC, "link"),
     ("POST", "/checkin/{token}", PUBLIC, "link"),
     ("GET", "/checkin-static/checkin.css", PUBLIC, None),
+    ("GET", "/docs", PUBLIC, None),
 ]
-PAGES = {"/", "/ui/episodes/{episode_id}"}
+PAGES = {"/", "/ui/episodes/{episode_id}", "/ui/patients", "/ui/enroll"}
 SITE = "http://carepath.test"
 
 
@@ -140,7 +162,12 @@ async def _fresh(live, template: str) -> tuple[str, list[str]]:
     and the patient data that must not reach anyone but a reader (ref, note text, task titles)."""
     client = live.client
     path, _, variant = template.partition("#")
-    values: dict[str, object] = {"pathway_id": "ovcf-lumbar", "version": 1, "token": uuid.uuid4().hex}
+    values: dict[str, object] = {
+        "pathway_id": "ovcf-lumbar",
+        "version": 1,
+        "action": "complete",
+        "token": uuid.uuid4().hex,
+    }
     secrets: list[str] = []
     if "{episode_id}" in path or "{task_id}" in path:
         ref = f"p-{uuid.uuid4().hex[:10]}"
@@ -191,6 +218,17 @@ async def test_route_answers_each_role(live, method, template, allowed, body, ro
         response = await live.client.request(method, path, headers=live.auth(role))
         assert response.status_code in (403, 404, 429) and leaks(response.text, secrets) == [], response.text
         return
+    if isinstance(body, str) and body.startswith("page:"):
+        response = await _page_form(live, role, path, body.removeprefix("page:"))
+        if role not in READERS:
+            assert leaks(response.text, secrets) == [], (role, response.status_code, response.text)
+        if role in allowed:
+            assert response.status_code == 303 and response.headers["location"] != "/login", response.text
+        elif role is None:
+            assert response.status_code == 303 and response.headers["location"] == "/login"
+        else:
+            assert response.status_code == 403, (role, response.status_code, response.text)
+        return
     payload = enrollment() if body == "enrollment" else body
     response = await live.client.request(method, path, json=payload, headers=live.auth(role))
     if role not in READERS:  # admins and strangers see no patient data, whatever the answer
@@ -208,7 +246,24 @@ async def test_route_answers_each_role(live, method, template, allowed, body, ro
             assert response.json()["detail"][0]["field"] == "Authorization"
 
 
-API_ROUTES = [row for row in MATRIX if row[2] != PUBLIC and row[1] not in PAGES]
+async def _page_form(live, role: str | None, path: str, fields: str) -> httpx.Response:
+    """A page's form posted as a signed-in browser would (cookie, CSRF token, this origin)."""
+    form = {"content-type": "application/x-www-form-urlencoded", "origin": SITE}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=live.app), base_url=SITE) as browser:
+        if role is not None:
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', (await browser.get("/login")).text).group(1)
+            signed = await browser.post("/login", content=f"token={live.tokens[role]}&csrf_token={csrf}", headers=form)
+            assert signed.status_code == 303
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', (await browser.get("/login")).text).group(1)
+        fields = fields.replace("{ref}", f"p-{uuid.uuid4().hex[:10]}")
+        return await browser.post(path, content=f"{fields}&csrf_token={csrf}", headers=form)
+
+
+API_ROUTES = [
+    row
+    for row in MATRIX
+    if row[2] != PUBLIC and row[1] not in PAGES and not (isinstance(row[3], str) and row[3].startswith("page:"))
+]
 
 
 @pytest.mark.parametrize(

@@ -14,19 +14,43 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
+from collections.abc import Callable
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, get_args
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi_csrf_protect import CsrfProtect
 from fastapi_csrf_protect.exceptions import CsrfProtectError
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.datastructures import FormData
 
-from carepath.api.auth import COOKIE, READERS, Forbidden, Principal, Unauthorized, authenticate, ensure
-from carepath.engine.vocabulary import Assignee
-from carepath.service import CarepathService, NotFound
+from carepath.api.auth import (
+    CLINICIANS,
+    COOKIE,
+    PHYSICIANS,
+    READERS,
+    Forbidden,
+    Principal,
+    Unauthorized,
+    authenticate,
+    ensure,
+)
+from carepath.api.deps import CLOSERS, MAX_ID
+from carepath.engine.registry import pathway_for
+from carepath.engine.vocabulary import Assignee, Priority, Sex, TaskStatus
+from carepath.errors import InvalidInput
+from carepath.pathways.ovcf_lumbar.definition import load_definition
+from carepath.pathways.ovcf_lumbar.inputs import Enrollment, Event, parse_event, parse_model
+from carepath.pathways.ovcf_lumbar.vocabulary import Level, Modality, Phase
+from carepath.service import CarepathService, Conflict, NotFound, enrollment_digest
+from carepath.web.timeline import timeline_svg
 from db.models import EPISODE_ID_PATTERN
+from db.queries import LISTED_STATUSES, TaskFilter, episode_page, events, task_counts, task_page
 from db.tokens import verify
 
 HERE = Path(__file__).resolve().parent
@@ -43,6 +67,12 @@ CSRF_FIELD = "csrf_token"
 CSRF_COOKIE = "carepath_csrf"
 CSRF_LIFETIME = 8 * 3600  # seconds: a page left open for a shift can still sign out
 FORGED = "This form expired or came from another site; nothing was changed. Try again from this page."
+
+P = TypeVar("P")
+ASSIGNEES: tuple[str, ...] = get_args(Assignee)
+PRIORITIES: tuple[str, ...] = get_args(Priority)
+STATUSES: tuple[str, ...] = get_args(TaskStatus)
+PHASES: tuple[str, ...] = get_args(Phase)
 
 router = APIRouter(include_in_schema=False)
 
@@ -92,7 +122,7 @@ def _from_this_page(request: Request) -> bool:
     return ours and site in ("same-origin", "none")
 
 
-async def _checked_form(request: Request) -> dict[str, str] | None:
+async def _checked_form(request: Request) -> FormData | None:
     """The posted form when it passes the origin and CSRF checks, else None."""
     if not _from_this_page(request):
         return None
@@ -101,14 +131,14 @@ async def _checked_form(request: Request) -> dict[str, str] | None:
         await request.app.state.csrf.validate_csrf(request)
     except (CsrfProtectError, ValueError, HTTPException):  # HTTPException: an unparsable form
         return None
-    return {k: v for k, v in form.items() if isinstance(v, str)}
+    return form
 
 
-def _reader(request: Request) -> Principal | Response:
-    """The signed-in reader, or the response to send instead (sign in / not allowed)."""
+def _signed_in(request: Request, roles: tuple[str, ...], what: str) -> Principal | Response:
+    """The signed-in person when their role is one of ``roles``, or the response to send instead."""
     try:
         who = authenticate(request, cookie=True)
-        ensure(who, READERS, "patient pages")
+        ensure(who, roles, what)
     except Unauthorized:
         return RedirectResponse("/login", status_code=303)
     except Forbidden as exc:
@@ -116,37 +146,231 @@ def _reader(request: Request) -> Principal | Response:
     return who
 
 
+def _reader(request: Request) -> Principal | Response:
+    return _signed_in(request, READERS, "patient pages")
+
+
+async def _action(request: Request, roles: tuple[str, ...], what: str) -> tuple[Principal, FormData] | Response:
+    """A state-changing page form: the person's role, then this origin and the page's CSRF token."""
+    who = await run_in_threadpool(_signed_in, request, roles, what)  # the token's look-up: off the loop
+    if isinstance(who, Response):
+        return who
+    form = await _checked_form(request)
+    if form is None:
+        return render("message.html", 403, request, heading="Nothing was changed", message=FORGED, who=who)
+    return who, form
+
+
+def _back(form: FormData, default: str = "/") -> str:
+    """Where a form returns to: a path on this site only (never another host)."""
+    target = str(form.get("back") or default)
+    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else default
+
+
+def _redirect(target: str, notice: str) -> RedirectResponse:
+    """After a change made on a page (POST-redirect-GET): the worklist counts are counted afresh."""
+    _counted.clear()
+    joiner = "&" if "?" in target else "?"
+    return RedirectResponse(f"{target}{joiner}notice={notice}", status_code=303)
+
+
+def _errors(exc: InvalidInput) -> dict[str, str]:
+    """Field -> message, the API's own field names (the page shows each beside its input)."""
+    found: dict[str, str] = {}
+    for error in exc.errors:
+        found.setdefault(error.field or "form", error.message)
+    return found
+
+
+# What a redirect's ?notice= says (codes, so that a link cannot make the page say anything else).
+NOTICES = {
+    "completed": "Task completed.",
+    "cancelled": "Task cancelled.",
+    "closed": "That task was already closed; nothing was recorded twice.",
+    "recorded": "Event recorded.",
+    "enrolled": "Patient enrolled.",
+    "withdrawn": "Patient withdrawn; open tasks were cancelled.",
+    "migrated": "Episode migrated to the new pathway version.",
+}
+PAGE_SIZE = 50
+
+
+def _common(request: Request, who: Principal) -> dict[str, Any]:
+    """What every signed-in page shows: who, and the notice of the action that led here."""
+    return {
+        "who": who,
+        "notice": NOTICES.get(request.query_params.get("notice", "")),
+        "can_act": who.role in CLINICIANS,
+        "is_physician": who.role in PHYSICIANS,
+        "closers": {assignee: roles for assignee, roles in CLOSERS.items()},
+        "form_key": secrets.token_urlsafe(16),  # one per rendered page: a resubmission reuses it
+    }
+
+
+# Counting every open task is the one read on the worklist that grows with the store (tens of ms
+# at 100,000 tasks): the counts are kept COUNTS_TTL seconds per filter, and dropped by any change
+# made through these pages, so a person's own action shows in them at once.
+COUNTS_TTL = 5.0
+_counted: dict[tuple[str, date], tuple[float, dict[str, dict[str, int]]]] = {}
+
+
+def _counts(service: CarepathService, today: date, f: TaskFilter) -> dict[str, dict[str, int]]:
+    key = (f.model_dump_json(), today)
+    now = time.monotonic()
+    held = _counted.get(key)
+    if held is None or held[0] < now:
+        if len(_counted) > 1000:  # filters typed by hand: keep the cache small
+            _counted.clear()
+        held = _counted[key] = (now + COUNTS_TTL, task_counts(service.engine, today, f))
+    return held[1]
+
+
+def _from_cursor(fetch: Callable[[str | None], P], cursor: str | None) -> P:
+    """The page at ``cursor``; a stale or edited cursor shows the first page instead of an error."""
+    try:
+        return fetch(cursor or None)
+    except InvalidInput:
+        return fetch(None)
+
+
+def _choice(value: str | None, allowed: tuple[str, ...]) -> str | None:
+    return value if value in allowed else None
+
+
 @router.get("/")
-async def worklist(request: Request, assignee: Assignee | None = None) -> Response:
+def worklist(
+    request: Request,
+    assignee: str | None = None,
+    priority: str | None = None,
+    status: str | None = None,
+    patient: str | None = None,
+    cursor: str | None = None,
+) -> Response:
     who = _reader(request)
     if isinstance(who, Response):
         return who
-    tasks = _service(request).worklist(assignee=assignee)
-    groups = [(key, label, [t for t in tasks if t.priority == key]) for key, label in GROUPS]
+    service = _service(request)
+    today = service.today()
+    f = TaskFilter(
+        assignee=_choice(assignee, ASSIGNEES),
+        priority=_choice(priority, PRIORITIES),
+        status=_choice(status, STATUSES) or "open",
+        patient_ref=(patient or "").strip()[:64] or None,
+    )
+    page = _from_cursor(lambda at: task_page(service.engine, today, f, PAGE_SIZE, at), cursor)
+    counts = _counts(service, today, f)
+    groups = [(key, label, [t for t in page.items if t.priority == key]) for key, label in GROUPS]
+    filters = {"assignee": f.assignee, "priority": f.priority, "status": f.status, "patient": f.patient_ref}
+    next_url = str(request.url.include_query_params(cursor=page.next_cursor)) if page.next_cursor else None
     from carepath.api.checkin import failed_count  # follow-up: failed deliveries, for coordinators
 
-    failed = failed_count(_service(request).engine) if who.role == "coordinator" else 0
+    failed = failed_count(service.engine) if who.role == "coordinator" else 0
     return render(
         "worklist.html",
         200,
         request,
-        who=who,
-        assignee=assignee,
+        **_common(request, who),
+        assignee=f.assignee,
         groups=[g for g in groups if g[2]],
         failed_notifications=failed,
+        counts=counts,
+        filters=filters,
+        options={"assignee": ASSIGNEES, "priority": PRIORITIES, "status": STATUSES},
+        next_url=next_url and next_url.replace(str(request.base_url).rstrip("/"), ""),
+        first_page=not cursor,
+        back=request.url.path + ("?" + request.url.query if request.url.query else ""),
+    )
+
+
+@router.post("/ui/tasks/{task_id}/{action}")
+async def close_task(request: Request, task_id: int, action: str) -> Response:
+    checked = await _action(request, CLINICIANS, "tasks")
+    if isinstance(checked, Response):
+        return checked
+    who, form = checked
+    if action not in ("complete", "cancel") or not 1 <= task_id <= MAX_ID:
+        return render("message.html", 404, request, heading="No such action", message="Nothing was changed.", who=who)
+    service = _service(request)
+    back = _back(form)
+    reason = str(form.get("reason") or "").strip()
+    if action == "cancel" and not reason:
+        return _task_refused(request, who, back, "reason: a cancellation needs a reason")
+    try:
+        task = await run_in_threadpool(service.task, task_id)
+        ensure(who, CLOSERS[task.assignee], "this task")
+        status = "completed" if action == "complete" else "cancelled"
+        await service.close_task(task_id, status, reason or "done", who.actor)
+    except Conflict:  # closed already (a double click, or someone else): nothing recorded twice
+        return _redirect(back, "closed")
+    except Forbidden as exc:
+        return _task_refused(request, who, back, str(exc), 403)
+    except NotFound as exc:
+        return _task_refused(request, who, back, str(exc), 404)
+    except InvalidInput as exc:
+        return _task_refused(request, who, back, str(exc))
+    return _redirect(back, status)
+
+
+def _task_refused(request: Request, who: Principal, back: str, why: str, status: int = 422) -> Response:
+    return render("message.html", status, request, heading="Nothing was changed", message=why, who=who, back=back)
+
+
+@router.get("/ui/patients")
+def patients(
+    request: Request,
+    patient: str | None = None,
+    phase: str | None = None,
+    status: str | None = None,
+    cursor: str | None = None,
+) -> Response:
+    who = _reader(request)
+    if isinstance(who, Response):
+        return who
+    service = _service(request)
+    query = {
+        "patient_ref": (patient or "").strip()[:64] or None,
+        "phase": _choice(phase, PHASES),
+        "status": _choice(status, LISTED_STATUSES),
+    }
+    page = _from_cursor(lambda at: episode_page(service.engine, service.today(), PAGE_SIZE, cursor=at, **query), cursor)
+    next_url = f"/ui/patients?{urlencode({**{k: v for k, v in query.items() if v}, 'cursor': page.next_cursor})}"
+    return render(
+        "patients.html",
+        200,
+        request,
+        **_common(request, who),
+        episodes=page.items,
+        query=query,
+        phases=PHASES,
+        statuses=LISTED_STATUSES,
+        next_url=next_url if page.next_cursor else None,
     )
 
 
 @router.get("/ui/episodes/{episode_id}")
-async def episode_page(request: Request, episode_id: str) -> Response:
-    who = _reader(request)
+async def episode_screen(request: Request, episode_id: str) -> Response:
+    who = await run_in_threadpool(_reader, request)
     if isinstance(who, Response):
         return who
+    return await _episode_view(request, who, episode_id)
+
+
+async def _episode_view(
+    request: Request,
+    who: Principal,
+    episode_id: str,
+    status: int = 200,
+    form_errors: dict[str, dict[str, str]] | None = None,
+    values: dict[str, str] | None = None,
+) -> Response:
+    from carepath.api.episodes import episode_with_upcoming  # the API's own read, with what comes next
+
+    service = _service(request)
     try:
-        episode = _service(request).episode(episode_id) if EPISODE_ID.fullmatch(episode_id) else None
+        if not EPISODE_ID.fullmatch(episode_id):
+            raise NotFound(episode_id)
+        episode = await episode_with_upcoming(service, episode_id)
     except NotFound:
-        episode = None
-    if episode is None:
         return render(
             "message.html",
             404,
@@ -157,9 +381,243 @@ async def episode_page(request: Request, episode_id: str) -> Response:
         )
     from carepath.checkin import summary  # follow-up: the patient's check-in links
 
+    recorded = await run_in_threadpool(events, service.engine, episode_id)
+    trail = await run_in_threadpool(service.audit, episode_id)
+    pathway_id, version = episode.pathway.rsplit(".v", 1)
+    definition = pathway_for(pathway_id).definition(int(version))
+    today = service.today()
     return render(
-        "episode.html", 200, request, who=who, episode=episode, checkins=summary(_service(request).engine, episode_id)
+        "episode.html",
+        status,
+        request,
+        **_common(request, who),
+        episode=episode,
+        events=recorded,
+        audit=trail,
+        definition=definition,
+        newer=[v for v in pathway_for(pathway_id).versions() if v > int(version)],
+        picture=timeline_svg(episode, recorded, definition, today),
+        today=today.isoformat(),
+        form_errors=form_errors or {},
+        values=values or {},
+        event_forms=EVENT_FORMS,
+        active=episode.status == "active",
+        checkins=summary(service.engine, episode_id),
     )
+
+
+# The fields of each event form, in the order the page shows them (the rest of the page's
+# vocabulary comes from the episode's definition).
+EVENT_FORMS = [
+    ("pain_assessment", "Pain assessment"),
+    ("medication_started", "Medication started"),
+    ("medication_stopped", "Medication stopped"),
+    ("dose_given", "Dose given"),
+    ("imaging", "Imaging"),
+    ("hospital_admission", "Hospital admission"),
+    ("parenteral_narcotics", "Parenteral narcotics"),
+    ("red_flag", "Red flag"),
+    ("note", "Note"),
+    ("override", "Override (physicians)"),
+]
+_LISTS = {"analgesics", "opioid_effects"}
+_FLAGS = {"oral_analgesia_adequate", "symptoms_changed", "new_fracture", "marrow_edema"}
+
+
+def event_from_form(form: FormData) -> dict[str, Any]:
+    """The event as the API takes it: lists from multi-selects, checkboxes as booleans, NRS as a number."""
+    data: dict[str, Any] = {}
+    kind = str(form.get("type") or "")
+    for name in EVENT_FIELDS.get(kind, ()):
+        if name in _LISTS:
+            data[name] = [str(v) for v in form.getlist(name) if v]
+        elif name in _FLAGS:
+            data[name] = form.get(name) == "yes"
+        elif (value := str(form.get(name) or "").strip()) != "":
+            data[name] = int(value) if name == "nrs" and value.isdigit() else value
+    return {"type": kind, **data}
+
+
+# Each event form's fields are its input model's (the page records what the API takes).
+EVENT_FIELDS: dict[str, tuple[str, ...]] = {
+    model.model_fields["type"].default: tuple(name for name in model.model_fields if name != "type")
+    for model in get_args(get_args(Event)[0])
+    if model.model_fields["type"].default != "withdraw"  # withdrawal has its own form
+}
+
+
+@router.post("/ui/episodes/{episode_id}/events")
+async def record_event(request: Request, episode_id: str) -> Response:
+    checked = await _action(request, CLINICIANS, "recording events")
+    if isinstance(checked, Response):
+        return checked
+    who, form = checked
+    data = event_from_form(form)
+    kind = data["type"]
+    back = f"/ui/episodes/{episode_id}"
+    try:
+        if kind not in EVENT_FIELDS:
+            raise InvalidInput.one("type", "is not an event this page records")
+        if kind == "override":
+            ensure(who, PHYSICIANS, "an override")
+        event = parse_event(data)
+        # The page's form key is the Idempotency-Key: a double click or a resubmission applies once.
+        key = f"form-{str(form.get('form_key') or '')[:40]}" if form.get("form_key") else None
+        await _service(request).record_event(episode_id, event, who.actor, key)
+    except InvalidInput as exc:
+        values = {f"{kind}.{k}": str(v) for k, v in form.items() if isinstance(v, str)}
+        return await _episode_view(request, who, episode_id, 422, {kind: _errors(exc)}, values)
+    except Forbidden as exc:
+        return await _episode_view(request, who, episode_id, 403, {kind: {"form": str(exc)}})
+    except NotFound:
+        return await _episode_view(request, who, episode_id, 404)
+    return _redirect(back, "recorded")
+
+
+@router.post("/ui/episodes/{episode_id}/withdraw")
+async def withdraw(request: Request, episode_id: str) -> Response:
+    checked = await _action(request, CLINICIANS, "withdrawing a patient")
+    if isinstance(checked, Response):
+        return checked
+    who, form = checked
+    service = _service(request)
+    data = {
+        "type": "withdraw",
+        "occurred_on": service.today().isoformat(),
+        "reason": str(form.get("reason") or ""),
+        **({"text": str(form["text"])} if str(form.get("text") or "").strip() else {}),
+    }
+    try:
+        event = parse_event(data)
+        key = f"form-{str(form.get('form_key') or '')[:40]}" if form.get("form_key") else None
+        await service.record_event(episode_id, event, who.actor, key)
+    except InvalidInput as exc:
+        values = {f"withdraw.{k}": str(v) for k, v in form.items() if isinstance(v, str)}
+        return await _episode_view(request, who, episode_id, 422, {"withdraw": _errors(exc)}, values)
+    except NotFound:
+        return await _episode_view(request, who, episode_id, 404)
+    return _redirect(f"/ui/episodes/{episode_id}", "withdrawn")
+
+
+@router.post("/ui/episodes/{episode_id}/migrate")
+async def migrate(request: Request, episode_id: str) -> Response:
+    checked = await _action(request, PHYSICIANS, "migrating an episode")
+    if isinstance(checked, Response):
+        return checked
+    who, form = checked
+    version = str(form.get("version") or "")
+    reason = str(form.get("reason") or "").strip()
+    try:
+        if not version.isdigit() or not 1 <= int(version) <= MAX_ID:
+            raise InvalidInput.one("version", "choose a pathway version")
+        if not reason:
+            raise InvalidInput.one("reason", "a migration needs a reason")
+        await _service(request).migrate(episode_id, int(version), reason, who.actor)
+    except InvalidInput as exc:
+        values = {f"migrate.{k}": str(v) for k, v in form.items() if isinstance(v, str)}
+        return await _episode_view(request, who, episode_id, 422, {"migrate": _errors(exc)}, values)
+    except NotFound:
+        return await _episode_view(request, who, episode_id, 404)
+    return _redirect(f"/ui/episodes/{episode_id}", "migrated")
+
+
+IMAGING_ROWS = 3  # blank imaging rows on the enrollment form
+
+
+def enrollment_from_form(form: FormData) -> dict[str, Any]:
+    """The enrollment as the API takes it, from the form's dotted field names."""
+
+    def text(name: str) -> str:
+        return str(form.get(name) or "").strip()
+
+    def number(name: str) -> int | str | None:
+        value = text(name)
+        return int(value) if value.isdigit() else (value or None)
+
+    def present(data: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in data.items() if v is not None and v != ""}
+
+    agent = text("osteoporosis_therapy.agent")
+    data: dict[str, Any] = {
+        "identified_on": text("identified_on") or None,
+        "patient": present({"ref": text("patient.ref"), "age": number("patient.age"), "sex": text("patient.sex")}),
+        "fracture": {
+            "levels": [str(v) for v in form.getlist("fracture.levels")],
+            "acute_injury": form.get("fracture.acute_injury") == "yes",
+            "correlating_symptoms": form.get("fracture.correlating_symptoms") == "yes",
+        },
+        "pain_nrs": number("pain_nrs"),
+        "analgesics": [str(v) for v in form.getlist("analgesics")],
+        "contraindications": [str(v) for v in form.getlist("contraindications")],
+        "calcium_vitamin_d": form.get("calcium_vitamin_d") == "yes",
+        "red_flags": [str(v) for v in form.getlist("red_flags")],
+        "imaging": [
+            {"performed_on": text(f"imaging[{i}].performed_on"), "modality": text(f"imaging[{i}].modality")}
+            for i in range(IMAGING_ROWS)
+            if text(f"imaging[{i}].performed_on") or text(f"imaging[{i}].modality")
+        ],
+    }
+    if agent:
+        data["osteoporosis_therapy"] = present(
+            {"agent": agent, "last_dose_on": text("osteoporosis_therapy.last_dose_on") or None}
+        )
+    return present(data)
+
+
+def _enroll_form(request: Request, who: Principal, status: int = 200, **context: Any) -> Response:
+    service = _service(request)
+    definition = load_definition(version=service.pathway_version)
+    return render(
+        "enroll.html",
+        status,
+        request,
+        **_common(request, who),
+        definition=definition,
+        levels=get_args(Level),
+        sexes=get_args(Sex),
+        contraindications=definition.pain_medication_contraindication,
+        modalities=get_args(Modality),
+        imaging_rows=IMAGING_ROWS,
+        today=service.today().isoformat(),
+        **{"errors": {}, "values": None, "existing": None, **context},
+    )
+
+
+@router.get("/ui/enroll")
+def enroll_form(request: Request) -> Response:
+    who = _signed_in(request, CLINICIANS, "enrolling patients")
+    if isinstance(who, Response):
+        return who
+    return _enroll_form(request, who)
+
+
+@router.post("/ui/enroll")
+async def enroll(request: Request) -> Response:
+    checked = await _action(request, CLINICIANS, "enrolling patients")
+    if isinstance(checked, Response):
+        return checked
+    who, form = checked
+    service = _service(request)
+    values = _form_values(form)
+    try:
+        enrollment = parse_model(Enrollment, enrollment_from_form(form))
+        enrolled = await service.enroll(enrollment, who.actor)
+    except InvalidInput as exc:
+        return _enroll_form(request, who, 422, errors=_errors(exc), values=values)
+    except Conflict as exc:
+        held = await run_in_threadpool(service.active_episode_of, enrollment.patient.ref)
+        if held is not None and held.enrollment_digest == enrollment_digest(enrollment):
+            # The same form sent twice (a double click): the first made the episode; show it.
+            return _redirect(f"/ui/episodes/{held.id}", "enrolled")
+        return _enroll_form(
+            request, who, 409, errors={exc.error.field: exc.error.message}, values=values, existing=held
+        )
+    return _redirect(f"/ui/episodes/{enrolled.episode_id}", "enrolled")
+
+
+def _form_values(form: FormData) -> dict[str, list[str]]:
+    """What was typed, to refill the form (every value of multi-selects)."""
+    return {key: [str(v) for v in form.getlist(key)] for key in form}
 
 
 @router.get("/login")
@@ -172,8 +630,8 @@ async def login(request: Request) -> Response:
     form = await _checked_form(request)
     if form is None:
         return render("login.html", 403, request, who=None, error=FORGED)
-    token = form.get("token", "").strip()
-    if not token or verify(_service(request).engine, token) is None:
+    token = str(form.get("token") or "").strip()
+    if not token or await run_in_threadpool(verify, _service(request).engine, token) is None:
         return render("login.html", 401, request, who=None, error="That token is unknown or revoked.")
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https")

@@ -2,7 +2,7 @@
 and outbox rows that belong to no episode (the daily digests)
 
 Revision ID: 0009_followup
-Revises: 0006
+Revises: 0008
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_followup"
-down_revision: str | None = "0006"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

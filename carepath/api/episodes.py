@@ -1,0 +1,176 @@
+"""Episodes: enrollment, the list, one episode with what comes next, events, withdrawal,
+migration, FHIR and the audit trail. Reads are plain ``def`` (FastAPI runs them in its
+threadpool, off the event loop); writes await the episode's workflow."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from carepath import upcoming
+from carepath.api.auth import CLINICIANS, PHYSICIANS, Principal, allow, ensure
+from carepath.api.deps import Clinician, EpisodeId, Migrator, Reader, Service
+from carepath.api.tasks import PatientRefPrefix, paged
+from carepath.engine.inputs import Text
+from carepath.engine.registry import DEFAULT_PATHWAY
+from carepath.service import AuditEntry, Enrolled, EpisodeDetail, Migrated
+from carepath.upcoming import DuePoint
+from db.queries import EpisodeSummary, EventView, episode_page, events
+from workflows.contracts import EventOutcome
+
+router = APIRouter(prefix="/episodes", tags=["episodes"])
+EpisodeStatus = Annotated[str | None, Query(pattern="^(reserving|active|completed|withdrawn)$")]
+
+
+async def event_author(request: Request, who: Annotated[Principal, Depends(allow(*CLINICIANS))]) -> Principal:
+    """Overrides need a physician: checked before the body is validated, so a coordinator's
+    override is 403 whatever its content (FastAPI solves dependencies before the body)."""
+    try:
+        body = await request.json()
+    except (ValueError, RecursionError):  # malformed JSON: the body's validation names it
+        return who
+    if isinstance(body, dict) and body.get("type") == "override":
+        ensure(who, PHYSICIANS, "an override")
+    return who
+
+
+EventAuthor = Annotated[Principal, Depends(event_author)]
+
+
+class WithdrawRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=64)]  # the pathway's vocabulary
+    text: Text | None = None
+
+
+class MigrateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=1)
+    reason: Text
+
+
+class EpisodeWithUpcoming(EpisodeDetail):
+    next_due: datetime | None = Field(None, description="when the workflow's clock next acts (its view)")
+    upcoming: list[DuePoint] = Field(
+        default_factory=list, description="milestones, due checks and denosumab doses still to come"
+    )
+
+
+@router.post("", status_code=201)
+async def enroll(
+    enrollment: Annotated[dict[str, Any], Body(description="the pathway's enrollment (see /definitions)")],
+    who: Clinician,
+    service: Service,
+    pathway: Annotated[str, Query(min_length=1, max_length=64)] = DEFAULT_PATHWAY,
+) -> Enrolled:
+    """Enroll a patient in ``pathway`` (``identified_on`` is day 0). 409 if the patient has an
+    active episode. The body is that pathway's enrollment; errors name its fields."""
+    return await service.enroll(enrollment, who.actor, pathway)
+
+
+@router.get("")
+def list_episodes(
+    request: Request,
+    response: Response,
+    _: Reader,
+    service: Service,
+    patient_ref: PatientRefPrefix = None,
+    phase: Annotated[str | None, Query(max_length=64)] = None,
+    status: EpisodeStatus = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> list[EpisodeSummary]:
+    """Episodes, active and finished, by patient ref; paged like ``GET /tasks`` (``X-Next-Cursor``)."""
+    page = episode_page(service.engine, service.today(), limit, patient_ref, phase, status, cursor)
+    paged(response, request, page.next_cursor)
+    return page.items
+
+
+async def episode_with_upcoming(service: Service, episode_id: str) -> EpisodeWithUpcoming:
+    """The episode from the store, with what comes next from its running workflow when it answers."""
+    detail = await run_in_threadpool(service.episode, episode_id)
+    if detail.status != "active":
+        return EpisodeWithUpcoming(**detail.model_dump())
+    state = await service.workflow_state(episode_id)
+    if state is None:  # no answer in time (no worker): milestones from the definition alone
+        pathway_id, version = detail.pathway.rsplit(".v", 1)
+        points = upcoming.from_definition(pathway_id, int(version), detail.identified_on, service.today())
+        return EpisodeWithUpcoming(**detail.model_dump(), upcoming=points)
+    return EpisodeWithUpcoming(
+        **detail.model_dump(),
+        next_due=service.pathway(state.definition.id).next_due(state),
+        upcoming=upcoming.from_state(state),
+    )
+
+
+@router.get("/{episode_id}")
+async def episode(episode_id: EpisodeId, _: Reader, service: Service) -> EpisodeWithUpcoming:
+    """Phase, definition version, open tasks, timeline, and what comes next (``upcoming``)."""
+    return await episode_with_upcoming(service, episode_id)
+
+
+@router.get("/{episode_id}/events")
+def recorded_events(episode_id: EpisodeId, _: Reader, service: Service) -> list[EventView]:
+    """The events people recorded (notes with their text), who recorded each and when."""
+    service.episode(episode_id)  # 404 for an unknown episode
+    return events(service.engine, episode_id)
+
+
+@router.post("/{episode_id}/events")
+async def record_event(
+    episode_id: EpisodeId,
+    event: Annotated[dict[str, Any], Body(description="one event of the episode's pathway")],
+    who: EventAuthor,
+    service: Service,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> EventOutcome:
+    """Record one clinical event (``occurred_on`` between day 0 and today).
+
+    A rejected event gets 422 naming the field and changes nothing. Retrying with the same
+    ``Idempotency-Key`` applies the event once (keys are per episode and expire after 24 h).
+    """
+    return await service.record_event(episode_id, event, who.actor, idempotency_key)
+
+
+@router.post("/{episode_id}/withdraw")
+async def withdraw(episode_id: EpisodeId, body: WithdrawRequest, who: Clinician, service: Service) -> EventOutcome:
+    """Withdraw the patient: open tasks are cancelled and the episode ends."""
+    return await service.withdraw(episode_id, body.reason, body.text, who.actor)
+
+
+@router.get("/{episode_id}/fhir")
+def fhir(episode_id: EpisodeId, _: Reader, service: Service) -> dict[str, Any]:
+    """The episode as a FHIR R4 Bundle: a CarePlan, its Tasks, and the recorded events
+    (pain scores as Observations, notes as Communications)."""
+    from carepath.fhir import episode_bundle
+
+    service.episode(episode_id)  # 404 for an unknown episode
+    return episode_bundle(service.engine, episode_id)
+
+
+@router.post("/{episode_id}/migrate", tags=["definitions"])
+async def migrate(episode_id: EpisodeId, body: MigrateRequest, who: Migrator, service: Service) -> Migrated:
+    """Move a running episode to a newer pathway version, deliberately (timeline + audit trail).
+
+    The answer carries no patient data (admins migrate too): read the episode for its timeline.
+    """
+    return await service.migrate(episode_id, body.version, body.reason, who.actor)
+
+
+@router.get("/{episode_id}/audit", tags=["audit"])
+def audit(episode_id: EpisodeId, _: Reader, service: Service) -> list[AuditEntry]:
+    """Who did what to the episode, when and why (append-only)."""
+    return service.audit(episode_id)
+
+
+@router.get("/{episode_id}/audit/fhir", tags=["audit"])
+def audit_fhir(episode_id: EpisodeId, _: Reader, service: Service) -> dict[str, Any]:
+    """The audit trail as FHIR R4 AuditEvents."""
+    from carepath.fhir import audit_bundle
+
+    service.episode(episode_id)  # 404 for an unknown episode
+    return audit_bundle(service.engine, episode_id)
