@@ -44,8 +44,10 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LINK = re.compile(r"/checkin/([A-Za-z0-9_-]{20,})")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 async def env():
+    # One time-skipping server per test: its clock is global, and a story's reminder timers must
+    # not run on the next test's clock (run together, the PostgreSQL story missed its reminder).
     environment = await start_time_skipping()
     yield environment
     await environment.shutdown()
