@@ -253,7 +253,7 @@ class CarepathService:
                 identified_on=enrollment.identified_on,
                 enrolled_on=enrolled_on,
             )
-            held = self._reserve(row)
+            held = await asyncio.to_thread(self._reserve, row)
             if held is None:
                 return await self._start(episode_id, enrollment, definition, actor, None if wait else started)
             if held.status != RESERVING:
@@ -270,7 +270,7 @@ class CarepathService:
                     raise Conflict("patient.ref", f"patient already has an active episode ({held.id})")
                 return enrolled  # the same enrollment again: a client's retry gets its episode
             why = _unbacked(status)
-            if self._release(held.id, actor, why, replacement=row):
+            if await asyncio.to_thread(self._release, held.id, actor, why, replacement=row):
                 return await self._start(episode_id, enrollment, definition, actor, None if wait else started)
         raise Conflict("patient.ref", "patient is being enrolled by another request; try again")
 
@@ -301,10 +301,12 @@ class CarepathService:
         try:
             status = await self._workflow_status(episode_id)
             if status != WorkflowExecutionStatus.RUNNING:
-                self._release(episode_id, actor, f"{_unbacked(status)} (start failed: {type(exc).__name__})")
+                await asyncio.to_thread(
+                    self._release, episode_id, actor, f"{_unbacked(status)} (start failed: {type(exc).__name__})"
+                )
         except Exception:  # Temporal or the database is down too: the sweep settles it later
             return
-        row = self._reservation(episode_id)
+        row = await asyncio.to_thread(self._reservation, episode_id)
         if row is not None and row.status == ABANDONED:
             raise Conflict("patient.ref", "another enrollment of this patient replaced this one") from exc
 
@@ -414,14 +416,14 @@ class CarepathService:
             status = await self._workflow_status(episode_id)
             if status == WorkflowExecutionStatus.RUNNING:
                 report.in_progress.append(episode_id)
-            elif self._release(episode_id, actor, _unbacked(status)):
+            elif await asyncio.to_thread(self._release, episode_id, actor, _unbacked(status)):
                 report.released.append(episode_id)
         return report
 
     async def record_event(
         self, episode_id: str, event: EventCore | dict[str, Any], actor: str, idempotency_key: str | None = None
     ) -> EventOutcome:
-        episode = self._episode_row(episode_id)
+        episode = await asyncio.to_thread(self._episode_row, episode_id)
         event = self.pathway(episode.pathway_id).parse_event(event)
         if idempotency_key is None:
             return await self._bounded(
@@ -447,11 +449,13 @@ class CarepathService:
         try:
             outcome = await self._apply_event(episode, event, actor, event_id)
         except InvalidInput:
-            idempotency.release(self.engine, episode.id, key)  # refused: the key records nothing
+            await asyncio.to_thread(
+                idempotency.release, self.engine, episode.id, key
+            )  # refused: the key records nothing
             raise
         # Any other failure (timeout, cancellation) may or may not have applied the update: the claim
         # stays in progress and a retry resumes it with the same event id (see db/idempotency.py).
-        idempotency.complete(self.engine, episode.id, key, outcome.model_dump(mode="json"))
+        await asyncio.to_thread(idempotency.complete, self.engine, episode.id, key, outcome.model_dump(mode="json"))
         return outcome
 
     async def _bounded(self, work: Any, pending: str, what: str = "event") -> Any:
@@ -468,7 +472,7 @@ class CarepathService:
         """The claim to act on: this request's own, a finished one (replay), or a stale one (resume)."""
         for _ in range(KEY_WAIT_STEPS):
             now = self.clock()
-            held = idempotency.claim(self.engine, episode_id, key, print_, now)
+            held = await asyncio.to_thread(idempotency.claim, self.engine, episode_id, key, print_, now)
             if held.fingerprint != print_:
                 raise InvalidInput.one(
                     "Idempotency-Key", "was already used with a different request body; use a new key"
@@ -483,11 +487,11 @@ class CarepathService:
             # The update id makes a retried request (same key) apply once within the run.
             return await self.episodes.record_event(episode.id, event, event_id, actor)
         except EpisodeClosed:
-            phase = self._episode_row(episode.id).phase
+            phase = (await asyncio.to_thread(self._episode_row, episode.id)).phase
             raise InvalidInput.one("episode", f"episode is {phase}; no further events are accepted") from None
 
     async def withdraw(self, episode_id: str, reason: str, text: str | None, actor: str) -> EventOutcome:
-        episode = self._episode_row(episode_id)
+        episode = await asyncio.to_thread(self._episode_row, episode_id)
         today = self.today(self._definition("pathway_version", episode.pathway_id, episode.pathway_version))
         event = {"type": "withdraw", "occurred_on": today.isoformat(), "reason": reason}
         return await self.record_event(episode_id, event if text is None else event | {"text": text}, actor)
@@ -496,7 +500,7 @@ class CarepathService:
         # The version is checked before the episode is looked up, so that refusing a bad request
         # does not tell an admin (who reads no patient data) whether the episode exists.
         self._definition("version", DEFAULT_PATHWAY, version)
-        episode = self._episode_row(episode_id)
+        episode = await asyncio.to_thread(self._episode_row, episode_id)
         target = self._definition("version", episode.pathway_id, version)
         try:
             await self._bounded(
@@ -506,7 +510,7 @@ class CarepathService:
             )
         except EpisodeClosed:
             raise InvalidInput.one("episode", f"episode is {episode.phase}; nothing to migrate") from None
-        row = self._episode_row(episode_id)
+        row = await asyncio.to_thread(self._episode_row, episode_id)
         return Migrated(episode_id=row.id, pathway=f"{row.pathway_id}.v{row.pathway_version}", status=row.status)
 
     def _definition(self, field: str, pathway_id: str, version: int) -> DefinitionCore:
@@ -516,7 +520,7 @@ class CarepathService:
             raise InvalidInput.one(field, str(exc)) from None
 
     async def close_task(self, task_id: int, status: str, reason: str, actor: str) -> TaskView:
-        task = self._task_row(task_id)
+        task = await asyncio.to_thread(self._task_row, task_id)
         if task.status != "open":
             raise Conflict("task", f"task {task_id} is already {task.status}")
         closing = TaskClosing(code=task.code, milestone=task.occasion, status=status, reason=reason, actor=actor)
@@ -527,8 +531,8 @@ class CarepathService:
                 "close_task",
             )
         except EpisodeClosed:
-            self._close_after_workflow(task_id, closing)
-        return self.task(task_id)
+            await asyncio.to_thread(self._close_after_workflow, task_id, closing)
+        return await asyncio.to_thread(self.task, task_id)
 
     def _close_after_workflow(self, task_id: int, closing: TaskClosing) -> None:
         now = self.clock()
