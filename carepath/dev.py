@@ -193,6 +193,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
             settings.task_queue,
             pathway_version=settings.pathway_version,
             update_wait=settings.update_wait_seconds,
+            history_limit=settings.history_limit,
         )
         await ensure_schedules(client, settings.task_queue, settings.clinic_timezone or None)
         server = _Server(

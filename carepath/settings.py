@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     # How long a request waits for its write to be recorded before answering 503 + Retry-After
     # (in an outage the write goes on and lands later; a retry with its Idempotency-Key gets it).
     update_wait_seconds: float = Field(10, gt=0)
+    # An episode's workflow continues as new past this many history events (or when Temporal
+    # suggests it); small values exercise continue-as-new (bench/load.py), not for production.
+    history_limit: int = Field(10_000, ge=100)
     # Observability (carepath/observability.py): the worker's Prometheus endpoint (host:port; empty:
     # off), the trace exporter ("" off, "console", "otlp" with OTEL_EXPORTER_OTLP_* env), log lines.
     worker_metrics_address: str = ""

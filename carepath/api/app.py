@@ -59,6 +59,7 @@ def create_app(
             config.task_queue,
             pathway_version=config.pathway_version,
             update_wait=config.update_wait_seconds,
+            history_limit=config.history_limit,
         )
         ring = config.key_ring()
         app.state.codec = EncryptionCodec(ring) if ring else None
