@@ -30,7 +30,7 @@ from temporalio.converter import DataConverter
 from carepath.api.app import create_app
 from carepath.codec import EncryptionCodec, KeyRing
 from carepath.engine.registry import DEFAULT_PATHWAY, pathway_for
-from carepath.reconcile import reconcile_periodically, sweep_schedule
+from carepath.reconcile import drain_periodically, reconcile_periodically, sweep_schedule
 from carepath.schedules import ensure_schedules
 from carepath.service import CarepathService
 from carepath.settings import Settings, load_settings
@@ -207,6 +207,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
                 serving = asyncio.create_task(server.serve())
                 # Releases reservations a killed `carepath dev` left behind (and later ones).
                 sweep = asyncio.create_task(reconcile_periodically(service, *sweep_schedule(settings)))
+                outbox = asyncio.create_task(drain_periodically(service, settings.outbox_every_seconds))
                 while not server.started and not serving.done():
                     await asyncio.sleep(0.05)
                 if serving.done():
@@ -231,9 +232,10 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
                 await stop.wait()
                 print("stopping…", flush=True)
                 server.should_exit = True
-                sweep.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweep
+                for task in (sweep, outbox):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 await serving
         engine.dispose()
     finally:

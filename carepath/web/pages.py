@@ -107,6 +107,13 @@ def render(template: str, status: int = 200, request: Request | None = None, **c
     return response
 
 
+def unavailable_page(request: Request, message: str, headers: dict[str, str]) -> HTMLResponse:
+    """The 503 page of a form or page whose write or read could not be done now."""
+    page = render("message.html", 503, request, heading="Not done now: try again shortly", message=message, who=None)
+    page.headers.update(headers)
+    return page
+
+
 def _service(request: Request) -> CarepathService:
     return request.app.state.service
 
