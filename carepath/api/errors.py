@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
 from carepath.api.auth import Forbidden, Unauthorized
+from carepath.api.security import secured
 from carepath.errors import FieldError, InvalidInput, from_error_list
 from carepath.outbox import RETRY_AFTER_SECONDS
 from carepath.pathways.ovcf_lumbar.inputs import EVENT_TYPES
@@ -127,8 +128,11 @@ def install(app: FastAPI) -> None:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         # Starlette re-raises the exception after this answer and the server drops the connection:
         # say so, so that a client does not reuse it.
-        return JSONResponse(
-            status_code=500,
-            content=_body([FieldError("", "internal error; it has been logged")]),
-            headers={"Connection": "close"},
+        # Answered by Starlette's outermost middleware, past the hardening one: secured here.
+        return secured(
+            JSONResponse(
+                status_code=500,
+                content=_body([FieldError("", "internal error; it has been logged")]),
+                headers={"Connection": "close"},
+            )
         )

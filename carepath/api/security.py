@@ -12,6 +12,21 @@ from carepath.settings import Settings
 
 # Pages set their own policy (allowing their stylesheet); everything else loads nothing.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
+# On every answer, refusals (404, 413, 500, ...) included; a page's own values are kept.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": API_CSP,
+    "X-Frame-Options": "DENY",
+    # Patient data must not linger in shared caches.
+    "Cache-Control": "no-store",
+}
+
+
+def secured(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 def install(app: FastAPI, settings: Settings) -> None:
@@ -30,22 +45,16 @@ def install(app: FastAPI, settings: Settings) -> None:
     async def harden(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            return _too_large(limit)
+            return secured(_too_large(limit))
         if request.method in ("POST", "PUT", "PATCH") and declared is None:
             # A chunked body has no declared size: read it with the limit applied.
             body = b""
             async for chunk in request.stream():
                 body += chunk
                 if len(body) > limit:
-                    return _too_large(limit)
+                    return secured(_too_large(limit))
             request._body = body  # starlette re-reads the cached body downstream
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("Content-Security-Policy", API_CSP)
-        # Patient data must not linger in shared caches.
-        response.headers.setdefault("Cache-Control", "no-store")
-        return response
+        return secured(await call_next(request))
 
 
 def _too_large(limit: int) -> JSONResponse:
