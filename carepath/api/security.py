@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from carepath.settings import Settings
+from db.sessions import SessionPolicy
 
 # Pages set their own policy (allowing their stylesheet); everything else loads nothing.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
@@ -31,6 +33,10 @@ def secured(response: Response) -> Response:
 
 def install(app: FastAPI, settings: Settings) -> None:
     limit = settings.max_request_bytes
+    app.state.session_policy = SessionPolicy(
+        idle=timedelta(minutes=settings.session_idle_minutes),
+        absolute=timedelta(hours=settings.session_absolute_hours),
+    )
     origins = [o.strip() for o in settings.codec_cors_origins.split(",") if o.strip()]
     if origins:
         # The Temporal UI calls /codec from the browser with the reader's bearer token.
