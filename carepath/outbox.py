@@ -10,9 +10,10 @@ continue-as-new, so sending one again applies it once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +31,10 @@ log = logging.getLogger("carepath.outbox")
 RETRY_AFTER_SECONDS = 5
 # The share of the bound spent asking Temporal and the database why nothing answered yet.
 PROBE_SECONDS = 1.0
+# Events this process sends to one episode at once: under Temporal's limit of 10 updates in flight
+# per workflow, so the rest wait here instead of being refused and sent again (measured: the
+# refusals' retries ate the server's time and the workflow recorded 3 notes/s instead of ~15).
+SENDS_PER_EPISODE = 8
 DATABASE_DOWN = "the database is unreachable; recording waits for it"
 NO_ANSWER_YET = "no worker has answered yet (the workers are busy or not running)"
 
@@ -124,13 +129,28 @@ class EventOutbox:
         self.episodes = episodes
         self.phase_of = phase_of  # the episode's recorded phase, for the refusal of a closed one
         self._sending: set[tuple[str, str]] = set()  # (episode, key) being sent by this process
+        self._lanes: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}  # episode -> (lane, its users)
+
+    @contextlib.asynccontextmanager
+    async def _lane(self, episode_id: str) -> AsyncIterator[None]:
+        """At most ``SENDS_PER_EPISODE`` sends to one episode at once; forgotten when unused."""
+        lane, users = self._lanes.setdefault(episode_id, (asyncio.Semaphore(SENDS_PER_EPISODE), [0]))
+        users[0] += 1
+        try:
+            async with lane:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._lanes[episode_id]
 
     async def send(
         self, episode_id: str, key: str, event_id: str, event: dict[str, Any], actor: str, attempts: Attempts
     ) -> EventOutcome:
         self._sending.add((episode_id, key))
         try:
-            outcome = await self.episodes.record_event(episode_id, event, event_id, actor, attempts)
+            async with self._lane(episode_id):
+                outcome = await self.episodes.record_event(episode_id, event, event_id, actor, attempts)
         except EpisodeClosed:
             await asyncio.to_thread(idempotency.release, self.engine, episode_id, key)
             phase = await asyncio.to_thread(self.phase_of, episode_id)
