@@ -81,10 +81,16 @@ class Bounded:
         task = asyncio.ensure_future(work)
         self._detached.add(task)
         task.add_done_callback(_forget(self._detached, what, time.perf_counter()))
+        # The cause is looked for in the bound's last moments, while the answer may still come.
         probe = min(PROBE_SECONDS, self.wait / 4)
         done, _ = await asyncio.wait({task}, timeout=self.wait - probe)
         if not done:
-            cause = await self.cause(attempts, probe)
+            looking = asyncio.ensure_future(self.cause(attempts, probe))
+            await asyncio.wait({task}, timeout=probe)
+            if task.done():
+                looking.cancel()
+                return task.result()
+            cause = await looking
             if not task.done():
                 if not keep(cause):
                     task.cancel()
