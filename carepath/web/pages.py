@@ -39,6 +39,7 @@ from carepath.api.auth import (
     Unauthorized,
     authenticate,
     ensure,
+    session_policy,
 )
 from carepath.api.deps import CLOSERS, MAX_ID
 from carepath.engine.registry import pathway_for
@@ -51,6 +52,7 @@ from carepath.service import CarepathService, Conflict, NotFound, enrollment_dig
 from carepath.web.timeline import timeline_svg
 from db.models import EPISODE_ID_PATTERN
 from db.queries import LISTED_STATUSES, TaskFilter, episode_page, events, task_counts, task_page
+from db.sessions import end_session, open_session
 from db.tokens import verify
 
 HERE = Path(__file__).resolve().parent
@@ -105,6 +107,14 @@ def render(template: str, status: int = 200, request: Request | None = None, **c
     if signed is not None:
         request.app.state.csrf.set_csrf_cookie(signed, response)
     return response
+
+
+def unavailable_page(request: Request, message: str, headers: dict[str, str]) -> HTMLResponse:
+    """The 503 page of a form or page whose write or read could not be done now."""
+    sentence = message[:1].upper() + message[1:] + "."
+    page = render("message.html", 503, request, heading="Not done now: try again shortly", message=sentence, who=None)
+    page.headers.update(headers)
+    return page
 
 
 def _service(request: Request) -> CarepathService:
@@ -631,10 +641,21 @@ async def login(request: Request) -> Response:
     if form is None:
         return render("login.html", 403, request, who=None, error=FORGED)
     token = str(form.get("token") or "").strip()
-    if not token or await run_in_threadpool(verify, _service(request).engine, token) is None:
+    service = _service(request)
+    holder = await run_in_threadpool(verify, service.engine, token) if token else None
+    if holder is None:
         return render("login.html", 401, request, who=None, error="That token is unknown or revoked.")
+    # The cookie carries a session of its own, never the token: logging out ends it on the server.
+    session_id = await run_in_threadpool(open_session, service.engine, holder.id, service.clock())
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    response.set_cookie(
+        COOKIE,
+        session_id,
+        max_age=int(session_policy(request).absolute.total_seconds()),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     return response
 
 
@@ -642,6 +663,9 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     if await _checked_form(request) is None:
         return render("message.html", 403, request, heading="Not signed out", message=FORGED, who=None)
+    if session_id := request.cookies.get(COOKIE):
+        service = _service(request)
+        await run_in_threadpool(end_session, service.engine, session_id, service.clock())
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)
     return response
