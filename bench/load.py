@@ -157,6 +157,18 @@ async def continued(env: WorkflowEnvironment, episode_id: str) -> int:
     return max(runs - 1, 0)
 
 
+async def enroll_once(http: httpx.AsyncClient, body: dict[str, Any], tries: int = 30) -> str:
+    """The episode of ``body``: a short update bound can answer 503 while the baseline is being
+    recorded; the same enrollment posted again gets its episode (README, outages)."""
+    for _ in range(tries):
+        enrolled = await http.post("/episodes", json=body)
+        if enrolled.status_code != 503:
+            enrolled.raise_for_status()
+            return enrolled.json()["episode_id"]
+        await asyncio.sleep(min(float(enrolled.headers.get("Retry-After", 1)), 2.0))
+    raise RuntimeError(f"enrollment still unanswered after {tries} tries: {enrolled.text}")
+
+
 async def run_load(
     env: WorkflowEnvironment,
     database_url: str,
@@ -186,9 +198,7 @@ async def run_load(
                 httpx.AsyncClient(transport=transport, base_url="http://load", headers=headers, timeout=120) as http,
             ):
                 today = service.today().isoformat()
-                enrolled = await http.post("/episodes", json=enrollment(today))
-                enrolled.raise_for_status()
-                episode_id = enrolled.json()["episode_id"]
+                episode_id = await enroll_once(http, enrollment(today))
                 answers: dict[str, int] = {}
                 began = time.monotonic()
                 until = began + seconds
