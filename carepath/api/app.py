@@ -14,8 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from carepath import __version__
-from carepath.api import checkin as followup
-from carepath.api import definitions, episodes, errors, security, tasks, tokens
+from carepath.api import definitions, episodes, errors, notifications, security, tasks, tokens
 from carepath.api.codec import router as codec_router
 from carepath.api.deps import MAX_ID
 from carepath.api.ops import router as ops_router
@@ -24,8 +23,9 @@ from carepath.observability import instrument_app, measure_request
 from carepath.pathways import register_shipped
 from carepath.service import CarepathService
 from carepath.settings import Settings, load_settings
+from carepath.web import checkin as checkin_page
 from carepath.web.docs import router as docs_router
-from carepath.web.pages import install_csrf
+from carepath.web.guard import install_csrf
 from carepath.web.pages import router as web_router
 
 __all__ = ["MAX_ID", "create_app"]
@@ -99,6 +99,6 @@ def create_app(
         app.include_router(router)
     app.include_router(web_router)
     app.include_router(docs_router)
-    app.include_router(followup.router)  # the patients' check-in page
-    app.include_router(followup.api)  # GET /notifications
+    app.include_router(checkin_page.router)  # the patients' check-in page
+    app.include_router(notifications.router)  # GET /notifications
     return app

@@ -33,7 +33,7 @@ async def event_author(request: Request, who: Annotated[Principal, Depends(allow
     except (ValueError, RecursionError):  # malformed JSON: the body's validation names it
         return who
     kind = body.get("type") if isinstance(body, dict) else None
-    if any(kind in pathway.physician_events() for pathway in pathways()):
+    if isinstance(kind, str) and any(kind in pathway.physician_events() for pathway in pathways()):
         ensure(who, PHYSICIANS, f"recording {kind}")
     return who
 

@@ -9,7 +9,17 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from carepath.engine.presentation import CheckIn, Choice, DuePoint, Fact, FormField, Mark, RecordedEvent, words
+from carepath.engine.presentation import (
+    CheckIn,
+    Choice,
+    DuePoint,
+    Fact,
+    FormField,
+    Mark,
+    RecordedEvent,
+    summary_line,
+    words,
+)
 from carepath.errors import InvalidInput
 from carepath.pathways.ovcf_lumbar.definition import PathwayDefinition
 from carepath.pathways.ovcf_lumbar.inputs import PainAssessment, parse_model
@@ -193,17 +203,7 @@ def header_facts(state: EpisodeState) -> list[Fact]:
 
 
 def event_summary(event: RecordedEvent) -> str:
-    parts = []
-    for name in SUMMARY_FIELDS.get(event.type, ()):
-        value = event.payload.get(name)
-        if value is None or value == []:
-            continue
-        if isinstance(value, list):
-            value = ", ".join(map(str, value))
-        elif isinstance(value, bool):
-            value = "yes" if value else "no"
-        parts.append(f"{name.replace('_', ' ')}: {value}")
-    return "; ".join(parts)
+    return summary_line(event.payload, SUMMARY_FIELDS.get(event.type, ()))
 
 
 def expected(state: EpisodeState) -> list[DuePoint]:
@@ -259,6 +259,17 @@ def fhir_resource(event: RecordedEvent) -> dict[str, Any] | None:
     return None
 
 
+# Patient tasks in the words a patient uses (the definition's titles are written for clinicians).
+PATIENT_WORDS: dict[str, tuple[str, str]] = {
+    "AVOID_BED_REST": (
+        "Keep moving, even if it hurts a little",
+        "Staying in bed for long makes bones and muscles weaker and can cause blood clots. "
+        "Get up and walk around a few times a day, as far as your pain allows. "
+        "Ask your care team if you are unsure what is safe for you.",
+    ),
+}
+
+
 # ---- the patient's check-in (follow-up of a PAIN_REASSESSMENT) ------------------------------
 
 # Words people use for the 0-10 scale (the NRS anchors).
@@ -275,17 +286,22 @@ SAFETY = (
 )
 
 
+def _pairs(*pairs: tuple[str, str]) -> list[Choice]:
+    return [Choice(value=value, label=label) for value, label in pairs]
+
+
 def _questions(definition: PathwayDefinition) -> list[FormField]:
     analgesics = [
         Choice(value=a, label=PATIENT_ANALGESICS[a]) for a in PATIENT_ANALGESICS if a in definition.analgesics
     ]
     nrs = [Choice(value=str(n), label=NRS_WORDS.get(n, "")) for n in range(11)]
-    yes_no = [Choice(value="no", label="No"), Choice(value="yes", label="Yes")]
+    yes_no = _pairs(("no", "No"), ("yes", "Yes"))
     return [
         FormField(
             name="nrs",
             kind="choice",
             required=True,
+            scale=True,
             choices=nrs,
             label="How bad is your pain today, from 0 (no pain) to 10 (worst pain imaginable)?",
         ),
@@ -299,21 +315,18 @@ def _questions(definition: PathwayDefinition) -> list[FormField]:
             name="adequate",
             kind="choice",
             label="Do the painkillers help enough?",
-            choices=[
-                Choice(value="yes", label="Yes, mostly"),
-                Choice(value="no", label="No, the pain is still too strong"),
-            ],
+            choices=_pairs(("yes", "Yes, mostly"), ("no", "No, the pain is still too strong")),
         ),
         FormField(
             name="mobility",
             kind="choice",
             required=True,
             label="How well can you move around?",
-            choices=[
-                Choice(value="ambulatory", label="I get around on my own"),
-                Choice(value="limited", label="I can move, but only a little or with help"),
-                Choice(value="bed_rest", label="I stay in bed most of the day"),
-            ],
+            choices=_pairs(
+                ("ambulatory", "I get around on my own"),
+                ("limited", "I can move, but only a little or with help"),
+                ("bed_rest", "I stay in bed most of the day"),
+            ),
         ),
         FormField(
             name="symptoms_changed",
@@ -325,11 +338,7 @@ def _questions(definition: PathwayDefinition) -> list[FormField]:
             name="opioid_effects",
             kind="choices",
             label="If you take an opioid: have you had any of these?",
-            choices=[
-                Choice(value="sedation", label="Very sleepy or drowsy"),
-                Choice(value="nausea", label="Feeling sick"),
-                Choice(value="fall", label="I had a fall"),
-            ],
+            choices=_pairs(("sedation", "Very sleepy or drowsy"), ("nausea", "Feeling sick"), ("fall", "I had a fall")),
         ),
     ]
 
