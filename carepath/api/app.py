@@ -44,7 +44,7 @@ def create_app(
             yield
             return
         from carepath.observability import tracing_interceptors
-        from carepath.reconcile import reconcile_periodically, sweep_schedule
+        from carepath.reconcile import drain_periodically, reconcile_periodically, sweep_schedule
         from carepath.temporal import connect
         from db.engine import make_engine
 
@@ -61,14 +61,19 @@ def create_app(
             config.task_queue,
             pathway_version=config.pathway_version,
             update_wait=config.update_wait_seconds,
+            history_limit=config.history_limit,
         )
         ring = config.key_ring()
         app.state.codec = EncryptionCodec(ring) if ring else None
-        sweep = asyncio.create_task(reconcile_periodically(app.state.service, *sweep_schedule(config)))
+        sweeps = [
+            asyncio.create_task(reconcile_periodically(app.state.service, *sweep_schedule(config))),
+            asyncio.create_task(drain_periodically(app.state.service, config.outbox_every_seconds)),
+        ]
         yield
-        sweep.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweep
+        for sweep in sweeps:
+            sweep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweep
         engine.dispose()
 
     app = FastAPI(

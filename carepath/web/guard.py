@@ -85,3 +85,10 @@ async def checked_form(request: Request) -> FormData | None:
     except (CsrfProtectError, ValueError, HTTPException):  # HTTPException: an unparsable form
         return None
     return form
+
+
+def unavailable_page(request: Request, message: str, headers: dict[str, str]) -> HTMLResponse:
+    """The 503 page of a form or page whose write or read could not be done now."""
+    page = render("message.html", 503, request, heading="Not done now: try again shortly", message=message, who=None)
+    page.headers.update(headers)
+    return page
