@@ -24,8 +24,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.datastructures import FormData
 
-from carepath.api.auth import (
+from carepath.access import (
     CLINICIANS,
+    CLOSERS,
     COOKIE,
     PHYSICIANS,
     READERS,
@@ -35,16 +36,16 @@ from carepath.api.auth import (
     authenticate,
     ensure,
 )
-from carepath.api.deps import CLOSERS, MAX_ID
 from carepath.engine.pathway import Pathway
 from carepath.engine.presentation import EventForm, sections_values
 from carepath.engine.registry import default_pathway, pathway_for, pathways
 from carepath.engine.vocabulary import Assignee, Priority, TaskStatus
 from carepath.errors import InvalidInput
+from carepath.reads import episode_with_upcoming
 from carepath.service import CarepathService, Conflict, NotFound, enrollment_digest
 from carepath.web.guard import FORGED, checked_form, render
 from carepath.web.timeline import timeline_svg
-from db.models import EPISODE_ID_PATTERN
+from db.models import EPISODE_ID_PATTERN, MAX_ID
 from db.queries import LISTED_STATUSES, TaskFilter, episode_page, events, failed_count, task_counts, task_page
 from db.tokens import verify
 
@@ -311,8 +312,6 @@ async def _episode_view(
     form_errors: dict[str, dict[str, str]] | None = None,
     values: dict[str, str] | None = None,
 ) -> Response:
-    from carepath.api.episodes import episode_with_upcoming  # the API's own read, with what comes next
-
     service = _service(request)
     try:
         if not EPISODE_ID.fullmatch(episode_id):
@@ -327,7 +326,7 @@ async def _episode_view(
             message=f"There is no episode {episode_id[:64]}.",  # a huge id is not echoed whole
             who=who,
         )
-    from carepath.checkin import summary  # follow-up: the patient's check-in links
+    from db.checkins import summary  # follow-up: the patient's check-in links
 
     recorded = await run_in_threadpool(events, service.engine, episode_id)
     trail = await run_in_threadpool(service.audit, episode_id)
