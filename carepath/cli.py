@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from carepath.errors import InvalidInput
+from carepath.pathways import register_shipped
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -60,7 +61,7 @@ def _worker(_: argparse.Namespace) -> int:
 def _api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from carepath.api.app import create_app
+    from carepath.app import create_app
     from carepath.observability import configure_logging
     from carepath.settings import load_settings
 
@@ -169,10 +170,11 @@ def _reconcile_enrollments(args: argparse.Namespace) -> int:
 
 
 def _reconcile(args: argparse.Namespace) -> int:
+    from activities import channels
     from carepath.reconcile import reconcile_episodes
 
     async def both(service: Any, settings: Any) -> Any:
-        report = await reconcile_episodes(service, args.include_closed, sink=settings.sink())
+        report = await reconcile_episodes(service, args.include_closed, sink=channels.sink(settings))
         # Then the sweep: a reservation whose workflow never started has no history to replay.
         report.enrollments = await service.reconcile_enrollments(_older_than(args, settings))
         return report
@@ -431,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    register_shipped()  # the boot list (carepath/pathways/__init__.py)
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

@@ -27,10 +27,11 @@ from carepath.engine.definition import DefinitionCore, local_date
 from carepath.engine.inputs import EnrollmentCore, EventCore
 from carepath.engine.items import TaskKey
 from carepath.engine.pathway import Pathway
-from carepath.engine.registry import DEFAULT_PATHWAY, pathway_for
+from carepath.engine.registry import default_pathway, pathway_for
 from carepath.engine.state import EpisodeCore
 from carepath.errors import FieldError, InvalidInput
 from carepath.outbox import Bounded, EventOutbox, Unavailable
+from carepath.settings import Settings
 from db import idempotency
 from db.models import AuditRow, EpisodeRow, TaskRow
 from db.queries import EpisodeFacts, TaskFilter, TaskView, episode_facts, task_page, timeline
@@ -176,7 +177,20 @@ class CarepathService:
         self.engine = engine
         self.clock = clock
         self.bounded = Bounded(client, engine, update_wait)
+        self._pathway_ids: dict[str, str] = {}  # episode id -> its pathway id (see _pathway_id)
         self.outbox = EventOutbox(engine, self.episodes, lambda episode_id: self._episode_row(episode_id).phase)
+
+    @classmethod
+    def from_settings(cls, client: Client, engine: Engine, settings: Settings) -> CarepathService:
+        """The service as ``carepath api`` and ``carepath dev`` configure it."""
+        return cls(
+            client,
+            engine,
+            settings.task_queue,
+            pathway_version=settings.pathway_version,
+            update_wait=settings.update_wait_seconds,
+            history_limit=settings.history_limit,
+        )
 
     @property
     def update_wait(self) -> float:
@@ -201,7 +215,7 @@ class CarepathService:
     def pathway(self, pathway_id: str | None = None) -> Pathway:
         """The pathway ``pathway_id`` (default: the shipped default); errors name ``pathway``."""
         try:
-            return pathway_for(pathway_id or DEFAULT_PATHWAY)
+            return pathway_for(pathway_id) if pathway_id else default_pathway()
         except LookupError as exc:
             raise InvalidInput.one("pathway", str(exc)) from None
 
@@ -230,7 +244,7 @@ class CarepathService:
         pathway = self.pathway(pathway_id)
         enrollment = pathway.parse_enrollment(enrollment)
         # The configured version is the default pathway's; another pathway starts on its newest.
-        definition = pathway.definition(self.pathway_version if pathway.id == DEFAULT_PATHWAY else None)
+        definition = pathway.definition(self.pathway_version if pathway is default_pathway() else None)
         now = self.clock()
         pathway.validate_enrollment(definition, enrollment, now)
         enrolled_on = local_date(definition, now)
@@ -448,17 +462,17 @@ class CarepathService:
     ) -> EventOutcome:
         """Claim the event (its key, or one of the server's own), keeping it in the outbox, then
         send it: answered within the bound, or 503 while it is sent on until it lands, once."""
-        episode = await asyncio.to_thread(self._episode_row, episode_id)
-        event = self.pathway(episode.pathway_id).parse_event(event)
+        pathway_id = self._pathway_ids.get(episode_id) or await asyncio.to_thread(self._pathway_id, episode_id)
+        event = self.pathway(pathway_id).parse_event(event)
         keyed = idempotency_key is not None
         key = _checked_key(idempotency_key) if idempotency_key is not None else SERVER_KEY + uuid.uuid4().hex
         payload = event.model_dump(mode="json")
-        held = await self._claim_key(episode.id, key, idempotency.fingerprint(payload), payload, actor)
+        held = await self._claim_key(episode_id, key, idempotency.fingerprint(payload), payload, actor)
         if held.response is not None:
             return EventOutcome.model_validate(held.response)
         attempts = Attempts()
         return await self.bounded.run(
-            self.outbox.send(episode.id, key, held.event_id, payload, actor, attempts),
+            self.outbox.send(episode_id, key, held.event_id, payload, actor, attempts),
             attempts,
             EVENT_PENDING if keyed else EVENT_PENDING_UNKEYED,
         )
@@ -492,7 +506,7 @@ class CarepathService:
     async def migrate(self, episode_id: str, version: int, reason: str, actor: str) -> Migrated:
         # The version is checked before the episode is looked up, so that refusing a bad request
         # does not tell an admin (who reads no patient data) whether the episode exists.
-        self._definition("version", DEFAULT_PATHWAY, version)
+        self._definition("version", default_pathway().id, version)
         episode = await asyncio.to_thread(self._episode_row, episode_id)
         target = self._definition("version", episode.pathway_id, version)
         try:
@@ -508,6 +522,20 @@ class CarepathService:
             raise InvalidInput.one("episode", f"episode is {episode.phase}; nothing to migrate") from None
         row = await asyncio.to_thread(self._episode_row, episode_id)
         return Migrated(episode_id=row.id, pathway=f"{row.pathway_id}.v{row.pathway_version}", status=row.status)
+
+    def episode_pathway(self, episode_id: str) -> tuple[Pathway, DefinitionCore]:
+        """The episode's pathway and the definition version it follows (NotFound if none)."""
+        row = self._episode_row(episode_id)
+        return self.pathway(row.pathway_id), self._definition("pathway", row.pathway_id, row.pathway_version)
+
+    def _pathway_id(self, episode_id: str) -> str:
+        """The episode's pathway id, read once per episode (it never changes): a write does not
+        read the store just to learn which pathway parses its event. NotFound for an unknown one."""
+        pathway_id = self._episode_row(episode_id).pathway_id
+        if len(self._pathway_ids) >= 100_000:  # bounded: forget them all, they are read again
+            self._pathway_ids.clear()
+        self._pathway_ids[episode_id] = pathway_id
+        return pathway_id
 
     def _definition(self, field: str, pathway_id: str, version: int) -> DefinitionCore:
         try:

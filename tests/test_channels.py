@@ -18,8 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from activities.notifications import Channels, NotificationDispatcher, SmtpSink
-from carepath.api.app import create_app
-from carepath.api.auth import COOKIE
+from carepath.access import COOKIE
+from carepath.app import create_app
 from carepath.schedules import DIGEST_SCHEDULE, ensure_schedules
 from carepath.service import CarepathService
 from db.engine import make_engine
@@ -176,15 +176,15 @@ async def test_email_lands_in_the_smtp_server_with_the_episode_link_and_an_outag
         assert status == "failed" and attempts == 2 and "e-mail delivery failed" in error
         service = CarepathService(None, engine, TASK_QUEUE)  # type: ignore[arg-type]  (no workflow needed)
         app = create_app(service=service)
-        coordinator_id, coordinator = create_token(engine, "carol", "coordinator", "test")
+        token_id, coordinator = create_token(engine, "carol", "coordinator", "test")
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://carepath.test") as api:
             failed = await api.get("/notifications?status=failed", headers={"Authorization": f"Bearer {coordinator}"})
             assert [(n["code"], n["attempts"]) for n in failed.json()] == [("CALCIUM_VITAMIN_D", 2)]
             assert "e-mail delivery failed" in failed.json()[0]["last_error"]
             bad = await api.get("/notifications?status=lost", headers={"Authorization": f"Bearer {coordinator}"})
             assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "status"
-            # The pages sign in by a session (db/sessions.py), never by the raw token.
-            api.cookies.set(COOKIE, open_session(engine, coordinator_id, service.clock()))
+            # Signed in as the sign-in form does it: the cookie carries a session, never the token.
+            api.cookies.set(COOKIE, open_session(engine, token_id, datetime.now(UTC)))
             worklist = await api.get("/")
             assert "<strong>1</strong> notification failed to deliver" in worklist.text
 
@@ -263,6 +263,7 @@ async def until_runs(handle: Any, client: Any, runs: int) -> None:
 
 
 def test_settings_route_clinicians_to_email_and_patients_to_their_own_channel(tmp_path):
+    from activities.channels import sink
     from carepath.settings import Settings
 
     settings = Settings(
@@ -271,10 +272,10 @@ def test_settings_route_clinicians_to_email_and_patients_to_their_own_channel(tm
         smtp_to_coordinator="a@clinic.example, b@clinic.example",
         patient_file=str(tmp_path / "patients.jsonl"),
     )
-    channels = settings.sink()
+    channels = sink(settings)
     assert isinstance(channels, Channels) and isinstance(channels.clinician, SmtpSink)
     assert channels.clinician.recipients == {"coordinator": ["a@clinic.example", "b@clinic.example"], "physician": []}
     channels.deliver({"recipient_role": "patient", "delivery_id": "x", "subject": "s", "body": "b"})
     assert (tmp_path / "patients.jsonl").read_text().count("\n") == 1  # not e-mailed
     with pytest.raises(ValueError, match="CAREPATH_SMTP_HOST"):
-        Settings(notification_sink="email").sink()
+        sink(Settings(notification_sink="email"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from carepath.api.app import create_app
+from carepath.app import create_app
 from carepath.settings import Settings
 
 EXPECTED = {

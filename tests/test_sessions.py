@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from carepath.api.auth import COOKIE
+from carepath.access import COOKIE
 from db.models import SessionRow
 from db.tokens import create_token, digest, revoke
 from tests.support.live import api_client, sqlite_url, start_dev_server

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from temporalio.service import RPCError
 
-from carepath.api.app import create_app
+from carepath.app import create_app
 from carepath.service import CarepathService
 from db.engine import make_engine
 from db.migrate import upgrade

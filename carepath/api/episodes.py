@@ -4,21 +4,18 @@ threadpool, off the event loop); writes await the episode's workflow."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Body, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from carepath import upcoming
-from carepath.api.auth import CLINICIANS, PHYSICIANS, Principal, allow, ensure
+from carepath.access import PHYSICIANS, Principal, ensure
 from carepath.api.deps import Clinician, EpisodeId, Migrator, Reader, Service
 from carepath.api.tasks import PatientRefPrefix, paged
 from carepath.engine.inputs import Text
-from carepath.engine.registry import DEFAULT_PATHWAY
-from carepath.service import AuditEntry, Enrolled, EpisodeDetail, Migrated
-from carepath.upcoming import DuePoint
+from carepath.engine.registry import pathways
+from carepath.reads import EpisodeWithUpcoming, episode_with_upcoming
+from carepath.service import AuditEntry, Enrolled, Migrated
 from db.queries import EpisodeSummary, EventView, episode_page, events
 from workflows.contracts import EventOutcome
 
@@ -26,19 +23,13 @@ router = APIRouter(prefix="/episodes", tags=["episodes"])
 EpisodeStatus = Annotated[str | None, Query(pattern="^(reserving|active|completed|withdrawn)$")]
 
 
-async def event_author(request: Request, who: Annotated[Principal, Depends(allow(*CLINICIANS))]) -> Principal:
-    """Overrides need a physician: checked before the body is validated, so a coordinator's
-    override is 403 whatever its content (FastAPI solves dependencies before the body)."""
-    try:
-        body = await request.json()
-    except (ValueError, RecursionError):  # malformed JSON: the body's validation names it
-        return who
-    if isinstance(body, dict) and body.get("type") == "override":
-        ensure(who, PHYSICIANS, "an override")
-    return who
-
-
-EventAuthor = Annotated[Principal, Depends(event_author)]
+def check_author(who: Principal, event: dict[str, Any]) -> None:
+    """Some events need a physician (an override): checked before the event is validated, so a
+    coordinator's override is 403 whatever its content. Read from the body FastAPI already parsed
+    (the body is read once)."""
+    kind = event.get("type")
+    if isinstance(kind, str) and any(kind in pathway.physician_events() for pathway in pathways()):
+        ensure(who, PHYSICIANS, f"recording {kind}")
 
 
 class WithdrawRequest(BaseModel):
@@ -53,19 +44,14 @@ class MigrateRequest(BaseModel):
     reason: Text
 
 
-class EpisodeWithUpcoming(EpisodeDetail):
-    next_due: datetime | None = Field(None, description="when the workflow's clock next acts (its view)")
-    upcoming: list[DuePoint] = Field(
-        default_factory=list, description="milestones, due checks and denosumab doses still to come"
-    )
-
-
 @router.post("", status_code=201)
 async def enroll(
     enrollment: Annotated[dict[str, Any], Body(description="the pathway's enrollment (see /definitions)")],
     who: Clinician,
     service: Service,
-    pathway: Annotated[str, Query(min_length=1, max_length=64)] = DEFAULT_PATHWAY,
+    pathway: Annotated[
+        str | None, Query(min_length=1, max_length=64, description="default: the default pathway")
+    ] = None,
 ) -> Enrolled:
     """Enroll a patient in ``pathway`` (``identified_on`` is day 0). 409 if the patient has an
     active episode. The body is that pathway's enrollment; errors name its fields."""
@@ -90,23 +76,6 @@ def list_episodes(
     return page.items
 
 
-async def episode_with_upcoming(service: Service, episode_id: str) -> EpisodeWithUpcoming:
-    """The episode from the store, with what comes next from its running workflow when it answers."""
-    detail = await run_in_threadpool(service.episode, episode_id)
-    if detail.status != "active":
-        return EpisodeWithUpcoming(**detail.model_dump())
-    state = await service.workflow_state(episode_id)
-    if state is None:  # no answer in time (no worker): milestones from the definition alone
-        pathway_id, version = detail.pathway.rsplit(".v", 1)
-        points = upcoming.from_definition(pathway_id, int(version), detail.identified_on, service.today())
-        return EpisodeWithUpcoming(**detail.model_dump(), upcoming=points)
-    return EpisodeWithUpcoming(
-        **detail.model_dump(),
-        next_due=service.pathway(state.definition.id).next_due(state),
-        upcoming=upcoming.from_state(state),
-    )
-
-
 @router.get("/{episode_id}")
 async def episode(episode_id: EpisodeId, _: Reader, service: Service) -> EpisodeWithUpcoming:
     """Phase, definition version, open tasks, timeline, and what comes next (``upcoming``)."""
@@ -124,7 +93,7 @@ def recorded_events(episode_id: EpisodeId, _: Reader, service: Service) -> list[
 async def record_event(
     episode_id: EpisodeId,
     event: Annotated[dict[str, Any], Body(description="one event of the episode's pathway")],
-    who: EventAuthor,
+    who: Clinician,
     service: Service,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> EventOutcome:
@@ -133,6 +102,7 @@ async def record_event(
     A rejected event gets 422 naming the field and changes nothing. Retrying with the same
     ``Idempotency-Key`` applies the event once (keys are per episode and expire after 24 h).
     """
+    check_author(who, event)
     return await service.record_event(episode_id, event, who.actor, idempotency_key)
 
 

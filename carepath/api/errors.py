@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,13 +12,11 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
-from carepath.api.auth import Forbidden, Unauthorized
+from carepath.access import Forbidden, Unauthorized
 from carepath.api.security import secured
 from carepath.errors import FieldError, InvalidInput, from_error_list
 from carepath.outbox import RETRY_AFTER_SECONDS
-from carepath.pathways.ovcf_lumbar.inputs import EVENT_TYPES
 from carepath.service import Conflict, NotFound, Unavailable
-from carepath.web.pages import unavailable_page
 from workflows.client import passing_cause
 
 log = logging.getLogger("carepath.api")
@@ -38,7 +37,7 @@ def request_errors(exc: RequestValidationError) -> list[FieldError]:
             continue
         # An event body's union tag (its own "type") sits between "body" and the field.
         body = exc.body
-        if rest and isinstance(body, dict) and rest[0] in EVENT_TYPES and body.get("type") == rest[0]:
+        if rest and isinstance(body, dict) and body.get("type") == rest[0]:
             rest = rest[1:]
         field = from_error_list([{**err, "loc": tuple(rest)}]).errors[0]
         errors.append(FieldError(field.field or str(source), field.message))
@@ -53,10 +52,16 @@ def _is_page(request: Request) -> bool:
     return request.url.path == "/" or request.url.path.startswith(_PAGES)
 
 
+# How the pages answer when the service is unavailable (given by the composition root: the API
+# does not render pages).
+PageAnswer = Callable[[Request, str, dict[str, str]], Response]
+_page_answer: list[PageAnswer] = []
+
+
 def _unavailable_answer(request: Request, message: str, retry_after: int) -> Response:
     headers = {"Retry-After": str(retry_after)}
-    if _is_page(request):
-        return unavailable_page(request, message, headers)
+    if _is_page(request) and _page_answer:
+        return _page_answer[0](request, message, headers)
     return JSONResponse(status_code=503, content=_body([FieldError("", message)]), headers=headers)
 
 
@@ -64,7 +69,10 @@ def _unavailable_answer(request: Request, message: str, retry_after: int) -> Res
 _HTTP_FIELDS = {400: "body", 404: "path", 405: "method"}
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, unavailable_page: PageAnswer | None = None) -> None:
+    if unavailable_page is not None:
+        _page_answer[:] = [unavailable_page]
+
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content=_body(request_errors(exc)))
