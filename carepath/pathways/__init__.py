@@ -15,13 +15,16 @@ SHIPPED: tuple[Pathway, ...] = (OVCF_LUMBAR,)
 
 
 def register_shipped() -> None:
-    """Register every shipped pathway (again is harmless), the first as the default."""
+    """Register every shipped pathway not registered yet, the first as the default.
+
+    The first registration wins: a copy of this package imported again later (the workflow
+    sandbox re-imports modules for a Replayer) must not replace the boot-time pathway with one
+    built on the sandbox's restricted datetime and zoneinfo.
+    """
     for index, pathway in enumerate(SHIPPED):
         try:
-            known = pathway_for(pathway.id)
+            pathway_for(pathway.id)
         except LookupError:
-            known = None
-        if known is not pathway:
             register(pathway, default=index == 0)
 
 
