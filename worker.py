@@ -28,7 +28,7 @@ from carepath.settings import Settings, load_settings
 from carepath.temporal import connect
 from db.engine import make_engine
 from db.migrate import upgrade
-from workflows.checkin import CheckInReminderWorkflow
+from workflows.checkin import CheckInReminderWorkflow, CheckInSentWorkflow
 from workflows.digest import DigestWorkflow
 from workflows.episode import EpisodeWorkflow
 
@@ -66,7 +66,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[EpisodeWorkflow, CheckInReminderWorkflow, DigestWorkflow],
+        workflows=[EpisodeWorkflow, CheckInReminderWorkflow, CheckInSentWorkflow, DigestWorkflow],
         activities=[
             recorder.record_changes,
             dispatcher.deliver_notifications,

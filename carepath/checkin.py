@@ -29,10 +29,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, or_, select, update
 from sqlalchemy.orm import Session
 
-from carepath.errors import InvalidInput
+from carepath.errors import FieldError, InvalidInput
 from carepath.pathways.ovcf_lumbar.definition import PathwayDefinition, load_definition
 from carepath.pathways.ovcf_lumbar.inputs import PainAssessment, parse_model
-from db.models import CheckInRow, EpisodeRow, NotificationRow, TaskRow
+from db.models import AuditRow, CheckInRow, EpisodeRow, NotificationRow, TaskRow
 
 CHECKIN_CODE = "CHECKIN"
 REMINDER_CODE = "CHECKIN_REMINDER"
@@ -41,6 +41,7 @@ PATIENT = "patient"
 # Until the definition carries it (proposed: reassessment.patient_reminder_after_days), the one
 # place the default lives.
 
+ON_REQUEST = "asked-"  # the occasion of a check-in a person sent (asked-<day>-<n>)
 CHECKINS = CheckInRow.__table__
 NOTIFICATIONS = NotificationRow.__table__
 
@@ -64,7 +65,6 @@ def reminder_days(definition: PathwayDefinition) -> int:
 
 
 def _patient_message(url: str, expires_on: date, reminder: bool) -> tuple[str, str]:
-    last_day = (expires_on - timedelta(days=1)).isoformat()
     if reminder:
         subject = "Reminder: how is your back pain?"
         opening = "A few days ago we asked how your back pain is. We have not heard from you yet."
@@ -73,7 +73,7 @@ def _patient_message(url: str, expires_on: date, reminder: bool) -> tuple[str, s
         opening = "Your care team would like to know how your back pain is going."
     body = (
         f"{opening} Please answer a few short questions here:\n{url}\n"
-        f"The link works once, until {last_day}. If you prefer, call your care team instead. "
+        f"The link works once, until {last_day(expires_on)}. If you prefer, call your care team instead. "
         "If you have new weakness or numbness in your legs, or trouble controlling your bladder or "
         "bowels, call your doctor or emergency services now."
     )
@@ -133,6 +133,58 @@ def issue(
     )
 
 
+@dataclass(frozen=True)
+class Sent:
+    occasion: str
+    expires_on: date  # the first day it no longer works
+
+
+def send_now(engine: Engine, episode_id: str, now: datetime, today: date, public_url: str, actor: str) -> Sent:
+    """A check-in link sent at a person's request (the patient asked, or a link expired), with its
+    patient message and an audit entry, in one transaction. It works like a reassessment's link
+    and, answered, records a pain assessment (which closes an open reassessment as any would)."""
+    with Session(engine) as session, session.begin():
+        episode = session.get(EpisodeRow, episode_id)
+        if episode is None or episode.status != "active":
+            what = "no such episode" if episode is None else f"the episode is {episode.status}"
+            raise InvalidInput.one("episode", f"{what}: no check-in can be sent")
+        if episode.simulated:
+            raise InvalidInput.one("episode", "a simulated story has no patient to ask")
+        definition = load_definition(episode.pathway_id, episode.pathway_version)
+        taken = session.scalars(select(CheckInRow.occasion).where(CheckInRow.episode_id == episode_id)).all()
+        n = 1 + sum(1 for o in taken if o.startswith(f"{ON_REQUEST}{today.isoformat()}"))
+        occasion = f"{ON_REQUEST}{today.isoformat()}-{n}"
+        expires_on = today + timedelta(days=definition.reassessment.overdue_after_days)
+        token, digest = new_token()
+        row = CheckInRow(
+            episode_id=episode_id,
+            occasion=occasion,
+            token_hash=digest,
+            expires_on=expires_on,
+            remind_after_days=reminder_days(definition),
+            created_at=now,
+        )
+        session.add(row)
+        subject, body = _patient_message(link(public_url, token), expires_on, reminder=False)
+        session.add(NotificationRow(**_patient_outbox(episode_id, CHECKIN_CODE, occasion, subject, body, now)))
+        session.add(
+            AuditRow(
+                change_id=f"{episode_id}/checkin-{occasion}",
+                episode_id=episode_id,
+                at=now,
+                actor=actor,
+                action="checkin:sent",
+                detail={"reason": f"check-in link sent to the patient, valid until {last_day(expires_on)}"},
+            )
+        )
+    return Sent(occasion, expires_on)
+
+
+def last_day(expires_on: date) -> str:
+    """The last day a link works, as every page and message says it (it dies on ``expires_on``)."""
+    return (expires_on - timedelta(days=1)).isoformat()
+
+
 def open_reminder_due(session: Session, episode_id: str) -> list[CheckInRow]:
     """The episode's check-ins still waiting for an answer and not yet reminded."""
     return list(
@@ -145,15 +197,18 @@ def open_reminder_due(session: Session, episode_id: str) -> list[CheckInRow]:
 
 
 def _still_open(session: Session, row: CheckInRow, today: date) -> bool:
-    """Unanswered, before its overdue day, its reassessment still open and the episode active."""
+    """Unanswered, before its overdue day, its reassessment still open (a check-in a person sent
+    stands alone) and the episode active."""
     if row.answered_at is not None or today >= row.expires_on:
         return False
+    status = session.scalar(select(EpisodeRow.status).where(EpisodeRow.id == row.episode_id))
+    if row.occasion.startswith(ON_REQUEST):
+        return status == "active"
     task = session.scalar(
         select(TaskRow.status).where(
             TaskRow.episode_id == row.episode_id, TaskRow.code == REASSESSMENT, TaskRow.occasion == row.occasion
         )
     )
-    status = session.scalar(select(EpisodeRow.status).where(EpisodeRow.id == row.episode_id))
     return task == "open" and status == "active"
 
 
@@ -240,23 +295,41 @@ def settle(engine: Engine, checkin_id: int, event_id: str | None) -> None:
 
 
 def answer_event(form: dict[str, Any], today: date) -> PainAssessment:
-    """The form's answers as a pain assessment; a bad answer raises InvalidInput naming the field."""
-    raw_nrs = str(form.get("nrs", "")).strip()
+    """The form's answers as a pain assessment; every missing or contradictory answer raises
+    InvalidInput naming its question (``nrs``, ``analgesics``, ``adequate``, ``mobility``,
+    ``symptoms_changed``) in the patient's words. Nothing is assumed for an unanswered question."""
+    raw_nrs = str(form.get("nrs") or "").strip()
+    analgesics = [a for a in form.get("analgesics") or [] if a]
+    effects = [e for e in form.get("opioid_effects") or [] if e and e != "none"]
+    adequate, symptoms = form.get("adequate"), form.get("symptoms_changed")
+    errors: list[FieldError] = []
     if not raw_nrs.isdigit():
-        raise InvalidInput.one("nrs", "choose a number from 0 to 10")
-    analgesics = form.get("analgesics", [])
-    effects = form.get("opioid_effects", [])
-    payload = {
+        errors.append(FieldError("nrs", "Please choose a number from 0 to 10."))
+    if not analgesics:
+        errors.append(FieldError("analgesics", "Please tick the painkillers you take, or tick None."))
+    elif "none" in analgesics and len(analgesics) > 1:
+        both = "You ticked None and a painkiller. Please tick only None, or only your painkillers."
+        errors.append(FieldError("analgesics", both))
+    taking = [a for a in analgesics if a != "none"]
+    if taking and "none" not in analgesics and adequate not in ("yes", "no"):
+        errors.append(FieldError("adequate", "Please say whether the painkillers help enough."))
+    if form.get("mobility") not in ("ambulatory", "limited", "bed_rest"):
+        errors.append(FieldError("mobility", "Please choose how well you can move around."))
+    if symptoms not in ("yes", "no"):
+        errors.append(FieldError("symptoms_changed", "Please answer yes or no."))
+    if errors:
+        raise InvalidInput(errors)
+    payload: dict[str, Any] = {
         "type": "pain_assessment",
         "occurred_on": today.isoformat(),
         "nrs": int(raw_nrs),
-        "analgesics": [a for a in analgesics if a != "none"],
-        # The patient says whether the painkillers are enough; "not sure" counts as enough.
-        "oral_analgesia_adequate": form.get("adequate", "yes") != "no",
-        "mobility": form.get("mobility", ""),
-        "symptoms_changed": form.get("symptoms_changed") == "yes",
-        "opioid_effects": [e for e in effects if e != "none"],
+        "analgesics": taking,
+        "mobility": form["mobility"],
+        "symptoms_changed": symptoms == "yes",
+        "opioid_effects": effects,
     }
+    if taking:  # with no painkillers there is nothing to be adequate: the answer stays absent
+        payload["oral_analgesia_adequate"] = adequate == "yes"
     return parse_model(PainAssessment, payload)
 
 
@@ -272,6 +345,8 @@ def summary(engine: Engine, episode_id: str) -> list[dict[str, Any]]:
                 "reminded_at": r.reminded_at,
                 "answered_at": r.answered_at if r.event_id else None,
                 "expires_on": r.expires_on,
+                "valid_until": last_day(r.expires_on),
+                "occasion_words": "sent on request" if r.occasion.startswith(ON_REQUEST) else "pain reassessment",
             }
             for r in rows
         ]

@@ -176,6 +176,9 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
     origins = [o for o in settings.codec_cors_origins.split(",") if o.strip()]
     origins += [o for o in _ui_origins(options) if o not in origins]
     settings = settings.model_copy(update={"codec_cors_origins": ",".join(origins)})
+    if "CAREPATH_PUBLIC_URL" not in os.environ:  # links in messages point at this server, on its port
+        host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
+        settings = settings.model_copy(update={"public_url": f"http://{host}:{options.port}"})
     if "CAREPATH_NOTIFICATION_FILE" not in os.environ:
         settings = settings.model_copy(update={"notification_file": str(options.home / "notifications.jsonl")})
     if "CAREPATH_PATIENT_FILE" not in os.environ:

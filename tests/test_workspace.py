@@ -236,7 +236,9 @@ async def test_enrolling_a_patient_twice_links_the_active_episode(live):
             "&fracture.levels=L1&pain_nrs=4"
         )
         answer = await client.post("/ui/enroll", content=body, headers=FORM)
-        assert answer.status_code == 409 and f'href="/ui/episodes/{episode_id}" class="existing"' in answer.text
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/ui/enroll")
+        again = await client.get("/ui/enroll")  # post/redirect/get: the form again, refilled
+        assert f'href="/ui/episodes/{episode_id}" class="existing"' in again.text and ref in again.text
         listed = (await live.client.get("/episodes", params={"patient_ref": ref})).json()
         assert [e["episode_id"] for e in listed] == [episode_id]
 

@@ -84,6 +84,8 @@ def create_app(
     if service is not None:
         app.state.service = service
         app.state.codec = codec
+    # Links in messages: the configured address, else (unset) the address this server is reached at.
+    app.state.public_url = config.public_url if "public_url" in config.model_fields_set else None
     security.install(app, config)
     install_csrf(app, config.csrf_secret)
 

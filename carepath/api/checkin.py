@@ -23,6 +23,7 @@ from carepath.engine.definition import local_date
 from carepath.errors import InvalidInput
 from carepath.pathways.ovcf_lumbar.definition import load_definition
 from carepath.service import CarepathService
+from carepath.web import drafts
 from carepath.web.pages import FORGED, _from_this_page, render
 from db.models import NotificationRow
 
@@ -91,32 +92,41 @@ def _today(request: Request) -> Any:
     return local_date(load_definition(), _service(request).clock())
 
 
-def _form(
-    request: Request, token: str, status: int = 200, error: str | None = None, answers: Any = None
-) -> HTMLResponse:
-    return _page(
+def _form(request: Request, token: str, draft: drafts.Draft = drafts.EMPTY) -> Response:
+    page = _page(
         "checkin.html",
-        status,
+        200,
         request,
         token=token,
-        error=error,
-        answers=answers or {},
+        draft=draft,
         nrs_words=NRS_WORDS,
         analgesics=ANALGESICS,
         mobility=MOBILITY,
         effects=EFFECTS,
     )
+    return drafts.forget(request, page)
+
+
+def _ask_again(request: Request, token: str, answers: dict[str, Any], exc: InvalidInput) -> Response:
+    """Back to the questions (post/redirect/get), every answer kept, each problem beside its question."""
+    values = {k: v if isinstance(v, list) else [str(v)] for k, v in answers.items() if k != "csrf_token" and v}
+    questions = ("nrs", "analgesics", "adequate", "mobility", "symptoms_changed")
+    errors = {(e.field if e.field in questions else "form"): e.message for e in exc.errors}
+    draft = drafts.Draft("checkin", values, errors)
+    return drafts.redirect_back(request, f"/checkin/{token}", draft) or _form(request, token, draft)
 
 
 @router.get("/checkin/{token}")
 async def checkin_page(request: Request, token: str) -> Response:
-    if not _allowed(request, token):
+    draft = drafts.take(request)
+    # The page a refused answer was sent back to costs no try: its answer (a POST) already did.
+    if not draft.form and not _allowed(request, token):
         return _page("checkin_message.html", 429, heading="Please wait", message=SLOW_DOWN)
     found = checkin.find(_service(request).engine, token, _today(request))
     if found.checkin_id is None:
         return _gone()
     checkin.mark_opened(_service(request).engine, found.checkin_id, checkin.utcnow())
-    return _form(request, token)
+    return _form(request, token, draft)
 
 
 async def _answers(request: Request) -> dict[str, Any] | None:
@@ -145,8 +155,8 @@ async def checkin_answer(request: Request, token: str) -> Response:
         return _gone()
     try:
         event = checkin.answer_event(answers, _today(request))
-    except InvalidInput as exc:
-        return _form(request, token, 422, error=_plain(exc), answers=answers)
+    except InvalidInput as exc:  # nothing claimed: the link stays usable
+        return _ask_again(request, token, answers, exc)
     if not checkin.claim(service.engine, found.checkin_id, checkin.utcnow()):
         return _gone()  # answered a moment ago (another tab, a double submit)
     try:
@@ -159,7 +169,7 @@ async def checkin_answer(request: Request, token: str) -> Response:
         )
     except InvalidInput as exc:
         checkin.settle(service.engine, found.checkin_id, None)  # refused: the link stays usable
-        return _form(request, token, 422, error=_plain(exc), answers=answers)
+        return _ask_again(request, token, answers, exc)
     except Exception:
         checkin.settle(service.engine, found.checkin_id, None)
         raise
@@ -170,10 +180,6 @@ async def checkin_answer(request: Request, token: str) -> Response:
         heading="Thank you",
         message="Your answers reached your care team. You can close this page.",
     )
-
-
-def _plain(exc: InvalidInput) -> str:
-    return "Please check your answers: " + "; ".join(f"{e.field}: {e.message}" for e in exc.errors)
 
 
 @router.get("/checkin-static/checkin.css")

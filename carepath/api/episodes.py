@@ -15,6 +15,7 @@ from carepath import upcoming
 from carepath.api.auth import CLINICIANS, PHYSICIANS, Principal, allow, ensure
 from carepath.api.deps import Clinician, EpisodeId, Migrator, Reader, Service
 from carepath.api.tasks import PatientRefPrefix, paged
+from carepath.checkin import last_day
 from carepath.engine.inputs import Text
 from carepath.engine.registry import DEFAULT_PATHWAY
 from carepath.service import AuditEntry, Enrolled, EpisodeDetail, Migrated
@@ -24,6 +25,11 @@ from workflows.contracts import EventOutcome
 
 router = APIRouter(prefix="/episodes", tags=["episodes"])
 EpisodeStatus = Annotated[str | None, Query(pattern="^(reserving|active|completed|withdrawn)$")]
+
+
+def public_url(request: Request) -> str:
+    """The address links in messages point at: CAREPATH_PUBLIC_URL when set, else this server's own."""
+    return getattr(request.app.state, "public_url", None) or str(request.base_url).rstrip("/")
 
 
 async def event_author(request: Request, who: Annotated[Principal, Depends(allow(*CLINICIANS))]) -> Principal:
@@ -140,6 +146,23 @@ async def record_event(
 async def withdraw(episode_id: EpisodeId, body: WithdrawRequest, who: Clinician, service: Service) -> EventOutcome:
     """Withdraw the patient: open tasks are cancelled and the episode ends."""
     return await service.withdraw(episode_id, body.reason, body.text, who.actor)
+
+
+class CheckInSent(BaseModel):
+    episode_id: str
+    occasion: str = Field(description="what the check-in is for: asked-<day>-<n> for one sent on request")
+    valid_until: str = Field(description="the last day the link works (YYYY-MM-DD)")
+
+
+@router.post("/{episode_id}/checkins", status_code=201, tags=["notifications"])
+async def send_checkin(episode_id: EpisodeId, request: Request, who: Clinician, service: Service) -> CheckInSent:
+    """Send the patient a check-in link now (the patient asked, or a link expired): a message with
+    a single-use link to the check-in page, on the audit trail. 422 if the episode has ended."""
+    from carepath.checkin_send import send_checkin as send
+
+    service.episode(episode_id)  # 404 for an unknown episode
+    sent = await send(service, episode_id, who.actor, public_url(request))
+    return CheckInSent(episode_id=episode_id, occasion=sent.occasion, valid_until=last_day(sent.expires_on))
 
 
 @router.get("/{episode_id}/fhir")

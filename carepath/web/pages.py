@@ -48,6 +48,7 @@ from carepath.pathways.ovcf_lumbar.definition import load_definition
 from carepath.pathways.ovcf_lumbar.inputs import Enrollment, Event, parse_event, parse_model
 from carepath.pathways.ovcf_lumbar.vocabulary import Level, Modality, Phase
 from carepath.service import CarepathService, Conflict, NotFound, enrollment_digest
+from carepath.web import drafts
 from carepath.web.timeline import timeline_svg
 from db.models import EPISODE_ID_PATTERN
 from db.queries import LISTED_STATUSES, TaskFilter, episode_page, events, task_counts, task_page
@@ -91,6 +92,7 @@ def install_csrf(app: FastAPI, secret: str) -> None:
     }
     csrf.load_config(lambda: list(settings.items()))
     app.state.csrf = csrf()
+    drafts.install(app, str(settings["secret_key"]))
 
 
 def render(template: str, status: int = 200, request: Request | None = None, **context: Any) -> HTMLResponse:
@@ -189,8 +191,11 @@ NOTICES = {
     "closed": "That task was already closed; nothing was recorded twice.",
     "recorded": "Event recorded.",
     "enrolled": "Patient enrolled.",
+    "already": "This patient was already enrolled with exactly these details: nothing new was created; "
+    "this is the existing episode.",
     "withdrawn": "Patient withdrawn; open tasks were cancelled.",
     "migrated": "Episode migrated to the new pathway version.",
+    "checkin": "A check-in link is on its way to the patient.",
 }
 PAGE_SIZE = 50
 
@@ -352,16 +357,12 @@ async def episode_screen(request: Request, episode_id: str) -> Response:
     who = await run_in_threadpool(_reader, request)
     if isinstance(who, Response):
         return who
-    return await _episode_view(request, who, episode_id)
+    page = await _episode_view(request, who, episode_id, draft=drafts.take(request))
+    return drafts.forget(request, page)
 
 
 async def _episode_view(
-    request: Request,
-    who: Principal,
-    episode_id: str,
-    status: int = 200,
-    form_errors: dict[str, dict[str, str]] | None = None,
-    values: dict[str, str] | None = None,
+    request: Request, who: Principal, episode_id: str, status: int = 200, draft: drafts.Draft = drafts.EMPTY
 ) -> Response:
     from carepath.api.episodes import episode_with_upcoming  # the API's own read, with what comes next
 
@@ -398,8 +399,8 @@ async def _episode_view(
         newer=[v for v in pathway_for(pathway_id).versions() if v > int(version)],
         picture=timeline_svg(episode, recorded, definition, today),
         today=today.isoformat(),
-        form_errors=form_errors or {},
-        values=values or {},
+        form_errors={draft.form: draft.errors} if draft.form else {},
+        draft=draft,
         event_forms=EVENT_FORMS,
         active=episode.status == "active",
         checkins=summary(service.engine, episode_id),
@@ -421,7 +422,8 @@ EVENT_FORMS = [
     ("override", "Override (physicians)"),
 ]
 _LISTS = {"analgesics", "opioid_effects"}
-_FLAGS = {"oral_analgesia_adequate", "symptoms_changed", "new_fracture", "marrow_edema"}
+_ANSWERS = {"oral_analgesia_adequate", "symptoms_changed"}
+_FLAGS = {"new_fracture", "marrow_edema"}
 
 
 def event_from_form(form: FormData) -> dict[str, Any]:
@@ -431,7 +433,10 @@ def event_from_form(form: FormData) -> dict[str, Any]:
     for name in EVENT_FIELDS.get(kind, ()):
         if name in _LISTS:
             data[name] = [str(v) for v in form.getlist(name) if v]
-        elif name in _FLAGS:
+        elif name in _ANSWERS:  # yes / no asked as a question: unanswered stays absent
+            if form.get(name) in ("yes", "no"):
+                data[name] = form.get(name) == "yes"
+        elif name in _FLAGS:  # a finding ticked or not
             data[name] = form.get(name) == "yes"
         elif (value := str(form.get(name) or "").strip()) != "":
             data[name] = int(value) if name == "nrs" and value.isdigit() else value
@@ -465,13 +470,35 @@ async def record_event(request: Request, episode_id: str) -> Response:
         key = f"form-{str(form.get('form_key') or '')[:40]}" if form.get("form_key") else None
         await _service(request).record_event(episode_id, event, who.actor, key)
     except InvalidInput as exc:
-        values = {f"{kind}.{k}": str(v) for k, v in form.items() if isinstance(v, str)}
-        return await _episode_view(request, who, episode_id, 422, {kind: _errors(exc)}, values)
+        return await _refused(request, who, episode_id, drafts.Draft(kind, drafts.typed(form), _errors(exc)))
     except Forbidden as exc:
-        return await _episode_view(request, who, episode_id, 403, {kind: {"form": str(exc)}})
+        return await _refused(request, who, episode_id, drafts.Draft(kind, drafts.typed(form), {"form": str(exc)}))
     except NotFound:
         return await _episode_view(request, who, episode_id, 404)
     return _redirect(back, "recorded")
+
+
+async def _refused(request: Request, who: Principal, episode_id: str, draft: drafts.Draft) -> Response:
+    """A refused episode form: back to the page (303) with what was typed and what was wrong, so a
+    reload is a GET; a draft too large for its cookie is answered on the spot instead."""
+    back = drafts.redirect_back(request, f"/ui/episodes/{episode_id}", draft)
+    return back or await _episode_view(request, who, episode_id, 422, draft)
+
+
+@router.post("/ui/episodes/{episode_id}/checkins")
+async def send_checkin(request: Request, episode_id: str) -> Response:
+    checked = await _action(request, CLINICIANS, "sending check-in links")
+    if isinstance(checked, Response):
+        return checked
+    who, _ = checked
+    from carepath.api.episodes import public_url
+    from carepath.checkin_send import send_checkin as send
+
+    try:
+        await send(_service(request), episode_id, who.actor, public_url(request))
+    except InvalidInput as exc:
+        return await _refused(request, who, episode_id, drafts.Draft("checkin", {}, _errors(exc)))
+    return _redirect(f"/ui/episodes/{episode_id}", "checkin")
 
 
 @router.post("/ui/episodes/{episode_id}/withdraw")
@@ -492,8 +519,7 @@ async def withdraw(request: Request, episode_id: str) -> Response:
         key = f"form-{str(form.get('form_key') or '')[:40]}" if form.get("form_key") else None
         await service.record_event(episode_id, event, who.actor, key)
     except InvalidInput as exc:
-        values = {f"withdraw.{k}": str(v) for k, v in form.items() if isinstance(v, str)}
-        return await _episode_view(request, who, episode_id, 422, {"withdraw": _errors(exc)}, values)
+        return await _refused(request, who, episode_id, drafts.Draft("withdraw", drafts.typed(form), _errors(exc)))
     except NotFound:
         return await _episode_view(request, who, episode_id, 404)
     return _redirect(f"/ui/episodes/{episode_id}", "withdrawn")
@@ -514,8 +540,7 @@ async def migrate(request: Request, episode_id: str) -> Response:
             raise InvalidInput.one("reason", "a migration needs a reason")
         await _service(request).migrate(episode_id, int(version), reason, who.actor)
     except InvalidInput as exc:
-        values = {f"migrate.{k}": str(v) for k, v in form.items() if isinstance(v, str)}
-        return await _episode_view(request, who, episode_id, 422, {"migrate": _errors(exc)}, values)
+        return await _refused(request, who, episode_id, drafts.Draft("migrate", drafts.typed(form), _errors(exc)))
     except NotFound:
         return await _episode_view(request, who, episode_id, 404)
     return _redirect(f"/ui/episodes/{episode_id}", "migrated")
@@ -588,7 +613,13 @@ def enroll_form(request: Request) -> Response:
     who = _signed_in(request, CLINICIANS, "enrolling patients")
     if isinstance(who, Response):
         return who
-    return _enroll_form(request, who)
+    draft = drafts.take(request)
+    if draft.form != "enroll":
+        return drafts.forget(request, _enroll_form(request, who))
+    ref = draft.value("patient.ref").strip()
+    existing = _service(request).active_episode_of(ref) if ref and "patient.ref" in draft.errors else None
+    page = _enroll_form(request, who, errors=draft.errors, values=draft.values, existing=existing)
+    return drafts.forget(request, page)
 
 
 @router.post("/ui/enroll")
@@ -598,26 +629,24 @@ async def enroll(request: Request) -> Response:
         return checked
     who, form = checked
     service = _service(request)
-    values = _form_values(form)
     try:
         enrollment = parse_model(Enrollment, enrollment_from_form(form))
         enrolled = await service.enroll(enrollment, who.actor)
     except InvalidInput as exc:
-        return _enroll_form(request, who, 422, errors=_errors(exc), values=values)
+        return _enroll_refused(request, who, drafts.Draft("enroll", drafts.typed(form), _errors(exc)), 422)
     except Conflict as exc:
         held = await run_in_threadpool(service.active_episode_of, enrollment.patient.ref)
         if held is not None and held.enrollment_digest == enrollment_digest(enrollment):
-            # The same form sent twice (a double click): the first made the episode; show it.
-            return _redirect(f"/ui/episodes/{held.id}", "enrolled")
-        return _enroll_form(
-            request, who, 409, errors={exc.error.field: exc.error.message}, values=values, existing=held
-        )
+            # The same form sent again (a double click, or later): the first made the episode.
+            return _redirect(f"/ui/episodes/{held.id}", "already")
+        draft = drafts.Draft("enroll", drafts.typed(form), {exc.error.field: exc.error.message})
+        return _enroll_refused(request, who, draft, 409, held)
     return _redirect(f"/ui/episodes/{enrolled.episode_id}", "enrolled")
 
 
-def _form_values(form: FormData) -> dict[str, list[str]]:
-    """What was typed, to refill the form (every value of multi-selects)."""
-    return {key: [str(v) for v in form.getlist(key)] for key in form}
+def _enroll_refused(request: Request, who: Principal, draft: drafts.Draft, status: int, held: Any = None) -> Response:
+    back = drafts.redirect_back(request, "/ui/enroll", draft)
+    return back or _enroll_form(request, who, status, errors=draft.errors, values=draft.values, existing=held)
 
 
 @router.get("/login")
