@@ -10,6 +10,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import EventRow
+from carepath.service import CarepathService
+from db.models import EventRow, TaskRow
 from tests.support.live import api_client, served, sqlite_url, start_dev_server
 from tests.support.temporal import MemorySink
 from tests.test_web import BROWSER_ARGS, CHROMIUM, _need_chromium, enrollment
@@ -174,3 +176,93 @@ async def test_the_clinicians_pain_form_guesses_nothing_and_keeps_ticks_after_an
         await page.wait_for_url("**notice=recorded")
     [recorded] = pain_events(clinic, episode_id)
     assert recorded["nrs"] == 5 and recorded["oral_analgesia_adequate"] is None and recorded["mobility"] is None
+
+
+# ---- 2. urgent work goes overdue and is followed up --------------------------------------------
+
+
+async def test_urgent_items_are_due_the_day_raised_and_go_overdue_on_the_worklist(clinic):
+    ref = f"urgent-{uuid.uuid4().hex[:6]}"
+    episode_id = await enroll(clinic, ref, red_flags=["cord_compression"])
+    tasks = (await clinic.client.get("/tasks", params={"patient_ref": ref, "priority": "urgent"})).json()
+    [consultation] = [t for t in tasks if t["code"] == "SURGICAL_CONSULTATION"]
+    today = clinic.service.today()
+    assert consultation["due_on"] == today.isoformat() and consultation["overdue_days"] == 0
+    async with browser_at(clinic) as (browser, base):
+        page = await signed_in(browser, base, clinic.tokens["physician"])
+        await page.goto(f"{base}/?patient={ref}&priority=urgent")
+        row = page.locator(f"#task-{consultation['id']}")
+        assert today.isoformat() in await row.inner_text()
+        # Nobody acted: the next day it is overdue, counted with the others.
+        real_clock = clinic.service.clock
+        clinic.service.clock = lambda: real_clock() + timedelta(days=1)
+        try:
+            await page.goto(f"{base}/?patient={ref}&priority=urgent&status=open")
+            assert "overdue 1 day" in await page.locator(f"#task-{consultation['id']}").inner_text()
+            counts = await page.locator(".counts").inner_text()
+            assert re.search(r"urgent: \d+ \(1 overdue\)", counts, re.IGNORECASE), counts
+            await both_widths(page, "worklist-urgent-overdue")
+        finally:
+            clinic.service.clock = real_clock
+    assert episode_id
+
+
+async def test_an_urgent_item_still_open_after_4_hours_notifies_again_and_heads_the_digest(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from activities.followup import DigestRequest, FollowUp
+    from activities.notifications import NotificationDispatcher
+    from db.engine import make_engine
+    from db.migrate import upgrade
+    from tests.support.temporal import (
+        TASK_QUEUE,
+        Clock,
+        running_worker,
+        start_episode,
+        start_time_skipping,
+        stop_episode,
+    )
+
+    env = await start_time_skipping()
+    url = sqlite_url(tmp_path)
+    upgrade(url)
+    engine = make_engine(url)
+    sink = MemorySink()
+    try:
+        async with running_worker(env, engine, sink):
+            clock = await Clock.for_enrollment(env)
+            waiting, waiting_handle = await start_episode(env, clock, ref="MRN-WAIT", red_flags=["cord_compression"])
+            seen, seen_handle = await start_episode(env, clock, ref="MRN-SEEN", red_flags=["cord_compression"])
+            await clock.to(0, time(9, 0))
+            # One physician closes the consultation within the hour; nobody acts on the other.
+            [task] = [
+                t for t in (await _tasks(engine, seen)) if t.code == "SURGICAL_CONSULTATION" and t.status == "open"
+            ]
+            await CarepathService(env.client, engine, TASK_QUEUE).close_task(
+                task.id, "completed", "seen", "physician:a"
+            )
+            await clock.to(0, time(13, 0))  # 08:00 + 4 h passed
+            for _ in range(200):
+                again = [m for m in sink.messages if m["occasion"].endswith(":still-open")]
+                if again:
+                    break
+                await asyncio.sleep(0.05)
+            assert [(m["episode_id"], m["recipient_role"]) for m in again] == [(waiting, "physician")]
+            assert again[0]["subject"].startswith("[urgent] Still open after 4 h: ")
+            with ThreadPoolExecutor(1) as threads:
+                followup = FollowUp(engine, NotificationDispatcher(engine, sink, "http://clinic", threads), TASK_QUEUE)
+                now = datetime.fromisoformat(clock.on(1)).replace(hour=8, tzinfo=UTC)
+                followup.send_digests(DigestRequest(now=now))
+            digest = next(m for m in sink.messages if m["code"] == "DIGEST" and m["recipient_role"] == "physician")
+            assert "1 URGENT STILL OPEN" in digest["subject"]
+            assert digest["body"].startswith("URGENT AND STILL OPEN: act now (1)\n- MRN-WAIT: ")
+            await stop_episode(waiting_handle)
+            await stop_episode(seen_handle)
+    finally:
+        engine.dispose()
+        await env.shutdown()
+
+
+async def _tasks(engine, episode_id: str) -> list[Any]:
+    with Session(engine) as session:
+        return list(session.scalars(select(TaskRow).where(TaskRow.episode_id == episode_id)))

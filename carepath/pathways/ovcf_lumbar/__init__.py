@@ -39,6 +39,7 @@ class OvcfLumbar(PathwayRules[PathwayDefinition, EpisodeState]):
     id = PATHWAY_ID
     title = "Osteoporotic lumbar vertebral compression fracture"
     rules_revision = RULES_REVISION
+    refreshed_by_revision = {2: ("repeat",), 3: ("due_in_days", "renotify_after_hours")}
     files = DEFINITIONS
     state_model = EpisodeState
     enrollment_model = Enrollment
