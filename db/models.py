@@ -133,6 +133,8 @@ class TaskRow(Base):
     raised_on: Mapped[date] = mapped_column(Date)
     due_on: Mapped[date | None] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open|completed|cancelled
+    # The named person who took it on (tasks belong to a role; a person may take one): null for none.
+    owner: Mapped[str | None] = mapped_column(String(200), index=True)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     close_reason: Mapped[str | None] = mapped_column(Text)
 

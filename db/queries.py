@@ -76,6 +76,7 @@ class TaskView(BaseModel):
     overdue_days: int
     status: str
     close_reason: str | None
+    owner: str | None = None  # the named person who took it on
 
 
 class TaskFilter(BaseModel):
@@ -83,6 +84,7 @@ class TaskFilter(BaseModel):
     status: str | None = "open"
     priority: str | None = None
     patient_ref: str | None = None  # a prefix, any case
+    owner: str | None = None  # exactly this person's
     episode_id: str | None = None
     task_id: int | None = None
     include_simulated: bool = False
@@ -120,6 +122,7 @@ def _task_where(query: Select[Any], f: TaskFilter) -> Select[Any]:
         (TaskRow.assignee, f.assignee),
         (TaskRow.status, f.status),
         (TaskRow.priority, f.priority),
+        (TaskRow.owner, f.owner),
         (TaskRow.episode_id, f.episode_id),
         (TaskRow.id, f.task_id),
     ):
@@ -198,6 +201,7 @@ def _task_view(today: date, task: TaskRow, patient_ref: str, detail: str, eviden
         overdue_days=max(0, (today - task.due_on).days) if task.due_on and task.status == "open" else 0,
         status=task.status,
         close_reason=task.close_reason,
+        owner=task.owner,
     )
 
 

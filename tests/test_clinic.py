@@ -266,3 +266,51 @@ async def test_an_urgent_item_still_open_after_4_hours_notifies_again_and_heads_
 async def _tasks(engine, episode_id: str) -> list[Any]:
     with Session(engine) as session:
         return list(session.scalars(select(TaskRow).where(TaskRow.episode_id == episode_id)))
+
+
+# ---- 3. tasks of a named person -----------------------------------------------------------------
+
+
+async def test_a_task_given_to_a_person_is_on_their_list_and_on_the_audit_trail(clinic):
+    ref = f"mine-{uuid.uuid4().hex[:6]}"
+    episode_id = await enroll(clinic, ref)
+    tasks = (await clinic.client.get("/tasks", params={"patient_ref": ref})).json()
+    calcium = next(t for t in tasks if t["code"] == "CALCIUM_VITAMIN_D")
+    given = await clinic.client.post(
+        f"/tasks/{calcium['id']}/assign", json={"owner": "Dana"}, headers=clinic.auth("coordinator")
+    )
+    assert given.status_code == 200 and given.json()["owner"] == "Dana"
+    assert [t["id"] for t in (await clinic.client.get("/tasks", params={"owner": "Dana"})).json()] == [calcium["id"]]
+    refused = await clinic.client.post(
+        f"/tasks/{calcium['id']}/assign", json={"owner": "Dana"}, headers=clinic.auth("viewer")
+    )
+    assert refused.status_code == 403
+    bad = await clinic.client.post(f"/tasks/{calcium['id']}/assign", json={"owner": ""})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "owner"
+    async with browser_at(clinic) as (browser, base):
+        # test-coordinator takes another task from the worklist and finds it under "My tasks".
+        page = await signed_in(browser, base, clinic.tokens["coordinator"])
+        await page.goto(f"{base}/?patient={ref}")
+        therapy = next(t for t in tasks if t["code"] == "START_OSTEOPOROSIS_THERAPY")
+        row = page.locator(f"#task-{therapy['id']}")
+        assert "taken by" not in await row.inner_text()
+        await row.get_by_role("button", name=f"Take #{therapy['id']}").click()
+        await page.wait_for_url("**notice=assigned")
+        assert "taken by test-coordinator" in await page.locator(f"#task-{therapy['id']}").inner_text()
+        assert "taken by Dana" in await page.locator(f"#task-{calcium['id']}").inner_text()
+        await page.get_by_role("link", name="My tasks").click()
+        await page.wait_for_url("**mine=1")
+        assert await page.locator("table.tasks tbody tr").count() == 1
+        assert await page.locator(f"#task-{therapy['id']}").count() == 1
+        await both_widths(page, "worklist-mine")
+        await page.locator(f"#task-{therapy['id']}").get_by_role("button", name=f"Hand back #{therapy['id']}").click()
+        await page.wait_for_url("**notice=unassigned")
+        assert await page.locator("table.tasks tbody tr").count() == 0
+    audit = (await clinic.client.get(f"/episodes/{episode_id}/audit")).json()
+    actions = [(a["action"], a["actor"]) for a in audit if a["action"].startswith("task:")]
+    assert actions == [
+        ("task:assigned", "coordinator:test-coordinator"),
+        ("task:assigned", "coordinator:test-coordinator"),
+        ("task:unassigned", "coordinator:test-coordinator"),
+    ]
+    assert any("given to Dana" in (a["detail"].get("reason") or "") for a in audit)

@@ -196,6 +196,8 @@ NOTICES = {
     "withdrawn": "Patient withdrawn; open tasks were cancelled.",
     "migrated": "Episode migrated to the new pathway version.",
     "checkin": "A check-in link is on its way to the patient.",
+    "assigned": "Task assigned.",
+    "unassigned": "Task handed back to its role.",
 }
 PAGE_SIZE = 50
 
@@ -249,6 +251,7 @@ def worklist(
     priority: str | None = None,
     status: str | None = None,
     patient: str | None = None,
+    mine: str | None = None,
     cursor: str | None = None,
 ) -> Response:
     who = _reader(request)
@@ -261,11 +264,18 @@ def worklist(
         priority=_choice(priority, PRIORITIES),
         status=_choice(status, STATUSES) or "open",
         patient_ref=(patient or "").strip()[:64] or None,
+        owner=who.name if mine else None,  # "My tasks": the ones this person took on
     )
     page = _from_cursor(lambda at: task_page(service.engine, today, f, PAGE_SIZE, at), cursor)
     counts = _counts(service, today, f)
     groups = [(key, label, [t for t in page.items if t.priority == key]) for key, label in GROUPS]
-    filters = {"assignee": f.assignee, "priority": f.priority, "status": f.status, "patient": f.patient_ref}
+    filters = {
+        "assignee": f.assignee,
+        "priority": f.priority,
+        "status": f.status,
+        "patient": f.patient_ref,
+        "mine": "1" if mine else None,
+    }
     next_url = str(request.url.include_query_params(cursor=page.next_cursor)) if page.next_cursor else None
     from carepath.api.checkin import failed_count  # follow-up: failed deliveries, for coordinators
 
@@ -278,6 +288,7 @@ def worklist(
         assignee=f.assignee,
         groups=[g for g in groups if g[2]],
         failed_notifications=failed,
+        row_facts={},
         counts=counts,
         filters=filters,
         options={"assignee": ASSIGNEES, "priority": PRIORITIES, "status": STATUSES},
@@ -293,10 +304,12 @@ async def close_task(request: Request, task_id: int, action: str) -> Response:
     if isinstance(checked, Response):
         return checked
     who, form = checked
-    if action not in ("complete", "cancel") or not 1 <= task_id <= MAX_ID:
+    if action not in ("complete", "cancel", "assign") or not 1 <= task_id <= MAX_ID:
         return render("message.html", 404, request, heading="No such action", message="Nothing was changed.", who=who)
     service = _service(request)
     back = _back(form)
+    if action == "assign":
+        return await _assign(request, who, task_id, str(form.get("owner") or "").strip(), back)
     reason = str(form.get("reason") or "").strip()
     if action == "cancel" and not reason:
         return _task_refused(request, who, back, "reason: a cancellation needs a reason")
@@ -314,6 +327,20 @@ async def close_task(request: Request, task_id: int, action: str) -> Response:
     except InvalidInput as exc:
         return _task_refused(request, who, back, str(exc))
     return _redirect(back, status)
+
+
+async def _assign(request: Request, who: Principal, task_id: int, owner: str, back: str) -> Response:
+    """Take a task on ("me"), give it to a colleague by name, or hand it back (empty)."""
+    from carepath.api.tasks import assign_task
+
+    name = who.name if owner == "me" else owner[:200] or None
+    try:
+        await assign_task(_service(request), task_id, name, who.actor)
+    except Conflict as exc:
+        return _task_refused(request, who, back, exc.error.message, 409)
+    except NotFound as exc:
+        return _task_refused(request, who, back, str(exc), 404)
+    return _redirect(back, "assigned" if name else "unassigned")
 
 
 def _task_refused(request: Request, who: Principal, back: str, why: str, status: int = 422) -> Response:
