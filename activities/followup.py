@@ -23,6 +23,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from activities.notifications import NotificationDispatcher
 from carepath import checkin
 from carepath.engine.definition import local_date
+from carepath.engine.registry import pathway_for
 from carepath.messages import due_words, episode_link
 from carepath.pathways.ovcf_lumbar.definition import load_definition
 from db.models import EpisodeRow, NotificationRow, TaskRow, TimelineItemRow
@@ -113,7 +114,10 @@ class FollowUp:
                 episode = session.get(EpisodeRow, episode_id)
                 if episode is None or episode.simulated:
                     return []
-                actions = load_definition(episode.pathway_id, episode.pathway_version).actions
+                try:
+                    actions = pathway_for(episode.pathway_id).definition(episode.pathway_version).actions
+                except LookupError:  # a pathway this worker does not ship: nothing to watch
+                    return []
                 tasks = session.scalars(
                     select(TaskRow).where(TaskRow.episode_id == episode_id, TaskRow.status == "open")
                 )

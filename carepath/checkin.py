@@ -150,7 +150,10 @@ def send_now(engine: Engine, episode_id: str, now: datetime, today: date, public
             raise InvalidInput.one("episode", f"{what}: no check-in can be sent")
         if episode.simulated:
             raise InvalidInput.one("episode", "a simulated story has no patient to ask")
-        definition = load_definition(episode.pathway_id, episode.pathway_version)
+        try:
+            definition = load_definition(episode.pathway_id, episode.pathway_version)
+        except LookupError:
+            raise InvalidInput.one("episode", "this episode's pathway asks no check-in questions") from None
         taken = session.scalars(select(CheckInRow.occasion).where(CheckInRow.episode_id == episode_id)).all()
         n = 1 + sum(1 for o in taken if o.startswith(f"{ON_REQUEST}{today.isoformat()}"))
         occasion = f"{ON_REQUEST}{today.isoformat()}-{n}"

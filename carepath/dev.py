@@ -48,6 +48,7 @@ class DevOptions:
     port: int = 8000
     temporal_port: int = 7233
     ui_port: int = 8233
+    demo: bool = False  # enroll the demo patients (carepath/demo.py)
 
 
 class _Server(uvicorn.Server):
@@ -82,6 +83,12 @@ def _die_with_parent() -> None:
 
 def _ui_origins(options: DevOptions) -> list[str]:
     return [f"http://127.0.0.1:{options.ui_port}", f"http://localhost:{options.ui_port}"]
+
+
+def base_of(options: DevOptions) -> str:
+    """This server's address as a browser on this machine reaches it."""
+    host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
+    return f"http://{host}:{options.port}"
 
 
 def _codec_endpoint(options: DevOptions) -> str:
@@ -177,8 +184,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
     origins += [o for o in _ui_origins(options) if o not in origins]
     settings = settings.model_copy(update={"codec_cors_origins": ",".join(origins)})
     if "CAREPATH_PUBLIC_URL" not in os.environ:  # links in messages point at this server, on its port
-        host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
-        settings = settings.model_copy(update={"public_url": f"http://{host}:{options.port}"})
+        settings = settings.model_copy(update={"public_url": base_of(options)})
     if "CAREPATH_NOTIFICATION_FILE" not in os.environ:
         settings = settings.model_copy(update={"notification_file": str(options.home / "notifications.jsonl")})
     if "CAREPATH_PATIENT_FILE" not in os.environ:
@@ -214,7 +220,9 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
                 if serving.done():
                     serving.result()
                     raise DevError("the HTTP API did not start")
-                base = f"http://{options.host}:{options.port}"
+                base = base_of(options)
+                address_file = options.home / "api-url"  # terminal commands of this folder find us
+                address_file.write_text(base_of(options) + "\n", encoding="utf-8")
                 print(f"carepath is running (pathway episodes on {address}, database {database_url})")
                 print(f"  worklist     {base}/")
                 print(f"  API          {base}/docs")
@@ -229,10 +237,13 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
                         "  create clinician tokens with it:  CAREPATH_TOKEN=<admin token> carepath token "
                         "--name alice --role coordinator"
                     )
+                if options.demo:
+                    await _demo(service, engine, settings, base)
                 print("Press Ctrl-C to stop.", flush=True)
                 await stop.wait()
                 print("stopping…", flush=True)
                 server.should_exit = True
+                address_file.unlink(missing_ok=True)
                 sweep.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweep
@@ -246,6 +257,20 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
             except TimeoutError:
                 temporal.kill()
                 await temporal.wait()
+
+
+async def _demo(service: CarepathService, engine: Engine, settings: Settings, base: str) -> None:
+    from carepath import demo
+
+    print("\nDemo patients:", flush=True)
+    for line in await demo.seed(service, Path(settings.patient_file), base):
+        print(line.replace(" /ui/", f" {base}/ui/"), flush=True)
+    tokens = demo.demo_tokens(engine)
+    for name, role, token in tokens:
+        print(f"  sign in at {base}/login as {name} ({role}) with: {token}")
+    if not tokens:
+        print("  sign in with the demo tokens printed on the first --demo start (or make one: carepath token)")
+    print(flush=True)
 
 
 def main(options: DevOptions) -> int:

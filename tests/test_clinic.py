@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -314,3 +315,92 @@ async def test_a_task_given_to_a_person_is_on_their_list_and_on_the_audit_trail(
         ("task:unassigned", "coordinator:test-coordinator"),
     ]
     assert any("given to Dana" in (a["detail"].get("reason") or "") for a in audit)
+
+
+# ---- 5. a demo that shows every flow ------------------------------------------------------------
+
+
+async def test_the_demo_from_start_to_an_answered_check_in_on_its_own_port(tmp_path):
+    """`carepath dev --demo` on free ports: demo patients with their stories, a check-in link on
+    this server's port, terminal commands that find it, and nothing on stderr; then the README's
+    quick start: the patient answers the link and the coordinator sees the answer."""
+    import subprocess
+    import sys
+
+    from tests.test_dev import ROOT, Dev
+
+    dev = Dev(tmp_path / ".carepath")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAREPATH_")}
+    errors = (tmp_path / "stderr.txt").open("w")
+    args = ["--home", str(dev.home), "--port", str(dev.port), "--temporal-port", str(dev.temporal_port)]
+    args += ["--ui-port", str(dev.ui_port), "--demo"]
+    dev.process = subprocess.Popen(
+        [sys.executable, "-m", "carepath.cli", "dev", *args],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=errors,
+        text=True,
+    )
+    try:
+        while "Press Ctrl-C" not in dev.output:
+            line = dev.process.stdout.readline()
+            assert line or dev.process.poll() is None, dev.output
+            dev.output += line
+        for ref in ("DEMO-URGENT", "DEMO-OVERDUE", "DEMO-CHECKIN", "DEMO-NEW", "DEMO-LATE"):
+            assert ref in dev.output
+        link = re.search(r"check-in link \(open it as the patient would\): (\S+)", dev.output).group(1)
+        assert link.startswith(f"{dev.base}/checkin/")  # this server's port, not 8000
+        token = re.search(r"as demo-coordinator \(coordinator\) with: (\S+)", dev.output).group(1)
+        # A terminal command in the same folder finds the running server by itself.
+        listed = subprocess.run(
+            [sys.executable, "-m", "carepath.cli", "worklist"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={**env, "CAREPATH_TOKEN": token, "PYTHONPATH": str(ROOT)},
+            timeout=60,
+        )
+        assert listed.returncode == 0 and "DEMO-URGENT" in listed.stdout, listed.stderr
+        lost = subprocess.run(
+            [sys.executable, "-m", "carepath.cli", "worklist"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path.parent,
+            env={**env, "CAREPATH_TOKEN": token, "CAREPATH_API_URL": "http://127.0.0.1:9", "PYTHONPATH": str(ROOT)},
+            timeout=60,
+        )
+        assert lost.returncode == 1 and "CAREPATH_API_URL" in lost.stderr
+        _need_chromium()
+        from playwright.async_api import async_playwright
+
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+            try:
+                phone = await browser.new_page(viewport=PHONE)
+                await phone.goto(link)
+                await phone.locator("label.nrs", has_text="3").first.click()
+                await phone.get_by_label("Ibuprofen, naproxen or similar").check()
+                await phone.get_by_label("Yes, mostly").check()
+                await phone.get_by_label("I get around on my own").check()
+                await phone.locator("#q-symptoms_changed").get_by_label("No").check()
+                await phone.get_by_role("button", name="Send my answers").click()
+                await phone.wait_for_load_state()
+                assert "Thank you" in await phone.locator("h1").inner_text()
+                page = await signed_in(browser, dev.base, token)
+                for ref in ("DEMO-URGENT", "DEMO-OVERDUE"):
+                    assert await page.locator("a.ref", has_text=ref).count() >= 1
+                assert "overdue 18 days" in await page.locator("tr", has_text="DEMO-OVERDUE").first.inner_text()
+                await both_widths(page, "demo-worklist")
+                await page.goto(f"{dev.base}/ui/patients?patient=DEMO-CHECKIN")
+                await page.locator("a", has_text="DEMO-CHECKIN").first.click()
+                events = await page.locator("table.events").inner_text()
+                assert "patient:checkin:" in events
+                await both_widths(page, "demo-episode")
+            finally:
+                await browser.close()
+    finally:
+        dev.process.send_signal(signal.SIGINT)
+        dev.process.wait(timeout=60)
+        errors.close()
+    assert (tmp_path / "stderr.txt").read_text() == ""  # no SAWarning, no other warning

@@ -40,7 +40,7 @@ async def event_author(request: Request, who: Annotated[Principal, Depends(allow
     except (ValueError, RecursionError):  # malformed JSON: the body's validation names it
         return who
     if isinstance(body, dict) and body.get("type") == "override":
-        ensure(who, PHYSICIANS, "an override")
+        ensure(who, PHYSICIANS, "record an override")
     return who
 
 

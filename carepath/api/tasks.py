@@ -69,7 +69,7 @@ def tasks(
 
 async def close(service: CarepathService, who: Clinician, task_id: int, status: str, reason: str) -> TaskView:
     task = await run_in_threadpool(service.task, task_id)
-    ensure(who, CLOSERS[task.assignee], "this task")
+    ensure(who, CLOSERS[task.assignee], "close this task")
     return await service.close_task(task_id, status, reason, who.actor)
 
 

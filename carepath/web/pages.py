@@ -149,7 +149,7 @@ def _signed_in(request: Request, roles: tuple[str, ...], what: str) -> Principal
 
 
 def _reader(request: Request) -> Principal | Response:
-    return _signed_in(request, READERS, "patient pages")
+    return _signed_in(request, READERS, "open patient pages")
 
 
 async def _action(request: Request, roles: tuple[str, ...], what: str) -> tuple[Principal, FormData] | Response:
@@ -300,7 +300,7 @@ def worklist(
 
 @router.post("/ui/tasks/{task_id}/{action}")
 async def close_task(request: Request, task_id: int, action: str) -> Response:
-    checked = await _action(request, CLINICIANS, "tasks")
+    checked = await _action(request, CLINICIANS, "close tasks")
     if isinstance(checked, Response):
         return checked
     who, form = checked
@@ -315,7 +315,7 @@ async def close_task(request: Request, task_id: int, action: str) -> Response:
         return _task_refused(request, who, back, "reason: a cancellation needs a reason")
     try:
         task = await run_in_threadpool(service.task, task_id)
-        ensure(who, CLOSERS[task.assignee], "this task")
+        ensure(who, CLOSERS[task.assignee], "close this task")
         status = "completed" if action == "complete" else "cancelled"
         await service.close_task(task_id, status, reason or "done", who.actor)
     except Conflict:  # closed already (a double click, or someone else): nothing recorded twice
@@ -480,7 +480,7 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
 
 @router.post("/ui/episodes/{episode_id}/events")
 async def record_event(request: Request, episode_id: str) -> Response:
-    checked = await _action(request, CLINICIANS, "recording events")
+    checked = await _action(request, CLINICIANS, "record events")
     if isinstance(checked, Response):
         return checked
     who, form = checked
@@ -491,15 +491,16 @@ async def record_event(request: Request, episode_id: str) -> Response:
         if kind not in EVENT_FIELDS:
             raise InvalidInput.one("type", "is not an event this page records")
         if kind == "override":
-            ensure(who, PHYSICIANS, "an override")
+            ensure(who, PHYSICIANS, "record an override")
         event = parse_event(data)
         # The page's form key is the Idempotency-Key: a double click or a resubmission applies once.
         key = f"form-{str(form.get('form_key') or '')[:40]}" if form.get("form_key") else None
         await _service(request).record_event(episode_id, event, who.actor, key)
     except InvalidInput as exc:
         return await _refused(request, who, episode_id, drafts.Draft(kind, drafts.typed(form), _errors(exc)))
-    except Forbidden as exc:
-        return await _refused(request, who, episode_id, drafts.Draft(kind, drafts.typed(form), {"form": str(exc)}))
+    except Forbidden as exc:  # not this person's to do: said at once, with what they typed
+        draft = drafts.Draft(kind, drafts.typed(form), {"form": str(exc)})
+        return await _episode_view(request, who, episode_id, 403, draft)
     except NotFound:
         return await _episode_view(request, who, episode_id, 404)
     return _redirect(back, "recorded")
@@ -514,7 +515,7 @@ async def _refused(request: Request, who: Principal, episode_id: str, draft: dra
 
 @router.post("/ui/episodes/{episode_id}/checkins")
 async def send_checkin(request: Request, episode_id: str) -> Response:
-    checked = await _action(request, CLINICIANS, "sending check-in links")
+    checked = await _action(request, CLINICIANS, "send check-in links")
     if isinstance(checked, Response):
         return checked
     who, _ = checked
@@ -530,7 +531,7 @@ async def send_checkin(request: Request, episode_id: str) -> Response:
 
 @router.post("/ui/episodes/{episode_id}/withdraw")
 async def withdraw(request: Request, episode_id: str) -> Response:
-    checked = await _action(request, CLINICIANS, "withdrawing a patient")
+    checked = await _action(request, CLINICIANS, "withdraw a patient")
     if isinstance(checked, Response):
         return checked
     who, form = checked
@@ -554,7 +555,7 @@ async def withdraw(request: Request, episode_id: str) -> Response:
 
 @router.post("/ui/episodes/{episode_id}/migrate")
 async def migrate(request: Request, episode_id: str) -> Response:
-    checked = await _action(request, PHYSICIANS, "migrating an episode")
+    checked = await _action(request, PHYSICIANS, "migrate an episode")
     if isinstance(checked, Response):
         return checked
     who, form = checked
@@ -637,7 +638,7 @@ def _enroll_form(request: Request, who: Principal, status: int = 200, **context:
 
 @router.get("/ui/enroll")
 def enroll_form(request: Request) -> Response:
-    who = _signed_in(request, CLINICIANS, "enrolling patients")
+    who = _signed_in(request, CLINICIANS, "enroll patients")
     if isinstance(who, Response):
         return who
     draft = drafts.take(request)
@@ -651,7 +652,7 @@ def enroll_form(request: Request) -> Response:
 
 @router.post("/ui/enroll")
 async def enroll(request: Request) -> Response:
-    checked = await _action(request, CLINICIANS, "enrolling patients")
+    checked = await _action(request, CLINICIANS, "enroll patients")
     if isinstance(checked, Response):
         return checked
     who, form = checked

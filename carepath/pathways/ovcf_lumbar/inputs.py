@@ -157,7 +157,7 @@ class Override(EventBase):
     @classmethod
     def _exactly_one_target(cls, value: str | None, info: ValidationInfo) -> str | None:
         if (info.data.get("skip_milestone") is None) == (value is None):
-            raise ValueError("give exactly one of skip_milestone or close_task")
+            raise ValueError("choose either a milestone to skip or a task to close (one of the two)")
         return value
 
 
