@@ -29,7 +29,7 @@ from temporalio.converter import DataConverter
 
 from carepath.api.app import create_app
 from carepath.codec import EncryptionCodec, KeyRing
-from carepath.engine.registry import DEFAULT_PATHWAY, pathway_for
+from carepath.engine.registry import default_pathway
 from carepath.reconcile import reconcile_periodically, sweep_schedule
 from carepath.schedules import ensure_schedules
 from carepath.service import CarepathService
@@ -226,7 +226,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
                 print(f"carepath is running (pathway episodes on {address}, database {database_url})")
                 print(f"  worklist     {base}/")
                 print(f"  API          {base}/docs")
-                newest = pathway_for(DEFAULT_PATHWAY).definition(settings.pathway_version)
+                newest = default_pathway().definition(settings.pathway_version)
                 print(f"  new enrollments get pathway {newest.id} v{newest.version}")
                 if temporal is not None:
                     print(f"  Temporal UI  http://127.0.0.1:{options.ui_port}")

@@ -28,7 +28,7 @@ from carepath.engine.definition import DefinitionCore, local_date
 from carepath.engine.inputs import EnrollmentCore, EventCore
 from carepath.engine.items import TaskKey
 from carepath.engine.pathway import Pathway
-from carepath.engine.registry import DEFAULT_PATHWAY, pathway_for
+from carepath.engine.registry import default_pathway, pathway_for
 from carepath.engine.state import EpisodeCore
 from carepath.errors import FieldError, InvalidInput
 from carepath.observability import observe_update
@@ -193,7 +193,7 @@ class CarepathService:
     def pathway(self, pathway_id: str | None = None) -> Pathway:
         """The pathway ``pathway_id`` (default: the shipped default); errors name ``pathway``."""
         try:
-            return pathway_for(pathway_id or DEFAULT_PATHWAY)
+            return pathway_for(pathway_id) if pathway_id else default_pathway()
         except LookupError as exc:
             raise InvalidInput.one("pathway", str(exc)) from None
 
@@ -222,7 +222,7 @@ class CarepathService:
         pathway = self.pathway(pathway_id)
         enrollment = pathway.parse_enrollment(enrollment)
         # The configured version is the default pathway's; another pathway starts on its newest.
-        definition = pathway.definition(self.pathway_version if pathway.id == DEFAULT_PATHWAY else None)
+        definition = pathway.definition(self.pathway_version if pathway is default_pathway() else None)
         now = self.clock()
         pathway.validate_enrollment(definition, enrollment, now)
         enrolled_on = local_date(definition, now)
@@ -499,7 +499,7 @@ class CarepathService:
     async def migrate(self, episode_id: str, version: int, reason: str, actor: str) -> Migrated:
         # The version is checked before the episode is looked up, so that refusing a bad request
         # does not tell an admin (who reads no patient data) whether the episode exists.
-        self._definition("version", DEFAULT_PATHWAY, version)
+        self._definition("version", default_pathway().id, version)
         episode = await asyncio.to_thread(self._episode_row, episode_id)
         target = self._definition("version", episode.pathway_id, version)
         try:
@@ -512,6 +512,11 @@ class CarepathService:
             raise InvalidInput.one("episode", f"episode is {episode.phase}; nothing to migrate") from None
         row = await asyncio.to_thread(self._episode_row, episode_id)
         return Migrated(episode_id=row.id, pathway=f"{row.pathway_id}.v{row.pathway_version}", status=row.status)
+
+    def episode_pathway(self, episode_id: str) -> tuple[Pathway, DefinitionCore]:
+        """The episode's pathway and the definition version it follows (NotFound if none)."""
+        row = self._episode_row(episode_id)
+        return self.pathway(row.pathway_id), self._definition("pathway", row.pathway_id, row.pathway_version)
 
     def _definition(self, field: str, pathway_id: str, version: int) -> DefinitionCore:
         try:

@@ -157,26 +157,38 @@ async def test_the_clinicians_pain_form_guesses_nothing_and_keeps_ticks_after_an
         page = await signed_in(browser, base, clinic.tokens["coordinator"])
         await page.goto(f"{base}/ui/episodes/{episode_id}")
         form = page.locator("#form-pain_assessment")
-        assert await form.locator("input:checked").count() == 0  # "adequate" is not ticked for you
-        assert await form.locator("#pa-mobility").input_value() == ""
-        await form.locator("#pa-an-nsaid").check()
-        await form.locator("#pa-an-opioid").check()
-        await form.locator("#pain_assessment-oral_analgesia_adequate-no").check()
-        await form.locator("#pa-oe-nausea").check()
-        await form.get_by_role("button").click()  # no NRS
-        await page.wait_for_load_state()
+        assert await form.locator("input:checked").count() == 0  # no box ticked for you
+        for name in ("oral_analgesia_adequate", "mobility", "symptoms_changed"):
+            assert await form.locator(f"#f-pain_assessment-{name}").input_value() == "", name  # not recorded
+        await form.locator("#f-pain_assessment-analgesics-nsaid").check()
+        await form.locator("#f-pain_assessment-analgesics-opioid").check()
+        await form.locator("#f-pain_assessment-oral_analgesia_adequate").select_option("no")
+        await form.locator("#f-pain_assessment-opioid_effects-nausea").check()
+        # Without NRS the browser asks for it (the field is required) and nothing is lost.
+        assert await form.locator("#f-pain_assessment-nrs[required]").count() == 1
+        await form.get_by_role("button").click()
+        assert await page.locator("#f-pain_assessment-analgesics-nsaid").is_checked()
+        # The server refuses a date after today: asked again beside the field, every tick kept.
+        await form.locator("#f-pain_assessment-nrs").select_option("5")
+        tomorrow = (clinic.service.today() + timedelta(days=1)).isoformat()
+        await form.locator("#f-pain_assessment-occurred_on").fill(tomorrow)
+        await form.get_by_role("button").click()
+        await page.wait_for_url("**/ui/episodes/*#form-pain_assessment")
         assert page.url.startswith(f"{base}/ui/episodes/{episode_id}")  # not …/events
-        assert await page.locator("#form-pain_assessment .field-error").count() >= 1
-        for box in ("#pa-an-nsaid", "#pa-an-opioid", "#pain_assessment-oral_analgesia_adequate-no", "#pa-oe-nausea"):
-            assert await page.locator(box).is_checked(), box
+        assert "future" in await page.locator("#form-pain_assessment .field-error").inner_text()
+        for box in ("analgesics-nsaid", "analgesics-opioid", "opioid_effects-nausea"):
+            assert await page.locator(f"#f-pain_assessment-{box}").is_checked(), box
+        assert await page.locator("#f-pain_assessment-oral_analgesia_adequate").input_value() == "no"
         await both_widths(page, "episode-refused")
         again = await page.reload()
         assert again.status == 200 and "This form expired" not in await page.content()
-        await page.select_option("#pa-nrs", "5")
+        assert await page.locator("#f-pain_assessment-nrs").input_value() == "5"
+        await page.locator("#f-pain_assessment-occurred_on").fill(clinic.service.today().isoformat())
         await page.click("#form-pain_assessment button[type=submit]")
         await page.wait_for_url("**notice=recorded")
     [recorded] = pain_events(clinic, episode_id)
-    assert recorded["nrs"] == 5 and recorded["oral_analgesia_adequate"] is None and recorded["mobility"] is None
+    assert recorded["nrs"] == 5 and recorded["oral_analgesia_adequate"] is False
+    assert recorded["mobility"] is None and recorded["symptoms_changed"] is None  # not asked: absent
 
 
 # ---- 2. urgent work goes overdue and is followed up --------------------------------------------

@@ -21,6 +21,7 @@ from carepath.api.deps import MAX_ID
 from carepath.api.ops import router as ops_router
 from carepath.codec import EncryptionCodec
 from carepath.observability import instrument_app, measure_request
+from carepath.pathways import register_shipped
 from carepath.service import CarepathService
 from carepath.settings import Settings, load_settings
 from carepath.web.docs import router as docs_router
@@ -35,6 +36,7 @@ def create_app(
 ) -> FastAPI:
     """The app; with no ``service`` it connects to Temporal and the database from ``settings``."""
     config = settings or load_settings()
+    register_shipped()  # the boot list: the engine and the edges know pathways only through it
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

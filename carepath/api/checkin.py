@@ -93,7 +93,7 @@ def _today(request: Request) -> Any:
 
 
 def _form(request: Request, token: str, draft: drafts.Draft = drafts.EMPTY) -> Response:
-    page = _page(
+    return _page(
         "checkin.html",
         200,
         request,
@@ -104,7 +104,6 @@ def _form(request: Request, token: str, draft: drafts.Draft = drafts.EMPTY) -> R
         mobility=MOBILITY,
         effects=EFFECTS,
     )
-    return drafts.forget(request, page)
 
 
 def _ask_again(request: Request, token: str, answers: dict[str, Any], exc: InvalidInput) -> Response:

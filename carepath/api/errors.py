@@ -12,7 +12,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from carepath.api.auth import Forbidden, Unauthorized
 from carepath.errors import FieldError, InvalidInput, from_error_list
-from carepath.pathways.ovcf_lumbar.inputs import EVENT_TYPES
 from carepath.service import Conflict, NotFound, Unavailable
 
 log = logging.getLogger("carepath.api")
@@ -33,7 +32,7 @@ def request_errors(exc: RequestValidationError) -> list[FieldError]:
             continue
         # An event body's union tag (its own "type") sits between "body" and the field.
         body = exc.body
-        if rest and isinstance(body, dict) and rest[0] in EVENT_TYPES and body.get("type") == rest[0]:
+        if rest and isinstance(body, dict) and body.get("type") == rest[0]:
             rest = rest[1:]
         field = from_error_list([{**err, "loc": tuple(rest)}]).errors[0]
         errors.append(FieldError(field.field or str(source), field.message))

@@ -19,6 +19,7 @@ def between(lo: int, hi: int):
             raise ValueError(f"must be between {lo} and {hi}")
         return value
 
+    check.bounds = (lo, hi)  # type: ignore[attr-defined]  # read by forms (engine.presentation)
     return AfterValidator(check)
 
 

@@ -3,7 +3,8 @@
 A page form that is refused redirects back to its page (303) with what was typed and what was
 wrong in a short-lived signed cookie, so a reload of the page is a plain GET: it never re-sends
 the form (which would meet an expired CSRF token) and never loses what was typed. The cookie is
-signed (itsdangerous), lives for five minutes, is scoped to the page's path and is read once.
+signed (itsdangerous), lives for five minutes and is scoped to the page's path: a reload shows the
+same answers and errors again, and the next change made from that page clears it.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def redirect_back(request: Request, target: str, draft: Draft) -> Response | Non
 
 
 def take(request: Request) -> Draft:
-    """The draft this page was redirected with (or an empty one). ``forget`` removes it after."""
+    """The draft this page was redirected with (or an empty one)."""
     signed = request.cookies.get(COOKIE)
     if not signed:
         return EMPTY
@@ -79,8 +80,7 @@ def take(request: Request) -> Draft:
     return Draft(str(data.get("form", "")), dict(data.get("values", {})), dict(data.get("errors", {})))
 
 
-def forget(request: Request, response: Response) -> Response:
-    """The draft is read once: a later reload shows the page afresh."""
-    if request.cookies.get(COOKIE):
-        response.delete_cookie(COOKIE, path=request.url.path)
+def clear(response: Response, target: str) -> Response:
+    """After a change made from the page at ``target``: its refused draft is history."""
+    response.delete_cookie(COOKIE, path=target.split("?")[0].split("#")[0])
     return response

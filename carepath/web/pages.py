@@ -41,12 +41,11 @@ from carepath.api.auth import (
     ensure,
 )
 from carepath.api.deps import CLOSERS, MAX_ID
-from carepath.engine.registry import pathway_for
-from carepath.engine.vocabulary import Assignee, Priority, Sex, TaskStatus
+from carepath.engine.pathway import Pathway
+from carepath.engine.presentation import EventForm, sections_values
+from carepath.engine.registry import default_pathway, pathway_for, pathways
+from carepath.engine.vocabulary import Assignee, Priority, TaskStatus
 from carepath.errors import InvalidInput
-from carepath.pathways.ovcf_lumbar.definition import load_definition
-from carepath.pathways.ovcf_lumbar.inputs import Enrollment, Event, parse_event, parse_model
-from carepath.pathways.ovcf_lumbar.vocabulary import Level, Modality, Phase
 from carepath.service import CarepathService, Conflict, NotFound, enrollment_digest
 from carepath.web import drafts
 from carepath.web.timeline import timeline_svg
@@ -73,7 +72,6 @@ P = TypeVar("P")
 ASSIGNEES: tuple[str, ...] = get_args(Assignee)
 PRIORITIES: tuple[str, ...] = get_args(Priority)
 STATUSES: tuple[str, ...] = get_args(TaskStatus)
-PHASES: tuple[str, ...] = get_args(Phase)
 
 router = APIRouter(include_in_schema=False)
 
@@ -173,7 +171,16 @@ def _redirect(target: str, notice: str) -> RedirectResponse:
     """After a change made on a page (POST-redirect-GET): the worklist counts are counted afresh."""
     _counted.clear()
     joiner = "&" if "?" in target else "?"
-    return RedirectResponse(f"{target}{joiner}notice={notice}", status_code=303)
+    return drafts.clear(RedirectResponse(f"{target}{joiner}notice={notice}", status_code=303), target)
+
+
+def _text(form: FormData, name: str) -> str | None:
+    value = form.get(name)
+    return value if isinstance(value, str) else None
+
+
+def _all(form: FormData, name: str) -> list[str]:
+    return [v for v in form.getlist(name) if isinstance(v, str)]
 
 
 def _errors(exc: InvalidInput) -> dict[str, str]:
@@ -347,6 +354,11 @@ def _task_refused(request: Request, who: Principal, back: str, why: str, status:
     return render("message.html", status, request, heading="Nothing was changed", message=why, who=who, back=back)
 
 
+def _phases() -> tuple[str, ...]:
+    """Every registered pathway's phases, in order, once each (the patients filter's choices)."""
+    return tuple(dict.fromkeys(phase for pathway in pathways() for phase in pathway.phases()))
+
+
 @router.get("/ui/patients")
 def patients(
     request: Request,
@@ -361,7 +373,7 @@ def patients(
     service = _service(request)
     query = {
         "patient_ref": (patient or "").strip()[:64] or None,
-        "phase": _choice(phase, PHASES),
+        "phase": _choice(phase, _phases()),
         "status": _choice(status, LISTED_STATUSES),
     }
     page = _from_cursor(lambda at: episode_page(service.engine, service.today(), PAGE_SIZE, cursor=at, **query), cursor)
@@ -373,7 +385,7 @@ def patients(
         **_common(request, who),
         episodes=page.items,
         query=query,
-        phases=PHASES,
+        phases=_phases(),
         statuses=LISTED_STATUSES,
         next_url=next_url if page.next_cursor else None,
     )
@@ -384,8 +396,7 @@ async def episode_screen(request: Request, episode_id: str) -> Response:
     who = await run_in_threadpool(_reader, request)
     if isinstance(who, Response):
         return who
-    page = await _episode_view(request, who, episode_id, draft=drafts.take(request))
-    return drafts.forget(request, page)
+    return await _episode_view(request, who, episode_id, draft=drafts.take(request))
 
 
 async def _episode_view(
@@ -412,8 +423,13 @@ async def _episode_view(
     recorded = await run_in_threadpool(events, service.engine, episode_id)
     trail = await run_in_threadpool(service.audit, episode_id)
     pathway_id, version = episode.pathway.rsplit(".v", 1)
-    definition = pathway_for(pathway_id).definition(int(version))
+    pathway = pathway_for(pathway_id)
+    definition = pathway.definition(int(version))
     today = service.today()
+    # A refused form's answers, as the form macros refill them: ``kind.name`` its first value,
+    # ``chosen[kind.name]`` every value ticked.
+    values = {f"{draft.form}.{k}": v[0] for k, v in draft.values.items() if v}
+    chosen = {f"{draft.form}.{k}": v for k, v in draft.values.items()}
     return render(
         "episode.html",
         status,
@@ -423,59 +439,21 @@ async def _episode_view(
         events=recorded,
         audit=trail,
         definition=definition,
-        newer=[v for v in pathway_for(pathway_id).versions() if v > int(version)],
-        picture=timeline_svg(episode, recorded, definition, today),
+        newer=[v for v in pathway.versions() if v > int(version)],
+        picture=timeline_svg(episode, recorded, pathway, definition, today),
+        marks_legend=", ".join(pathway.picture_legend(definition)),
         today=today.isoformat(),
         form_errors={draft.form: draft.errors} if draft.form else {},
-        draft=draft,
-        event_forms=EVENT_FORMS,
+        values=values,
+        chosen=chosen,
+        event_forms=pathway.event_forms(definition),
         active=episode.status == "active",
         checkins=summary(service.engine, episode_id),
     )
 
 
-# The fields of each event form, in the order the page shows them (the rest of the page's
-# vocabulary comes from the episode's definition).
-EVENT_FORMS = [
-    ("pain_assessment", "Pain assessment"),
-    ("medication_started", "Medication started"),
-    ("medication_stopped", "Medication stopped"),
-    ("dose_given", "Dose given"),
-    ("imaging", "Imaging"),
-    ("hospital_admission", "Hospital admission"),
-    ("parenteral_narcotics", "Parenteral narcotics"),
-    ("red_flag", "Red flag"),
-    ("note", "Note"),
-    ("override", "Override (physicians)"),
-]
-_LISTS = {"analgesics", "opioid_effects"}
-_ANSWERS = {"oral_analgesia_adequate", "symptoms_changed"}
-_FLAGS = {"new_fracture", "marrow_edema"}
-
-
-def event_from_form(form: FormData) -> dict[str, Any]:
-    """The event as the API takes it: lists from multi-selects, checkboxes as booleans, NRS as a number."""
-    data: dict[str, Any] = {}
-    kind = str(form.get("type") or "")
-    for name in EVENT_FIELDS.get(kind, ()):
-        if name in _LISTS:
-            data[name] = [str(v) for v in form.getlist(name) if v]
-        elif name in _ANSWERS:  # yes / no asked as a question: unanswered stays absent
-            if form.get(name) in ("yes", "no"):
-                data[name] = form.get(name) == "yes"
-        elif name in _FLAGS:  # a finding ticked or not
-            data[name] = form.get(name) == "yes"
-        elif (value := str(form.get(name) or "").strip()) != "":
-            data[name] = int(value) if name == "nrs" and value.isdigit() else value
-    return {"type": kind, **data}
-
-
-# Each event form's fields are its input model's (the page records what the API takes).
-EVENT_FIELDS: dict[str, tuple[str, ...]] = {
-    model.model_fields["type"].default: tuple(name for name in model.model_fields if name != "type")
-    for model in get_args(get_args(Event)[0])
-    if model.model_fields["type"].default != "withdraw"  # withdrawal has its own form
-}
+def _event_form(pathway: Pathway, definition: Any, kind: str) -> EventForm | None:
+    return next((form for form in pathway.event_forms(definition) if form.type == kind), None)
 
 
 @router.post("/ui/episodes/{episode_id}/events")
@@ -484,18 +462,22 @@ async def record_event(request: Request, episode_id: str) -> Response:
     if isinstance(checked, Response):
         return checked
     who, form = checked
-    data = event_from_form(form)
-    kind = data["type"]
+    kind = str(form.get("type") or "")
     back = f"/ui/episodes/{episode_id}"
+    service = _service(request)
     try:
-        if kind not in EVENT_FIELDS:
+        if not EPISODE_ID.fullmatch(episode_id):
+            raise NotFound(episode_id)
+        pathway, definition = await run_in_threadpool(service.episode_pathway, episode_id)
+        spec = _event_form(pathway, definition, kind)
+        if spec is None:
             raise InvalidInput.one("type", "is not an event this page records")
-        if kind == "override":
-            ensure(who, PHYSICIANS, "record an override")
-        event = parse_event(data)
+        if spec.physicians_only:
+            ensure(who, PHYSICIANS, f"record {spec.title.lower()} events")
+        event = pathway.parse_event(spec.values(lambda name: _text(form, name), lambda name: _all(form, name)))
         # The page's form key is the Idempotency-Key: a double click or a resubmission applies once.
         key = f"form-{str(form.get('form_key') or '')[:40]}" if form.get("form_key") else None
-        await _service(request).record_event(episode_id, event, who.actor, key)
+        await service.record_event(episode_id, event, who.actor, key)
     except InvalidInput as exc:
         return await _refused(request, who, episode_id, drafts.Draft(kind, drafts.typed(form), _errors(exc)))
     except Forbidden as exc:  # not this person's to do: said at once, with what they typed
@@ -543,9 +525,8 @@ async def withdraw(request: Request, episode_id: str) -> Response:
         **({"text": str(form["text"])} if str(form.get("text") or "").strip() else {}),
     }
     try:
-        event = parse_event(data)
         key = f"form-{str(form.get('form_key') or '')[:40]}" if form.get("form_key") else None
-        await service.record_event(episode_id, event, who.actor, key)
+        await service.record_event(episode_id, data, who.actor, key)
     except InvalidInput as exc:
         return await _refused(request, who, episode_id, drafts.Draft("withdraw", drafts.typed(form), _errors(exc)))
     except NotFound:
@@ -574,64 +555,28 @@ async def migrate(request: Request, episode_id: str) -> Response:
     return _redirect(f"/ui/episodes/{episode_id}", "migrated")
 
 
-IMAGING_ROWS = 3  # blank imaging rows on the enrollment form
+def _enroll_pathway(request: Request, form: FormData | None = None) -> Pathway:
+    """The pathway the enroll page is for (``?pathway=``), the default one when none or unknown."""
+    wanted = str((form.get("pathway") if form is not None else None) or request.query_params.get("pathway") or "")
+    try:
+        return pathway_for(wanted) if wanted else default_pathway()
+    except LookupError:
+        return default_pathway()
 
 
-def enrollment_from_form(form: FormData) -> dict[str, Any]:
-    """The enrollment as the API takes it, from the form's dotted field names."""
-
-    def text(name: str) -> str:
-        return str(form.get(name) or "").strip()
-
-    def number(name: str) -> int | str | None:
-        value = text(name)
-        return int(value) if value.isdigit() else (value or None)
-
-    def present(data: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in data.items() if v is not None and v != ""}
-
-    agent = text("osteoporosis_therapy.agent")
-    data: dict[str, Any] = {
-        "identified_on": text("identified_on") or None,
-        "patient": present({"ref": text("patient.ref"), "age": number("patient.age"), "sex": text("patient.sex")}),
-        "fracture": {
-            "levels": [str(v) for v in form.getlist("fracture.levels")],
-            "acute_injury": form.get("fracture.acute_injury") == "yes",
-            "correlating_symptoms": form.get("fracture.correlating_symptoms") == "yes",
-        },
-        "pain_nrs": number("pain_nrs"),
-        "analgesics": [str(v) for v in form.getlist("analgesics")],
-        "contraindications": [str(v) for v in form.getlist("contraindications")],
-        "calcium_vitamin_d": form.get("calcium_vitamin_d") == "yes",
-        "red_flags": [str(v) for v in form.getlist("red_flags")],
-        "imaging": [
-            {"performed_on": text(f"imaging[{i}].performed_on"), "modality": text(f"imaging[{i}].modality")}
-            for i in range(IMAGING_ROWS)
-            if text(f"imaging[{i}].performed_on") or text(f"imaging[{i}].modality")
-        ],
-    }
-    if agent:
-        data["osteoporosis_therapy"] = present(
-            {"agent": agent, "last_dose_on": text("osteoporosis_therapy.last_dose_on") or None}
-        )
-    return present(data)
-
-
-def _enroll_form(request: Request, who: Principal, status: int = 200, **context: Any) -> Response:
+def _enroll_form(request: Request, who: Principal, pathway: Pathway, status: int = 200, **context: Any) -> Response:
     service = _service(request)
-    definition = load_definition(version=service.pathway_version)
+    definition = pathway.definition(service.pathway_version if pathway is default_pathway() else None)
     return render(
         "enroll.html",
         status,
         request,
         **_common(request, who),
+        pathway=pathway,
+        pathways=pathways(),
         definition=definition,
-        levels=get_args(Level),
-        sexes=get_args(Sex),
-        contraindications=definition.pain_medication_contraindication,
-        modalities=get_args(Modality),
-        imaging_rows=IMAGING_ROWS,
-        today=service.today().isoformat(),
+        sections=pathway.enrollment_form(definition),
+        today=service.today(definition).isoformat(),
         **{"errors": {}, "values": None, "existing": None, **context},
     )
 
@@ -641,13 +586,13 @@ def enroll_form(request: Request) -> Response:
     who = _signed_in(request, CLINICIANS, "enroll patients")
     if isinstance(who, Response):
         return who
+    pathway = _enroll_pathway(request)
     draft = drafts.take(request)
     if draft.form != "enroll":
-        return drafts.forget(request, _enroll_form(request, who))
+        return _enroll_form(request, who, pathway)
     ref = draft.value("patient.ref").strip()
     existing = _service(request).active_episode_of(ref) if ref and "patient.ref" in draft.errors else None
-    page = _enroll_form(request, who, errors=draft.errors, values=draft.values, existing=existing)
-    return drafts.forget(request, page)
+    return _enroll_form(request, who, pathway, errors=draft.errors, values=draft.values, existing=existing)
 
 
 @router.post("/ui/enroll")
@@ -657,24 +602,31 @@ async def enroll(request: Request) -> Response:
         return checked
     who, form = checked
     service = _service(request)
+    pathway = _enroll_pathway(request, form)
     try:
-        enrollment = parse_model(Enrollment, enrollment_from_form(form))
-        enrolled = await service.enroll(enrollment, who.actor)
+        definition = pathway.definition(service.pathway_version if pathway is default_pathway() else None)
+        data = sections_values(pathway.enrollment_form(definition), lambda n: _text(form, n), lambda n: _all(form, n))
+        enrollment = pathway.parse_enrollment(data)
+        enrolled = await service.enroll(enrollment, who.actor, pathway.id)
     except InvalidInput as exc:
-        return _enroll_refused(request, who, drafts.Draft("enroll", drafts.typed(form), _errors(exc)), 422)
+        return _enroll_refused(request, who, pathway, drafts.Draft("enroll", drafts.typed(form), _errors(exc)), 422)
     except Conflict as exc:
-        held = await run_in_threadpool(service.active_episode_of, enrollment.patient.ref)
+        held = await run_in_threadpool(service.active_episode_of, enrollment.patient_ref)
         if held is not None and held.enrollment_digest == enrollment_digest(enrollment):
             # The same form sent again (a double click, or later): the first made the episode.
             return _redirect(f"/ui/episodes/{held.id}", "already")
         draft = drafts.Draft("enroll", drafts.typed(form), {exc.error.field: exc.error.message})
-        return _enroll_refused(request, who, draft, 409, held)
+        return _enroll_refused(request, who, pathway, draft, 409, held)
     return _redirect(f"/ui/episodes/{enrolled.episode_id}", "enrolled")
 
 
-def _enroll_refused(request: Request, who: Principal, draft: drafts.Draft, status: int, held: Any = None) -> Response:
-    back = drafts.redirect_back(request, "/ui/enroll", draft)
-    return back or _enroll_form(request, who, status, errors=draft.errors, values=draft.values, existing=held)
+def _enroll_refused(
+    request: Request, who: Principal, pathway: Pathway, draft: drafts.Draft, status: int, held: Any = None
+) -> Response:
+    """Back to the enroll form (303) with what was typed and what was wrong (post/redirect/get)."""
+    target = "/ui/enroll" if pathway is default_pathway() else f"/ui/enroll?pathway={pathway.id}"
+    back = drafts.redirect_back(request, target, draft)
+    return back or _enroll_form(request, who, pathway, status, errors=draft.errors, values=draft.values, existing=held)
 
 
 @router.get("/login")
