@@ -83,6 +83,9 @@ class EpisodeRow(Base):
     simulated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # SHA-256 of the enrollment that reserved the row: tells a client's retry from a new request.
     enrollment_digest: Mapped[str | None] = mapped_column(String(64))
+    # As of the last recorded change: the pathway's header facts and what comes next
+    # ({"facts": [{label, value, short}], "upcoming": [due points]}), for rows that do not ask the workflow.
+    facts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

@@ -416,3 +416,46 @@ async def test_the_demo_from_start_to_an_answered_check_in_on_its_own_port(tmp_p
         dev.process.wait(timeout=60)
         errors.close()
     assert (tmp_path / "stderr.txt").read_text() == ""  # no SAWarning, no other warning
+
+
+# ---- 7. a compact worklist with the clinical facts, every action reachable on a phone -------------
+
+
+async def test_worklist_rows_and_the_episode_header_carry_the_clinical_facts_in_words(clinic):
+    ref = f"facts-{uuid.uuid4().hex[:6]}"
+    episode_id = await enroll(
+        clinic,
+        ref,
+        patient={"ref": ref, "age": 81, "sex": "female"},
+        fracture={"levels": ["L2", "L3"]},
+        pain_nrs=7,
+        analgesics=["opioid"],
+        red_flags=["cord_compression"],
+    )
+    async with browser_at(clinic) as (browser, base):
+        page = await signed_in(browser, base, clinic.tokens["physician"])
+        await page.goto(f"{base}/?patient={ref}")
+        row = page.locator("tr", has_text="SURGICAL_CONSULTATION")
+        facts = await row.locator(".facts-line").inner_text()
+        for words in ("day 0", "81 y", "female", "L2 L3", "pain 7/10", "red flag: "):
+            assert words in facts, (words, facts)
+        assert "Red flag: surgical consultation now" in await row.locator("td.what strong").inner_text()
+        why = row.locator("details.why")  # the evidence paragraph is behind a disclosure
+        assert (
+            not await why.get_attribute("open") and not await why.locator(".evidence, :not(summary)").first.is_visible()
+        )
+        for code in await page.locator("table.tasks .code").all():  # codes never break mid-word
+            assert await code.evaluate("e => getComputedStyle(e).whiteSpace") == "nowrap"
+        await both_widths(page, "worklist-facts")
+        await page.set_viewport_size(PHONE)
+        for button in await page.locator("table.tasks button").all():
+            box = await button.bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], await button.inner_text()
+        await page.set_viewport_size(WIDE)
+        await page.goto(f"{base}/ui/episodes/{episode_id}")
+        header = await page.locator("dl.facts").inner_text()
+        for words in ("81", "L2, L3", "7 of 10", "Opioid", "cord"):
+            assert words.lower() in header.lower(), (words, header)
+        await page.goto(f"{base}/ui/patients?patient={ref}")
+        assert "81 y" in await page.locator("table.episodes").inner_text()
+        await both_widths(page, "patients-facts")

@@ -299,6 +299,7 @@ class EpisodeWorkflow:
             actor=actor,
             action=action,
             changes=changes,
+            facts=self._snapshot(),
             **extra,
         )
         await workflow.execute_activity_method(
@@ -309,6 +310,14 @@ class EpisodeWorkflow:
         )
         if not self._start.simulated and any(item.notify for item in changes.items):
             self._request_delivery()
+
+    def _snapshot(self) -> dict[str, Any]:
+        """The facts and the next due points rows show (pure: it replays as it ran)."""
+        ahead = self._pathway.upcoming(self._state)[:3]
+        return {
+            "facts": [fact.model_dump() for fact in self._pathway.header_facts(self._state)],
+            "upcoming": [point.model_dump(mode="json") for point in ahead],
+        }
 
     def _request_delivery(self) -> None:
         # Delivery runs beside the episode, one at a time, so a slow or failing sink never

@@ -111,7 +111,8 @@ class Pathway(Protocol):
 
     def header_facts(self, state: Any) -> list[Fact]:
         """The facts an episode's header shows, label and value in words (e.g. age, levels,
-        latest pain score, analgesics, therapy, red flags)."""
+        latest pain score, analgesics, therapy, red flags); those with a ``short`` form are also
+        on its worklist and patients rows (recorded with every change, so rows need no workflow call)."""
         ...
 
     def row_facts(self, definition: Any, identified_on: date, today: date) -> list[Fact]:

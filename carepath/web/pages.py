@@ -295,7 +295,6 @@ def worklist(
         assignee=f.assignee,
         groups=[g for g in groups if g[2]],
         failed_notifications=failed,
-        row_facts={},
         counts=counts,
         filters=filters,
         options={"assignee": ASSIGNEES, "priority": PRIORITIES, "status": STATUSES},

@@ -177,18 +177,29 @@ def form_choices(definition: PathwayDefinition, event_type: str) -> dict[str, li
 
 def header_facts(state: EpisodeState) -> list[Fact]:
     d = state.definition
-    therapy = ", ".join(label(d, a) for a in state.osteoporosis_agents) or "none recorded"
+    agents = [label(d, a) for a in state.osteoporosis_agents]
+    therapy = ", ".join(agents) or "none recorded"
     if state.on_denosumab and state.denosumab_last_dose is not None:
         therapy += f" (last denosumab dose {state.denosumab_last_dose.isoformat()})"
     flags = [label(d, f) for f in state.red_flags]
+    sex = label(d, state.sex) if state.sex else "not recorded"
+    analgesics = ", ".join(label(d, a) for a in state.analgesics) or "none"
     return [
-        Fact(label="Age", value=str(state.age)),
-        Fact(label="Sex", value=label(d, state.sex) if state.sex else "not recorded"),
-        Fact(label="Fracture levels", value=", ".join(state.levels)),
-        Fact(label="Latest pain", value=f"{state.latest_nrs} of 10 on {state.latest_pain_on.isoformat()}"),
-        Fact(label="Analgesics", value=", ".join(label(d, a) for a in state.analgesics) or "none"),
-        Fact(label="Osteoporosis therapy", value=therapy),
-        Fact(label="Red flags", value="; ".join(flags) or "none recorded"),
+        Fact(label="Age", value=str(state.age), short=f"{state.age} y"),
+        Fact(label="Sex", value=sex, short=sex.lower() if state.sex else ""),
+        Fact(label="Fracture levels", value=", ".join(state.levels), short=" ".join(state.levels)),
+        Fact(
+            label="Latest pain",
+            value=f"{state.latest_nrs} of 10 on {state.latest_pain_on.isoformat()}",
+            short=f"pain {state.latest_nrs}/10",
+        ),
+        Fact(label="Analgesics", value=analgesics, short=analgesics if state.analgesics else "no analgesics"),
+        Fact(label="Osteoporosis therapy", value=therapy, short=", ".join(agents) or "no osteoporosis therapy"),
+        Fact(
+            label="Red flags",
+            value="; ".join(flags) or "none recorded",
+            short=("red flag: " + ", ".join(f.replace("_", " ") for f in state.red_flags)) if flags else "",
+        ),
     ]
 
 

@@ -1,4 +1,5 @@
-"""tasks assigned to a named person: ``tasks.owner`` (null: the role's, nobody's in particular)
+"""tasks assigned to a named person: ``tasks.owner`` (null: the role's, nobody's in particular);
+and the patient's facts on the episode row (``episodes.facts``, written with every recorded change)
 
 Revision ID: 0012_task_owner
 Revises: 0009_followup
@@ -16,12 +17,16 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("tasks") as batch_op:
-        batch_op.add_column(sa.Column("owner", sa.String(length=200), nullable=True))
-        batch_op.create_index("ix_tasks_owner", ["owner"])
+    # Plain ADD COLUMN (SQLite has it): no batch table copy, which on SQLite would rebuild
+    # episodes without its expression index ix_episodes_patient_ref_lower.
+    op.add_column("episodes", sa.Column("facts", sa.JSON(), nullable=True))
+    op.add_column("tasks", sa.Column("owner", sa.String(length=200), nullable=True))
+    op.create_index("ix_tasks_owner", "tasks", ["owner"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_tasks_owner", table_name="tasks")
     with op.batch_alter_table("tasks") as batch_op:
-        batch_op.drop_index("ix_tasks_owner")
         batch_op.drop_column("owner")
+    with op.batch_alter_table("episodes") as batch_op:
+        batch_op.drop_column("facts")
