@@ -93,6 +93,9 @@ MATRIX = [
     ("GET", "/", READERS, None),
     ("GET", "/ui/episodes/{episode_id}", READERS, None),
     ("GET", "/ui/patients", READERS, None),
+    ("GET", "/ui/evidence", READERS, None),
+    ("GET", "/ui/episodes/{episode_id}/fhir", READERS, None),
+    ("GET", "/ui/episodes/{episode_id}/audit/fhir", READERS, None),
     ("GET", "/ui/enroll", CLINICIANS, None),
     # Page forms (signed-in cookie, the page's CSRF token, this origin): 303 when done.
     ("POST", "/ui/enroll", CLINICIANS, "page:" + ENROLL_FORM),
@@ -119,7 +122,15 @@ MATRIX = [
     ("GET", "/checkin-static/checkin.css", PUBLIC, None),
     ("GET", "/docs", PUBLIC, None),
 ]
-PAGES = {"/", "/ui/episodes/{episode_id}", "/ui/patients", "/ui/enroll"}
+PAGES = {
+    "/",
+    "/ui/episodes/{episode_id}",
+    "/ui/patients",
+    "/ui/enroll",
+    "/ui/evidence",
+    "/ui/episodes/{episode_id}/fhir",
+    "/ui/episodes/{episode_id}/audit/fhir",
+}
 SITE = "http://carepath.test"
 
 

@@ -80,7 +80,7 @@ async def test_a_coordinators_morning_in_a_real_browser(live):
             await page.select_option("#f-pain_assessment-nrs", "5")
             await page.click("#form-pain_assessment button[type=submit]")
             await page.wait_for_url("**notice=recorded")
-            assert "nrs: 5" in await page.locator("table.events").inner_text()
+            assert "Pain 5 of 10" in await page.locator("table.events").inner_text()
             await page.screenshot(path=str(SHOTS / "episode-desktop.png"), full_page=True)
             # Complete the coordinator's calcium task from the worklist, filtered to this patient.
             await page.goto(f"{base}/?patient={ref}&assignee=coordinator")

@@ -109,6 +109,11 @@ class Pathway(Protocol):
         """Event types only a physician may record (checked before the body is validated)."""
         ...
 
+    def evidence(self) -> dict[str, str]:
+        """The evidence its items cite ("1" -> what that reference supports, in words): the
+        reference list every page citing [1].. links to."""
+        ...
+
     def header_facts(self, state: Any) -> list[Fact]:
         """The facts an episode's header shows, label and value in words (e.g. age, levels,
         latest pain score, analgesics, therapy, red flags); those with a ``short`` form are also
@@ -312,6 +317,9 @@ class PathwayRules(Generic[D, S]):
 
     def header_facts(self, state: S) -> list[Fact]:
         return []
+
+    def evidence(self) -> dict[str, str]:
+        return {}
 
     def row_facts(self, definition: D, identified_on: date, today: date) -> list[Fact]:
         ahead = self.planned(definition, identified_on, today)

@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi_csrf_protect import CsrfProtect
 from fastapi_csrf_protect.exceptions import CsrfProtectError
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -48,6 +48,7 @@ from carepath.engine.vocabulary import Assignee, Priority, TaskStatus
 from carepath.errors import InvalidInput
 from carepath.service import CarepathService, Conflict, NotFound, enrollment_digest
 from carepath.web import drafts
+from carepath.web.audit_words import audit_lines
 from carepath.web.timeline import timeline_svg
 from db.models import EPISODE_ID_PATTERN
 from db.queries import LISTED_STATUSES, TaskFilter, episode_page, events, task_counts, task_page
@@ -390,6 +391,36 @@ def patients(
     )
 
 
+@router.get("/ui/episodes/{episode_id}/fhir")
+def episode_fhir(request: Request, episode_id: str) -> Response:
+    """The FHIR Bundle as a file, for the signed-in person (the JSON API wants a bearer token)."""
+    from carepath.fhir import episode_bundle
+
+    return _fhir_file(request, episode_id, "fhir", episode_bundle)
+
+
+@router.get("/ui/episodes/{episode_id}/audit/fhir")
+def audit_fhir(request: Request, episode_id: str) -> Response:
+    from carepath.fhir import audit_bundle
+
+    return _fhir_file(request, episode_id, "audit-fhir", audit_bundle)
+
+
+def _fhir_file(request: Request, episode_id: str, name: str, build: Callable[[Any, str], dict[str, Any]]) -> Response:
+    who = _reader(request)
+    if isinstance(who, Response):
+        return who
+    service = _service(request)
+    try:
+        if not EPISODE_ID.fullmatch(episode_id):
+            raise NotFound(episode_id)
+        service.episode(episode_id)
+    except NotFound:
+        return render("message.html", 404, request, heading="No such episode", message="Nothing to export.", who=who)
+    disposition = f'attachment; filename="episode-{episode_id}-{name}.json"'
+    return JSONResponse(build(service.engine, episode_id), headers={"Content-Disposition": disposition})
+
+
 @router.get("/ui/episodes/{episode_id}")
 async def episode_screen(request: Request, episode_id: str) -> Response:
     who = await run_in_threadpool(_reader, request)
@@ -436,7 +467,8 @@ async def _episode_view(
         **_common(request, who),
         episode=episode,
         events=recorded,
-        audit=trail,
+        audit=audit_lines(trail, pathway, definition),
+        label=lambda code: pathway.label(definition, code),
         definition=definition,
         newer=[v for v in pathway.versions() if v > int(version)],
         picture=timeline_svg(episode, recorded, pathway, definition, today),
@@ -566,6 +598,7 @@ def _enroll_pathway(request: Request, form: FormData | None = None) -> Pathway:
 def _enroll_form(request: Request, who: Principal, pathway: Pathway, status: int = 200, **context: Any) -> Response:
     service = _service(request)
     definition = pathway.definition(service.pathway_version if pathway is default_pathway() else None)
+    sections = pathway.enrollment_form(definition)
     return render(
         "enroll.html",
         status,
@@ -574,7 +607,9 @@ def _enroll_form(request: Request, who: Principal, pathway: Pathway, status: int
         pathway=pathway,
         pathways=pathways(),
         definition=definition,
-        sections=pathway.enrollment_form(definition),
+        sections=sections,
+        # The error summary names each field by its label (the page's words, not "fracture.levels").
+        field_labels={f.name: f.label for section in sections for row in section.expanded() for f in row},
         today=service.today(definition).isoformat(),
         **{"errors": {}, "values": None, "existing": None, **context},
     )
@@ -626,6 +661,16 @@ def _enroll_refused(
     target = "/ui/enroll" if pathway is default_pathway() else f"/ui/enroll?pathway={pathway.id}"
     back = drafts.redirect_back(request, target, draft)
     return back or _enroll_form(request, who, pathway, status, errors=draft.errors, values=draft.values, existing=held)
+
+
+@router.get("/ui/evidence")
+def evidence(request: Request) -> Response:
+    """The evidence the pathways cite as [1]..[6]: what each reference supports, in words."""
+    who = _reader(request)
+    if isinstance(who, Response):
+        return who
+    lists = [(p.title, p.id, p.evidence()) for p in pathways() if p.evidence()]
+    return render("evidence.html", 200, request, **_common(request, who), lists=lists)
 
 
 @router.get("/login")

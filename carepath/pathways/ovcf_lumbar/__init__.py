@@ -156,6 +156,9 @@ class OvcfLumbar(PathwayRules[PathwayDefinition, EpisodeState]):
     def physician_events(self) -> frozenset[str]:
         return frozenset({"override"})
 
+    def evidence(self) -> dict[str, str]:
+        return display.EVIDENCE
+
     def header_facts(self, state: EpisodeState) -> list[Fact]:
         return display.header_facts(state)
 

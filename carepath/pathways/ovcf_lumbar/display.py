@@ -78,6 +78,7 @@ EVENT_LABELS: dict[str, dict[str, str]] = {
     "red_flag": {"flag": "Red flag"},
     "note": {"text": "Note"},
     "override": {"skip_milestone": "Skip milestone", "close_task": "or close task"},
+    "withdraw": {"reason": "Reason", "text": "Details"},
 }
 ENROLLMENT_LABELS = {
     "identified_on": "Identified on (day 0)",
@@ -139,6 +140,10 @@ SUMMARY_FIELDS = {
     "override": ("author", "skip_milestone", "close_task", "reason"),
     "withdraw": ("reason", "text"),
 }
+
+
+# Where a summary reads better with other words than the form's label.
+SUMMARY_LABELS = {"override": {"skip_milestone": "skips", "close_task": "closes"}}
 
 
 def label(definition: PathwayDefinition, code: str) -> str:
@@ -204,17 +209,36 @@ def header_facts(state: EpisodeState) -> list[Fact]:
 
 
 def event_summary(event: RecordedEvent) -> str:
+    """The event in one line of words: "Pain 6 of 10; analgesics in use: NSAID (…); mobility: Bed rest"."""
+    return "; ".join(_summary_parts(event))
+
+
+def _summary_parts(event: RecordedEvent, skip: tuple[str, ...] = ()) -> list[str]:
+    labels = {**EVENT_LABELS.get(event.type, {}), **SUMMARY_LABELS.get(event.type, {})}
     parts = []
     for name in SUMMARY_FIELDS.get(event.type, ()):
         value = event.payload.get(name)
-        if value is None or value == []:
+        if name in skip or value is None or value == []:
+            continue
+        if name == "nrs":
+            parts.append(f"Pain {value} of 10")
             continue
         if isinstance(value, list):
-            value = ", ".join(map(str, value))
+            said = ", ".join(_value_words(v) for v in value)
         elif isinstance(value, bool):
-            value = "yes" if value else "no"
-        parts.append(f"{name.replace('_', ' ')}: {value}")
-    return "; ".join(parts)
+            said = "yes" if value else "no"
+        else:
+            said = _value_words(str(value)) if name not in ("text", "reason", "author") else str(value)
+        parts.append(f"{labels.get(name, words(name)).lower() if parts else labels.get(name, words(name))}: {said}")
+    return parts
+
+
+def _value_words(value: str) -> str:
+    """A value in words; a task's code by its title (as the shipped definition names it)."""
+    from carepath.pathways.ovcf_lumbar.definition import load_definition
+
+    action = load_definition().actions.get(value)
+    return f"{action.title} ({value})" if action is not None else VALUES.get(value) or words(value)
 
 
 def expected(state: EpisodeState) -> list[DuePoint]:
@@ -255,10 +279,8 @@ def fhir_resource(event: RecordedEvent) -> dict[str, Any] | None:
             "code": {"coding": [PAIN_CODE], "text": "pain NRS"},
             "valueInteger": payload["nrs"],
         }
-        facts = [
-            f"{k}: {v}" for k, v in payload.items() if k not in ("type", "occurred_on", "nrs") and v not in ([], None)
-        ]
-        if facts:
+        facts = _summary_parts(event, skip=("nrs",))
+        if facts:  # what else was said, in words ("analgesics in use: Opioid; mobility: Bed rest")
             resource["note"] = [{"text": "; ".join(facts)}]
         return resource
     if event.type == "note":
@@ -384,3 +406,25 @@ def check_in_event(answers: dict[str, Any], today: date) -> PainAssessment:
     if answers.get("symptoms_changed") in ("yes", "no"):
         payload["symptoms_changed"] = answers["symptoms_changed"] == "yes"
     return parse_model(PainAssessment, payload)
+
+
+# The guideline summary's references as its recommendations cite them ([1]..[6]), said in our own
+# words: what each one supports in this pathway (docs/pathway.md has the same list).
+EVIDENCE = {
+    "1": "The main source of the summary: conservative care for the first three months (NSAIDs or opioids for "
+    "pain, with caution about opioids in older patients), calcitonin in the first four weeks, most fractures "
+    "settling in six to eight weeks, avoiding prolonged bed rest, bracing and exercise programmes of unproven "
+    "benefit, starting osteoporosis drugs at once (about 20% risk of another vertebral fracture within a year), "
+    "imaging again when symptoms change or imaging is over three months old, when to consider vertebral "
+    "augmentation after three months and the controversy about it, and the L2 nerve root block option.",
+    "2": "Calcitonin gives clinically important relief of acute fracture pain beyond standard painkillers; "
+    "calcium and vitamin D for every patient.",
+    "3": "Acetaminophen (paracetamol) for mild pain; bisphosphonates as first-line osteoporosis treatment; "
+    "calcium and vitamin D for every patient.",
+    "4": "Bisphosphonates (such as risedronate) first line; denosumab 60 mg under the skin every six months for "
+    "people at high risk of fracture; at least 1000 mg calcium and 800 IU vitamin D a day.",
+    "5": "Teriparatide for people at high risk of fracture, including those who failed or cannot take other "
+    "osteoporosis treatment.",
+    "6": "A dorsal root ganglion block with steroid at the fractured and neighbouring levels: marked early pain "
+    "relief that lasted at one year.",
+}
