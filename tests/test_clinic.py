@@ -5,13 +5,14 @@ words with nothing typed lost, a demo that shows every flow, clinical facts in w
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,12 @@ async def both_widths(page, name: str) -> None:
     await page.screenshot(path=str(SHOTS / f"clinic-{name}-1366.png"), full_page=True)
     await page.set_viewport_size(PHONE)
     await page.screenshot(path=str(SHOTS / f"clinic-{name}-390.png"), full_page=True)
-    assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], name
+    wide = await page.evaluate(
+        """() => [...document.querySelectorAll('body *')]
+            .filter(e => e.getBoundingClientRect().right > 390.5 && !e.closest('.scroll, .picture'))
+            .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + e.getBoundingClientRect().right)"""
+    )
+    assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], (name, wide)
     await page.set_viewport_size(WIDE)
 
 
@@ -459,3 +465,142 @@ async def test_worklist_rows_and_the_episode_header_carry_the_clinical_facts_in_
         await page.goto(f"{base}/ui/patients?patient={ref}")
         assert "81 y" in await page.locator("table.episodes").inner_text()
         await both_widths(page, "patients-facts")
+
+
+# ---- 4. errors in words beside the field, nothing typed lost ------------------------------------
+
+
+async def test_errors_are_in_words_beside_their_field_and_an_override_keeps_both_targets(clinic):
+    ref = f"words-{uuid.uuid4().hex[:6]}"
+    episode_id = await enroll(clinic, ref)
+    async with browser_at(clinic) as (browser, base):
+        page = await signed_in(browser, base, clinic.tokens["physician"])
+        # Enroll with no level ticked: said in words beside the field, everything typed kept.
+        await page.goto(f"{base}/ui/enroll")
+        await page.fill("#f-patient-ref", f"{ref}-2")
+        await page.fill("#f-patient-age", "77")
+        await page.select_option("#f-pain_nrs", "6")
+        await page.click("form.enroll button[type=submit]")
+        await page.wait_for_url("**/ui/enroll#form-enroll")
+        said = await page.locator("#err-fracture-levels").inner_text()
+        assert said == "choose at least one", said
+        summary = await page.locator("div.error").inner_text()
+        assert "Levels: choose at least one" in summary and "fracture.levels" not in summary
+        assert await page.input_value("#f-patient-ref") == f"{ref}-2" and await page.input_value("#f-pain_nrs") == "6"
+        await both_widths(page, "enroll-refused")
+        # An override naming a milestone and a task: refused in words, both choices kept.
+        await page.goto(f"{base}/ui/episodes/{episode_id}")
+        form = page.locator("#form-override")
+        await page.locator("details.event-form", has=form).locator("summary").click()
+        await form.locator("#f-override-reason").fill("seen in clinic")
+        skip = form.locator("#f-override-skip_milestone")
+        milestone = await skip.locator("option").nth(1).get_attribute("value")
+        await skip.select_option(milestone)
+        close = form.locator("#f-override-close_task")
+        await close.select_option("CALCIUM_VITAMIN_D")
+        await form.get_by_role("button").click()
+        await page.wait_for_url("**#form-override")
+        error = await page.locator("#form-override .field-error").inner_text()
+        assert "skip or a task to close" in error and "skip_milestone" not in error, error
+        assert await page.locator("#f-override-skip_milestone").input_value() == milestone
+        assert await page.locator("#f-override-close_task").input_value() == "CALCIUM_VITAMIN_D"
+        await both_widths(page, "episode-override-refused")
+        # A viewer is told in words what they may not do.
+        viewer = await signed_in(browser, base, clinic.tokens["viewer"])
+        refused = await viewer.goto(f"{base}/ui/enroll")
+        assert refused.status == 403
+        text = await viewer.locator("main").inner_text()
+        assert "you cannot enroll patients: that needs a coordinator or a physician" in text, text
+        # The audit trail in words, the code a secondary label.
+        task = next(
+            t
+            for t in (await clinic.client.get("/tasks", params={"patient_ref": ref})).json()
+            if t["code"] == "CALCIUM_VITAMIN_D"
+        )
+        await clinic.client.post(f"/tasks/{task['id']}/complete", json={"reason": "advised"})
+        await page.goto(f"{base}/ui/episodes/{episode_id}")
+        audit = await page.locator("table.audit").inner_text()
+        assert "Completed a task" in audit and "Calcium and vitamin D supplementation" in audit
+        assert "@enrollment:completed" not in audit
+        events = await page.locator("table.timeline").inner_text()
+        assert "Start osteoporosis pharmacotherapy now" in events
+
+
+# ---- 6. FHIR downloads, pages agree on dates, a repeated enrollment, the year picture ------------
+
+
+async def test_fhir_downloads_dates_that_agree_a_repeated_enrollment_and_a_truthful_year_picture(clinic):
+    ref = f"year-{uuid.uuid4().hex[:6]}"
+    today = clinic.service.today()
+    day0 = (today - timedelta(days=40)).isoformat()
+    episode_id = await enroll(clinic, ref, identified_on=day0)
+    for text in ("first", "second"):  # two events on one day: two marks side by side
+        noted = await clinic.client.post(
+            f"/episodes/{episode_id}/events",
+            json={"type": "note", "occurred_on": today.isoformat(), "text": text, "author": "x"},
+        )
+        assert noted.status_code == 200, noted.text
+    sent = await clinic.client.post(f"/episodes/{episode_id}/checkins", headers=clinic.auth("coordinator"))
+    await checkin_token(clinic, episode_id)
+    message = next(m for m in clinic.sink.messages if m["episode_id"] == episode_id and m["code"] == "CHECKIN")
+    async with browser_at(clinic) as (browser, base):
+        page = await signed_in(browser, base, clinic.tokens["coordinator"])
+        await page.goto(f"{base}/ui/episodes/{episode_id}")
+        # FHIR for the signed-in person, as a file.
+        async with page.expect_download() as download:
+            await page.get_by_role("link", name="FHIR Bundle").click()
+        bundle = json.loads(Path(await (await download.value).path()).read_text())
+        assert bundle["resourceType"] == "Bundle" and bundle["entry"]
+        # The check-in's last day as the message says it.
+        until = sent.json()["valid_until"]
+        assert f"until {until}" in message["body"]
+        assert until in await page.locator("table.checkins").inner_text()
+        # What comes next: the episode page's first entry is the patients page's next due.
+        first = (await page.locator("ul.upcoming li .date").first.inner_text()).strip()
+        # The year picture: a key drawn like the marks, monthly labels, marks on one day apart.
+        picture = page.locator(".picture svg.year")
+        notes = await picture.locator("path.event").all()
+        xs = {await n.get_attribute("d") for n in notes}
+        assert len(notes) >= 2 and len(xs) == len(notes)
+        months = await picture.locator("text.month-label").evaluate_all("els => els.map(e => e.textContent)")
+        assert len(months) >= 12 and months[1] != months[0]
+        shown = {(date.fromisoformat(day0).replace(day=1) + timedelta(days=32 * i)).strftime("%b") for i in range(1, 4)}
+        assert shown <= {m.split()[0] for m in months}, months
+        # Each key is drawn as its mark is: same fill and stroke as that mark in the picture.
+        mismatched = await page.evaluate(
+            r"""() => {
+              const bad = [];
+              for (const key of document.querySelectorAll('.legend svg.key')) {
+                const shape = key.querySelector('rect, circle, path, line');
+                const holder = shape.closest('g') || shape;
+                const selector = shape.tagName + '.' + (shape.getAttribute('class') || '').split(' ').join('.');
+                const group = holder === shape ? '' : 'g.' + holder.getAttribute('class').split(' ').join('.');
+                const scoped = group ? group + ' ' + shape.tagName : selector;
+                const mark = document.querySelector('.picture svg.year ' + scoped.replace(/\.$/, ''));
+                if (!mark) continue;
+                const a = getComputedStyle(shape), b = getComputedStyle(mark);
+                if (a.fill !== b.fill || a.stroke !== b.stroke) bad.push(scoped);
+              }
+              return bad;
+            }"""
+        )
+        assert mismatched == []
+        assert await page.locator(".legend svg.key").count() >= 7
+        today_line = picture.locator("line.today").first
+        assert float(await today_line.get_attribute("y1")) >= 42  # below the phase names
+        await both_widths(page, "episode-year")
+        await page.goto(f"{base}/ui/patients?patient={ref}")
+        assert first in await page.locator("table.episodes").inner_text()
+        # The same enrollment sent again: not "Patient enrolled.", but the existing episode.
+        await page.goto(f"{base}/ui/enroll")
+        await page.fill("#f-patient-ref", ref)
+        await page.fill("#f-patient-age", "79")
+        await page.select_option("#f-patient-sex", "female")
+        await page.fill("#f-identified_on", day0)
+        await page.check("#f-fracture-levels-L3")
+        await page.select_option("#f-pain_nrs", "6")
+        await page.check("#f-analgesics-nsaid")
+        await page.click("form.enroll button[type=submit]")
+        await page.wait_for_url(f"**/ui/episodes/{episode_id}?notice=already")
+        notice = await page.locator(".notice").inner_text()
+        assert "already enrolled" in notice and "Patient enrolled." not in notice
