@@ -604,3 +604,38 @@ async def test_fhir_downloads_dates_that_agree_a_repeated_enrollment_and_a_truth
         await page.wait_for_url(f"**/ui/episodes/{episode_id}?notice=already")
         notice = await page.locator(".notice").inner_text()
         assert "already enrolled" in notice and "Patient enrolled." not in notice
+
+
+# ---- 8. the API documents every body and error answer; the pathway is documented here ----------
+
+
+async def test_the_api_reference_documents_event_and_enrollment_bodies_and_the_error_answers(clinic):
+    spec = (await clinic.client.get("/openapi.json")).json()
+    event = spec["paths"]["/episodes/{episode_id}/events"]["post"]
+    body = event["requestBody"]["content"]["application/json"]["schema"]
+    assert body["discriminator"]["propertyName"] == "type"
+    mapping = body["discriminator"]["mapping"]
+    assert {"pain_assessment", "medication_started", "imaging", "red_flag", "note", "override"} <= set(mapping)
+    pain = spec["components"]["schemas"]["PainAssessment"]
+    assert pain["properties"]["nrs"]["minimum"] == 0 and pain["properties"]["nrs"]["maximum"] == 10
+    assert {"type", "occurred_on", "nrs"} <= set(pain["required"])
+    enrollment = spec["paths"]["/episodes"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert "patient" in spec["components"]["schemas"][enrollment["$ref"].rsplit("/", 1)[1]]["properties"]
+    for code in ("401", "403", "409", "422", "503"):
+        answer = event["responses"][code]
+        assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorAnswer"}
+    async with browser_at(clinic) as (browser, base):
+        page = await browser.new_page(viewport=WIDE)
+        await page.goto(f"{base}/docs")
+        section = page.locator("section.op", has_text="/episodes/{episode_id}/events").filter(has_text="POST")
+        await section.locator("summary", has_text="PainAssessment").click()
+        text = await section.inner_text()
+        assert "told apart by type" in text and "integer 0 to 10" in text and "503" in text
+        await both_widths(page, "docs")
+        for width in (WIDE, PHONE):  # the events operation alone, to look at
+            await page.set_viewport_size(width)
+            await section.screenshot(path=str(SHOTS / f"clinic-docs-events-{width['width']}.png"))
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert "../shared" not in readme and "docs/pathway.md" in readme
+    pathway = (Path(__file__).parent.parent / "docs" / "pathway.md").read_text()
+    assert all(f"[{n}]" in pathway for n in range(1, 7))

@@ -328,7 +328,7 @@ async def test_the_year_picture_of_a_back_dated_episode_in_a_real_browser(live):
             await page.click("button[type=submit]")
             await page.wait_for_url(f"{base}/")
             await page.goto(f"{base}/ui/episodes/{episode_id}")
-            await page.locator("svg.year").screenshot(path=str(SHOTS / "year.png"))
+            await page.locator(".picture svg.year").screenshot(path=str(SHOTS / "year.png"))
             await page.emulate_media(media="print")
             await page.screenshot(path=str(SHOTS / "episode-print.png"), full_page=True)
             assert await page.locator("form[method=post][action^='/ui']").count() == 0  # a viewer

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from carepath import __version__
 from carepath.api import checkin as followup
-from carepath.api import definitions, episodes, errors, security, tasks, tokens
+from carepath.api import definitions, episodes, errors, schema, security, tasks, tokens
 from carepath.api.codec import router as codec_router
 from carepath.api.deps import MAX_ID
 from carepath.api.ops import router as ops_router
@@ -83,6 +83,7 @@ def create_app(
         redoc_url=None,
     )
     errors.install(app)
+    schema.install(app)  # request bodies and error answers in the OpenAPI document
     if service is not None:
         app.state.service = service
         app.state.codec = codec

@@ -30,3 +30,6 @@ def downgrade() -> None:
         batch_op.drop_column("owner")
     with op.batch_alter_table("episodes") as batch_op:
         batch_op.drop_column("facts")
+    # SQLite's batch copy of episodes leaves out the expression index it cannot reflect: put it back
+    # (0008 made it; on PostgreSQL it never left).
+    op.execute("CREATE INDEX IF NOT EXISTS ix_episodes_patient_ref_lower ON episodes (lower(patient_ref))")
