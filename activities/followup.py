@@ -6,8 +6,6 @@ writes outbox rows of its own (patient reminders, digests), delivered by the sam
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,16 +14,12 @@ from pydantic import BaseModel
 from sqlalchemy import Engine, and_, select
 from sqlalchemy.orm import Session
 from temporalio import activity
-from temporalio.client import Client
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.notifications import NotificationDispatcher
-from carepath import checkin
 from carepath.engine.definition import local_date
-from carepath.engine.registry import pathway_for
+from carepath.engine.registry import default_pathway
 from carepath.messages import due_words, episode_link
-from carepath.pathways.ovcf_lumbar.definition import load_definition
+from db import checkins as checkin
 from db.models import EpisodeRow, NotificationRow, TaskRow, TimelineItemRow
 
 DIGEST_ROLES = ("coordinator", "physician")
@@ -70,72 +64,13 @@ class Digest(BaseModel):
     per_assignee: dict[str, int]
 
 
-def reminder_workflow_id(checkin_id: int) -> str:
-    return f"checkin-{checkin_id}"
-
-
 class FollowUp:
-    """Activities bound to a database, the dispatcher and the task queue reminders run on."""
+    """Activities bound to a database and the dispatcher (the reminders' and urgent watches'
+    workflows are started by ``workflows.reminders``, beside their workflow)."""
 
-    def __init__(self, engine: Engine, dispatcher: NotificationDispatcher, task_queue: str) -> None:
+    def __init__(self, engine: Engine, dispatcher: NotificationDispatcher) -> None:
         self.engine = engine
         self.dispatcher = dispatcher
-        self.task_queue = task_queue
-
-    async def start_reminders(self, episode_id: str, client: Client | None = None) -> None:
-        """Start one CheckInReminderWorkflow per unanswered check-in of the episode (idempotent:
-        the id is ``checkin-<id>`` and a closed one is never started again)."""
-        from workflows.checkin import CheckInReminderWorkflow  # the workflow imports this module
-
-        def waiting() -> list[ReminderStart]:
-            with Session(self.engine) as session:
-                rows = checkin.open_reminder_due(session, episode_id)
-                return [ReminderStart(checkin_id=r.id, remind_after_days=r.remind_after_days) for r in rows]
-
-        client = client or activity.client()
-        await self._watch_urgent(episode_id, client)
-        for start in await asyncio.get_running_loop().run_in_executor(self.dispatcher.executor, waiting):
-            with contextlib.suppress(WorkflowAlreadyStartedError):
-                await client.start_workflow(
-                    CheckInReminderWorkflow.run,
-                    start,
-                    id=reminder_workflow_id(start.checkin_id),
-                    task_queue=self.task_queue,
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                )
-
-    async def _watch_urgent(self, episode_id: str, client: Client) -> None:
-        """One UrgentWatchWorkflow per open urgent item with a renotify time (id ``urgent-<task id>``,
-        started once: a finished watch is never started again)."""
-        from workflows.checkin import UrgentWatchWorkflow
-
-        def watched() -> list[UrgentWatch]:
-            with Session(self.engine) as session:
-                episode = session.get(EpisodeRow, episode_id)
-                if episode is None or episode.simulated:
-                    return []
-                try:
-                    actions = pathway_for(episode.pathway_id).definition(episode.pathway_version).actions
-                except LookupError:  # a pathway this worker does not ship: nothing to watch
-                    return []
-                tasks = session.scalars(
-                    select(TaskRow).where(TaskRow.episode_id == episode_id, TaskRow.status == "open")
-                )
-                return [
-                    UrgentWatch(task_id=t.id, after_hours=actions[t.code].renotify_after_hours or 0)
-                    for t in tasks
-                    if t.code in actions and actions[t.code].renotify_after_hours
-                ]
-
-        for watch in await asyncio.get_running_loop().run_in_executor(self.dispatcher.executor, watched):
-            with contextlib.suppress(WorkflowAlreadyStartedError):
-                await client.start_workflow(
-                    UrgentWatchWorkflow.run,
-                    watch,
-                    id=f"urgent-{watch.task_id}",
-                    task_queue=self.task_queue,
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                )
 
     @activity.defn(name="renotify_urgent")
     def renotify_urgent(self, due: UrgentDue) -> bool:
@@ -187,7 +122,7 @@ class FollowUp:
     @activity.defn(name="send_digests")
     def send_digests(self, request: DigestRequest) -> list[Digest]:
         """One digest per role for the clinic's day of ``now``: written once per day, then delivered."""
-        definition = load_definition()
+        definition = default_pathway().definition()  # the clinic's day: the default pathway's clock
         today = local_date(definition, request.now)
         since = request.now - timedelta(hours=24)
         with Session(self.engine) as session, session.begin():

@@ -27,10 +27,10 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 
-from carepath.api.app import create_app
+from carepath.app import create_app
 from carepath.codec import EncryptionCodec, KeyRing
 from carepath.engine.registry import default_pathway
-from carepath.reconcile import reconcile_periodically, sweep_schedule
+from carepath.reconcile import drain_periodically, reconcile_periodically, sweep_schedule
 from carepath.schedules import ensure_schedules
 from carepath.service import CarepathService
 from carepath.settings import Settings, load_settings
@@ -202,6 +202,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
             settings.task_queue,
             pathway_version=settings.pathway_version,
             update_wait=settings.update_wait_seconds,
+            history_limit=settings.history_limit,
         )
         await ensure_schedules(client, settings.task_queue, settings.clinic_timezone or None)
         server = _Server(
@@ -215,6 +216,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
                 serving = asyncio.create_task(server.serve())
                 # Releases reservations a killed `carepath dev` left behind (and later ones).
                 sweep = asyncio.create_task(reconcile_periodically(service, *sweep_schedule(settings)))
+                outbox = asyncio.create_task(drain_periodically(service, settings.outbox_every_seconds))
                 while not server.started and not serving.done():
                     await asyncio.sleep(0.05)
                 if serving.done():
@@ -244,9 +246,10 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
                 print("stopping…", flush=True)
                 server.should_exit = True
                 address_file.unlink(missing_ok=True)
-                sweep.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweep
+                for task in (sweep, outbox):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 await serving
         engine.dispose()
     finally:

@@ -3,24 +3,20 @@ plain words. Patient messages never carry clinical shorthand, codes or links to 
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
+
+from carepath.engine.presentation import CheckIn
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 
-# Patient tasks in the words a patient uses (the definition's titles are written for clinicians).
-PATIENT_WORDS: dict[str, tuple[str, str]] = {
-    "AVOID_BED_REST": (
-        "Keep moving, even if it hurts a little",
-        "Staying in bed for long makes bones and muscles weaker and can cause blood clots. "
-        "Get up and walk around a few times a day, as far as your pain allows. "
-        "Ask your care team if you are unsure what is safe for you.",
-    ),
-}
+PLAIN_REQUEST = "Your care team has a request for you. Call them if anything is unclear."
 
 
-def patient_words(code: str, title: str) -> tuple[str, str]:
-    return PATIENT_WORDS.get(code, (title, "Your care team has a request for you. Call them if anything is unclear."))
+def patient_words(words: tuple[str, str] | None, title: str) -> tuple[str, str]:
+    """A patient task's message: the pathway's words for it (``Pathway.patient_message``), else
+    its title and a plain request (the definition's titles are written for clinicians)."""
+    return words if words is not None else (title, PLAIN_REQUEST)
 
 
 def episode_link(public_url: str, episode_id: str) -> str:
@@ -43,3 +39,30 @@ def clinician_text(message: dict[str, Any]) -> str:
 
 def due_words(due_on: date | None) -> str:
     return f", due {due_on.isoformat()}" if due_on else ""
+
+
+def patient_checkin_message(plan: CheckIn, url: str, expires_on: date, reminder: bool) -> tuple[str, str]:
+    """A check-in link's message (or its reminder) in the pathway's words, valid until ``expires_on``."""
+    last_day = (expires_on - timedelta(days=1)).isoformat()
+    subject = plan.reminder_subject if reminder else plan.subject
+    opening = plan.reminder_opening if reminder else plan.opening
+    body = (
+        f"{opening} Please answer a few short questions here:\n{url}\n"
+        f"The link works once, until {last_day}. If you prefer, call your care team instead. {plan.safety}"
+    )
+    return subject, body
+
+
+def patient_outbox(episode_id: str, code: str, occasion: str, subject: str, body: str, at: datetime) -> dict[str, Any]:
+    return {
+        "dedupe_key": f"{episode_id}:{code}@{occasion}",
+        "episode_id": episode_id,
+        "code": code,
+        "occasion": occasion,
+        "recipient_role": "patient",
+        "subject": subject,
+        "body": body,
+        "created_at": at,
+        "status": "pending",
+        "attempts": 0,
+    }

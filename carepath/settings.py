@@ -10,7 +10,6 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.converter import DataConverter
 
-from activities.notifications import Channels, FileSink, NotificationSink, SmtpSink, WebhookSink
 from carepath.codec import KeyRing, KeyRingError, encrypted_converter
 from carepath.temporal import DATA_CONVERTER
 
@@ -61,9 +60,14 @@ class Settings(BaseSettings):
     # reservation must be before it may be released (well above an enrollment's few seconds).
     reconcile_every_seconds: float = Field(60, gt=0)
     reservation_timeout_seconds: float = Field(120, gt=0)
+    # How often the API sends the events left in the outbox (answered 503, then their process died).
+    outbox_every_seconds: float = Field(10, gt=0)
     # How long a request waits for its write to be recorded before answering 503 + Retry-After
     # (in an outage the write goes on and lands later; a retry with its Idempotency-Key gets it).
     update_wait_seconds: float = Field(10, gt=0)
+    # An episode's workflow continues as new past this many history events (or when Temporal
+    # suggests it); small values exercise continue-as-new (bench/load.py), not for production.
+    history_limit: int = Field(10_000, ge=100)
     # Observability (carepath/observability.py): the worker's Prometheus endpoint (host:port; empty:
     # off), the trace exporter ("" off, "console", "otlp" with OTEL_EXPORTER_OTLP_* env), log lines.
     worker_metrics_address: str = ""
@@ -97,44 +101,6 @@ class Settings(BaseSettings):
                 )
             return DATA_CONVERTER
         return encrypted_converter(DATA_CONVERTER, ring)
-
-    def clinician_sink(self) -> NotificationSink:
-        if self.notification_sink == "webhook":
-            return WebhookSink(self.webhook_url, self.webhook_secret)
-        if self.notification_sink == "file":
-            return FileSink(Path(self.notification_file))
-        if self.notification_sink == "email":
-            if not self.smtp_host:
-                raise ValueError("CAREPATH_NOTIFICATION_SINK=email needs CAREPATH_SMTP_HOST")
-            return SmtpSink(
-                host=self.smtp_host,
-                port=self.smtp_port,
-                sender=self.smtp_from,
-                recipients={
-                    role: [a.strip() for a in value.split(",") if a.strip()]
-                    for role, value in (
-                        ("coordinator", self.smtp_to_coordinator),
-                        ("physician", self.smtp_to_physician),
-                    )
-                },
-                user=self.smtp_user,
-                password=self.smtp_password,
-                starttls=self.smtp_starttls,
-            )
-        raise ValueError(
-            f"CAREPATH_NOTIFICATION_SINK must be 'file', 'webhook' or 'email', not {self.notification_sink!r}"
-        )
-
-    def patient_channel(self) -> NotificationSink:
-        if self.patient_sink == "webhook":
-            return WebhookSink(self.webhook_url, self.webhook_secret)
-        if self.patient_sink == "file":
-            return FileSink(Path(self.patient_file))
-        raise ValueError(f"CAREPATH_PATIENT_SINK must be 'file' or 'webhook', not {self.patient_sink!r}")
-
-    def sink(self) -> NotificationSink:
-        """Clinician and patient messages, each to its own channel."""
-        return Channels(clinician=self.clinician_sink(), patient=self.patient_channel())
 
 
 def load_settings() -> Settings:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from carepath.engine.presentation import RecordedEvent
 from carepath.engine.registry import pathway_for
 from carepath.errors import InvalidInput
-from db.models import EpisodeRow, EventRow, TaskRow, TimelineItemRow
+from db.models import EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
 
 V = TypeVar("V", bound=BaseModel)
 
@@ -394,3 +394,19 @@ def events(engine: Engine, episode_id: str) -> list[EventView]:
             )
         )
     return views
+
+
+def notifications(engine: Engine, status: str | None, limit: int) -> list[NotificationRow]:
+    """The outbox, newest first; ``status`` pending | failed | delivered, or all."""
+    query = select(NotificationRow).order_by(NotificationRow.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(NotificationRow.status == status)
+    with Session(engine) as session:
+        return list(session.scalars(query))
+
+
+def failed_count(engine: Engine) -> int:
+    """How many deliveries failed and are being retried (the worklist tells coordinators)."""
+    with Session(engine) as session:
+        failed = select(func.count()).select_from(NotificationRow).where(NotificationRow.status == "failed")
+        return session.scalar(failed) or 0

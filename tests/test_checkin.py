@@ -22,9 +22,9 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from carepath import checkin
-from carepath.api.app import create_app
+from carepath.app import create_app
 from carepath.service import CarepathService
+from db import checkins as checkin
 from db.engine import make_engine
 from db.models import AuditRow, CheckInRow, EventRow, NotificationRow, TaskRow
 from db.tokens import create_token
@@ -296,7 +296,7 @@ async def test_a_patient_answers_the_check_in_in_a_real_browser(world, tmp_path)
             row = clinic.locator("table.checkins tbody tr")
             assert await row.count() == 1
             cells = await row.locator("td").all_inner_texts()
-            assert cells[0] == "pain reassessment week4" and all(c != "—" for c in (cells[1], cells[2], cells[4]))
+            assert cells[0] == "sent by the pathway week4" and all(c != "—" for c in (cells[1], cells[2], cells[4]))
             assert cells[3] == "—"  # answered before any reminder
         finally:
             await browser.close()

@@ -269,7 +269,7 @@ async def test_an_urgent_item_still_open_after_4_hours_notifies_again_and_heads_
             assert [(m["episode_id"], m["recipient_role"]) for m in again] == [(waiting, "physician")]
             assert again[0]["subject"].startswith("[urgent] Still open after 4 h: ")
             with ThreadPoolExecutor(1) as threads:
-                followup = FollowUp(engine, NotificationDispatcher(engine, sink, "http://clinic", threads), TASK_QUEUE)
+                followup = FollowUp(engine, NotificationDispatcher(engine, sink, "http://clinic", threads))
                 now = datetime.fromisoformat(clock.on(1)).replace(hour=8, tzinfo=UTC)
                 followup.send_digests(DigestRequest(now=now))
             digest = next(m for m in sink.messages if m["code"] == "DIGEST" and m["recipient_role"] == "physician")

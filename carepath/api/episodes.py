@@ -4,31 +4,24 @@ threadpool, off the event loop); writes await the episode's workflow."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from carepath.api.auth import CLINICIANS, PHYSICIANS, Principal, allow, ensure
+from carepath.access import CLINICIANS, PHYSICIANS, Principal, allow, ensure
 from carepath.api.deps import Clinician, EpisodeId, Migrator, Reader, Service
 from carepath.api.tasks import PatientRefPrefix, paged
-from carepath.checkin import last_day
 from carepath.engine.inputs import Text
-from carepath.engine.presentation import DuePoint, Fact
 from carepath.engine.registry import pathways
-from carepath.service import AuditEntry, Enrolled, EpisodeDetail, Migrated
+from carepath.reads import EpisodeWithUpcoming, episode_with_upcoming
+from carepath.service import AuditEntry, Enrolled, Migrated
+from db.checkins import last_day
 from db.queries import EpisodeSummary, EventView, episode_page, events
 from workflows.contracts import EventOutcome
 
 router = APIRouter(prefix="/episodes", tags=["episodes"])
 EpisodeStatus = Annotated[str | None, Query(pattern="^(reserving|active|completed|withdrawn)$")]
-
-
-def public_url(request: Request) -> str:
-    """The address links in messages point at: CAREPATH_PUBLIC_URL when set, else this server's own."""
-    return getattr(request.app.state, "public_url", None) or str(request.base_url).rstrip("/")
 
 
 async def event_author(request: Request, who: Annotated[Principal, Depends(allow(*CLINICIANS))]) -> Principal:
@@ -39,8 +32,8 @@ async def event_author(request: Request, who: Annotated[Principal, Depends(allow
     except (ValueError, RecursionError):  # malformed JSON: the body's validation names it
         return who
     kind = body.get("type") if isinstance(body, dict) else None
-    if any(kind in pathway.physician_events() for pathway in pathways()):
-        ensure(who, PHYSICIANS, f"record {str(kind).replace('_', ' ')} events")
+    if isinstance(kind, str) and any(kind in pathway.physician_events() for pathway in pathways()):
+        ensure(who, PHYSICIANS, f"record {kind.replace('_', ' ')} events")
     return who
 
 
@@ -57,17 +50,6 @@ class MigrateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: int = Field(ge=1)
     reason: Text
-
-
-class EpisodeWithUpcoming(EpisodeDetail):
-    next_due: datetime | None = Field(None, description="when the workflow's clock next acts (its view)")
-    upcoming: list[DuePoint] = Field(
-        default_factory=list,
-        description="what comes next (milestones, due checks, doses): the clock's own due points, titled",
-    )
-    facts: list[Fact] = Field(
-        default_factory=list, description="the pathway's header facts in words (from the running workflow)"
-    )
 
 
 @router.post("", status_code=201)
@@ -100,26 +82,6 @@ def list_episodes(
     page = episode_page(service.engine, service.today(), limit, patient_ref, phase, status, cursor)
     paged(response, request, page.next_cursor)
     return page.items
-
-
-async def episode_with_upcoming(service: Service, episode_id: str) -> EpisodeWithUpcoming:
-    """The episode from the store, with what comes next from its running workflow when it answers."""
-    detail = await run_in_threadpool(service.episode, episode_id)
-    if detail.status != "active":
-        return EpisodeWithUpcoming(**detail.model_dump())
-    state = await service.workflow_state(episode_id)
-    if state is None:  # no answer in time (no worker): milestones from the definition alone
-        pathway_id, version = detail.pathway.rsplit(".v", 1)
-        pathway = service.pathway(pathway_id)
-        points = pathway.planned(pathway.definition(int(version)), detail.identified_on, service.today())
-        return EpisodeWithUpcoming(**detail.model_dump(), upcoming=points)
-    pathway = service.pathway(state.definition.id)
-    return EpisodeWithUpcoming(
-        **detail.model_dump(),
-        next_due=pathway.next_due(state),
-        upcoming=pathway.upcoming(state),
-        facts=pathway.header_facts(state),
-    )
 
 
 @router.get("/{episode_id}")
@@ -167,6 +129,7 @@ class CheckInSent(BaseModel):
 async def send_checkin(episode_id: EpisodeId, request: Request, who: Clinician, service: Service) -> CheckInSent:
     """Send the patient a check-in link now (the patient asked, or a link expired): a message with
     a single-use link to the check-in page, on the audit trail. 422 if the episode has ended."""
+    from carepath.checkin_send import public_url
     from carepath.checkin_send import send_checkin as send
 
     service.episode(episode_id)  # 404 for an unknown episode

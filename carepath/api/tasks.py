@@ -8,11 +8,11 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from carepath.api.auth import ensure
+from carepath.access import ensure
 from carepath.api.deps import CLOSERS, Clinician, Reader, RowId, Service
 from carepath.engine.inputs import Name, Text
 from carepath.engine.vocabulary import Assignee, Priority, TaskStatus
-from carepath.service import CarepathService, Conflict, NotFound
+from carepath.service import CarepathService
 from db.queries import TaskFilter, TaskView, task_page
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -91,17 +91,6 @@ async def cancel(task_id: RowId, body: CancelRequest, who: Clinician, service: S
 async def assign(task_id: RowId, body: AssignRequest, who: Clinician, service: Service) -> TaskView:
     """Give an open task to a named person (``{"owner": "Dana"}``), or hand it back to its role
     (``{"owner": null}``); on the audit trail. 409 if the task is closed."""
+    from carepath.assignments import assign_task
+
     return await assign_task(service, task_id, body.owner, who.actor)
-
-
-async def assign_task(service: CarepathService, task_id: int, owner: str | None, actor: str) -> TaskView:
-    from db.assignments import TaskNotOpen
-    from db.assignments import assign as set_owner
-
-    try:
-        found = await run_in_threadpool(set_owner, service.engine, task_id, owner, actor, service.clock())
-    except TaskNotOpen as exc:
-        raise Conflict("task", str(exc)) from None
-    if not found:
-        raise NotFound(f"there is no task {task_id}", "task")
-    return await run_in_threadpool(service.task, task_id)

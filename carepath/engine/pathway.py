@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Generic, Literal, Protocol, TypeVar, get_args, get_origin, runtime_checkable
 
+from pydantic import BaseModel
+
 from carepath.engine.definition import DefinitionCore, DefinitionFiles, local_date, shared
 from carepath.engine.inputs import EnrollmentCore, EventCore, parse_model
 from carepath.engine.items import Changes, TaskKey
@@ -28,6 +30,7 @@ from carepath.engine.presentation import (
     form_fields,
     layout,
     model_fields_flat,
+    summary_line,
     words,
 )
 from carepath.engine.state import EpisodeCore
@@ -105,6 +108,11 @@ class Pathway(Protocol):
         choices from the model's vocabularies and the definition's lists."""
         ...
 
+    def withdraw_form(self, definition: Any) -> EventForm | None:
+        """The withdrawal form (reasons in words; the day is today), or None when the pathway
+        takes no ``withdraw`` event."""
+        ...
+
     def physician_events(self) -> frozenset[str]:
         """Event types only a physician may record (checked before the body is validated)."""
         ...
@@ -154,10 +162,34 @@ class Pathway(Protocol):
         rules: a link to a page with the check-in's questions)."""
         ...
 
+    def story_enrollment(self, data: Any) -> Any:
+        """An enrollment as a story (``carepath simulate``) writes it, in days since day 0, parsed
+        (InvalidInput naming the field); its ``dated(identified_on)`` is the enrollment."""
+        ...
+
+    def story_fields(self) -> dict[str, str]:
+        """The enrollment's dated field names and the story keys that hold their days instead."""
+        ...
+
+    def patient_message(self, definition: Any, code: str) -> tuple[str, str] | None:
+        """A patient task's message in the patient's words (subject, body), or None: then the
+        action's title and a plain request to call the care team."""
+        ...
+
     def check_in_event(self, definition: Any, check_in: CheckIn, answers: dict[str, Any], today: date) -> EventCore:
         """A patient's check-in answers as the event they record; InvalidInput naming the
         question when an answer is missing or wrong."""
         ...
+
+
+@dataclass(frozen=True)
+class _Dated:
+    """A story enrollment that was written with dates already: dated is itself."""
+
+    enrollment: EnrollmentCore
+
+    def dated(self, identified_on: date) -> EnrollmentCore:
+        return self.enrollment
 
 
 @dataclass(frozen=True, order=True)
@@ -308,6 +340,14 @@ class PathwayRules(Generic[D, S]):
             return layout(fields, self.enrollment_layout)
         return [FormSection(title="Enrollment", fields=[f for f in fields if "[]" not in f.name])]
 
+    def withdraw_form(self, definition: D) -> EventForm | None:
+        model = next((m for m in self.event_models() if m.model_fields["type"].default == "withdraw"), None)
+        if model is None:
+            return None
+        labels = {"reason": "Reason", "text": "Details"} | self.event_labels.get("withdraw", {})
+        fields = form_fields(model, labels, None, lambda code: self.label(definition, code), ("type", "occurred_on"))
+        return EventForm(type="withdraw", title=self.label(definition, "withdraw"), fields=fields)
+
     def form_choices(self, definition: D, event_type: str) -> dict[str, list[Choice]]:
         """Choices for fields the input model leaves open (e.g. agents from the definition)."""
         return {}
@@ -326,16 +366,7 @@ class PathwayRules(Generic[D, S]):
         return [Fact(label="Next", value=f"{ahead[0].title} on {ahead[0].on.isoformat()}")] if ahead else []
 
     def event_summary(self, event: RecordedEvent) -> str:
-        parts = []
-        for name, value in event.payload.items():
-            if name in ("type", "occurred_on") or value is None or value == []:
-                continue
-            if isinstance(value, list):
-                value = ", ".join(map(str, value))
-            elif isinstance(value, bool):
-                value = "yes" if value else "no"
-            parts.append(f"{name.replace('_', ' ')}: {value}")
-        return "; ".join(parts)
+        return summary_line(event.payload, [name for name in event.payload if name not in ("type", "occurred_on")])
 
     def picture_marks(self, definition: D, events: list[RecordedEvent], upcoming: list[DuePoint]) -> list[Mark]:
         return []
@@ -352,6 +383,19 @@ class PathwayRules(Generic[D, S]):
 
     def check_in(self, definition: D, code: str) -> CheckIn | None:
         return None
+
+    def patient_message(self, definition: D, code: str) -> tuple[str, str] | None:
+        return None
+
+    story_model: type[BaseModel] | None = None  # the enrollment in days; None: stories give dates
+
+    def story_enrollment(self, data: Any) -> Any:
+        if self.story_model is None:
+            return _Dated(self.parse_enrollment(data))
+        return data if isinstance(data, self.story_model) else parse_model(self.story_model, data)
+
+    def story_fields(self) -> dict[str, str]:
+        return {}
 
     def check_in_event(self, definition: D, check_in: CheckIn, answers: dict[str, Any], today: date) -> EventCore:
         raise InvalidInput.one("check-in", "this pathway asks no check-in questions")

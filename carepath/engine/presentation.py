@@ -42,6 +42,7 @@ class FormField(BaseModel):
     maximum: int | None = None
     max_length: int | None = None
     hint: str = ""
+    scale: bool = False  # a choice shown as a row of numbered buttons with its anchors' words (0-10)
 
 
 class EventForm(BaseModel):
@@ -135,6 +136,21 @@ class CheckIn(BaseModel):
     reminder_opening: str
     safety: str  # what to do at once if things get worse (shown on the page and in messages)
     questions: list[FormField]
+
+
+def summary_line(payload: dict[str, Any], names: list[str] | tuple[str, ...]) -> str:
+    """``payload``'s ``names`` in one line ("nrs: 5; analgesics: nsaid"), empty ones left out."""
+    parts = []
+    for name in names:
+        value = payload.get(name)
+        if value is None or value == []:
+            continue
+        if isinstance(value, list):
+            value = ", ".join(map(str, value))
+        elif isinstance(value, bool):
+            value = "yes" if value else "no"
+        parts.append(f"{name.replace('_', ' ')}: {value}")
+    return "; ".join(parts)
 
 
 def words(code: str) -> str:
@@ -294,13 +310,20 @@ def _put(data: dict[str, Any], path: str, value: Any) -> None:
         data[head] = value
 
 
-def _prune(data: dict[str, Any]) -> dict[str, Any]:
-    """Nested groups nobody filled in are absent (an optional part left blank was not given)."""
+def _get(data: dict[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def _prune(data: dict[str, Any], keep: set[str], prefix: str = "") -> dict[str, Any]:
+    """Optional groups nobody filled in are absent (an optional part left blank was not given);
+    a required one stays, so that its errors name its fields (``patient.ref``, not ``patient``)."""
     out = {}
     for key, value in data.items():
         if isinstance(value, dict):
-            value = _prune(value)
-            if not value:
+            value = _prune(value, keep, f"{prefix}{key}.")
+            if not value and f"{prefix}{key}" not in keep:
                 continue
         out[key] = value
     return out
@@ -311,8 +334,13 @@ def sections_values(
 ) -> dict[str, Any]:
     """What a posted sectioned form says, as the nested data its model takes (empty inputs absent)."""
     data: dict[str, Any] = {}
+    keep: set[str] = set()
     for section in sections:
         rows = section.expanded()
+        for spec in rows[0] if not section.rows and any(f.required for f in rows[0]) else ():
+            groups = spec.name.split(".")[:-1]
+            if spec.required and groups:
+                keep |= {".".join(groups[: i + 1]) for i in range(len(groups))}
         if not section.rows:
             flat = EventForm(type="", title="", fields=rows[0]).values(get, get_all)
             for spec in rows[0]:
@@ -328,4 +356,6 @@ def sections_values(
                 listed.setdefault(group, []).append(filled)
         for group, items in listed.items():
             _put(data, group, items)
-    return _prune(data)
+    for group in sorted(keep):
+        _put(data, group, _get(data, group) or {})
+    return _prune(data, keep)

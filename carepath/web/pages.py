@@ -4,10 +4,8 @@ People sign in by pasting their API token once; it is kept in an HttpOnly, SameS
 cookie that only these pages accept (the JSON API wants a bearer token). The pages load one
 stylesheet and no scripts, and say so in their Content-Security-Policy.
 
-Forms that change something (sign in, sign out) are guarded twice against cross-site request
-forgery: a POST must come from this origin (``Origin`` / ``Sec-Fetch-Site``; SameSite=Strict
-alone lets another port of the same host through) and carry the CSRF token of the page it came
-from (fastapi-csrf-protect: a signed double-submit cookie).
+Every form that changes something is guarded by ``carepath.web.guard`` (this origin and the
+page's CSRF token), which also renders every page.
 """
 
 from __future__ import annotations
@@ -21,16 +19,14 @@ from pathlib import Path
 from typing import Any, TypeVar, get_args
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi_csrf_protect import CsrfProtect
-from fastapi_csrf_protect.exceptions import CsrfProtectError
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.datastructures import FormData
 
-from carepath.api.auth import (
+from carepath.access import (
     CLINICIANS,
+    CLOSERS,
     COOKIE,
     PHYSICIANS,
     READERS,
@@ -40,34 +36,24 @@ from carepath.api.auth import (
     authenticate,
     ensure,
 )
-from carepath.api.deps import CLOSERS, MAX_ID
 from carepath.engine.pathway import Pathway
 from carepath.engine.presentation import EventForm, sections_values
 from carepath.engine.registry import default_pathway, pathway_for, pathways
 from carepath.engine.vocabulary import Assignee, Priority, TaskStatus
 from carepath.errors import InvalidInput
+from carepath.reads import episode_with_upcoming
 from carepath.service import CarepathService, Conflict, NotFound, enrollment_digest
 from carepath.web import drafts
 from carepath.web.audit_words import audit_lines
+from carepath.web.guard import FORGED, checked_form, render
 from carepath.web.timeline import timeline_svg
-from db.models import EPISODE_ID_PATTERN
-from db.queries import LISTED_STATUSES, TaskFilter, episode_page, events, task_counts, task_page
+from db.models import EPISODE_ID_PATTERN, MAX_ID
+from db.queries import LISTED_STATUSES, TaskFilter, episode_page, events, failed_count, task_counts, task_page
 from db.tokens import verify
 
-HERE = Path(__file__).resolve().parent
-PAGE_CSP = (
-    "default-src 'self'; style-src 'self'; script-src 'none'; img-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
 GROUPS = [("urgent", "Urgent"), ("high", "High"), ("routine", "Routine")]
-TEMPLATES = Environment(
-    loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True, default_for_string=True)
-)
 EPISODE_ID = re.compile(EPISODE_ID_PATTERN)
-CSRF_FIELD = "csrf_token"
-CSRF_COOKIE = "carepath_csrf"
-CSRF_LIFETIME = 8 * 3600  # seconds: a page left open for a shift can still sign out
-FORGED = "This form expired or came from another site; nothing was changed. Try again from this page."
+HERE = Path(__file__).resolve().parent
 
 P = TypeVar("P")
 ASSIGNEES: tuple[str, ...] = get_args(Assignee)
@@ -77,62 +63,8 @@ STATUSES: tuple[str, ...] = get_args(TaskStatus)
 router = APIRouter(include_in_schema=False)
 
 
-def install_csrf(app: FastAPI, secret: str) -> None:
-    """A CsrfProtect configured for this app (the library keeps its settings on the class)."""
-    csrf = type("PageCsrf", (CsrfProtect,), {})
-    settings = {
-        "secret_key": secret or secrets.token_urlsafe(32),
-        "cookie_key": CSRF_COOKIE,
-        "cookie_samesite": "strict",
-        "httponly": True,
-        "max_age": CSRF_LIFETIME,
-        "token_location": "body",
-        "token_key": CSRF_FIELD,
-    }
-    csrf.load_config(lambda: list(settings.items()))
-    app.state.csrf = csrf()
-    drafts.install(app, str(settings["secret_key"]))
-
-
-def render(template: str, status: int = 200, request: Request | None = None, **context: Any) -> HTMLResponse:
-    """The page; with ``request``, its forms get a fresh CSRF token (and its cookie)."""
-    signed = None
-    if request is not None:
-        context["csrf_token"], signed = request.app.state.csrf.generate_csrf_tokens()
-    html = TEMPLATES.get_template(template).render(**context)
-    # same-origin, not no-referrer: the browser then sends our own Origin with the forms' POSTs.
-    headers = {"Content-Security-Policy": PAGE_CSP, "Referrer-Policy": "same-origin"}
-    response = HTMLResponse(html, status_code=status, headers=headers)
-    if signed is not None:
-        request.app.state.csrf.set_csrf_cookie(signed, response)
-    return response
-
-
 def _service(request: Request) -> CarepathService:
     return request.app.state.service
-
-
-def _from_this_page(request: Request) -> bool:
-    """A POST sent from this origin: ``Origin`` is ours, and ``Sec-Fetch-Site`` (sent by browsers
-    since 2020) is not "same-site", which is what another port of this host is."""
-    site = request.headers.get("sec-fetch-site", "same-origin")
-    origin = request.headers.get("origin")
-    if origin == "null":  # a page with no-referrer sends that, ours or not: Sec-Fetch-Site decides
-        origin = None
-    ours = origin is None or origin == str(request.base_url).rstrip("/")
-    return ours and site in ("same-origin", "none")
-
-
-async def _checked_form(request: Request) -> FormData | None:
-    """The posted form when it passes the origin and CSRF checks, else None."""
-    if not _from_this_page(request):
-        return None
-    try:
-        form = await request.form()  # validate_csrf reads the token from the parsed form
-        await request.app.state.csrf.validate_csrf(request)
-    except (CsrfProtectError, ValueError, HTTPException):  # HTTPException: an unparsable form
-        return None
-    return form
 
 
 def _signed_in(request: Request, roles: tuple[str, ...], what: str) -> Principal | Response:
@@ -156,7 +88,7 @@ async def _action(request: Request, roles: tuple[str, ...], what: str) -> tuple[
     who = await run_in_threadpool(_signed_in, request, roles, what)  # the token's look-up: off the loop
     if isinstance(who, Response):
         return who
-    form = await _checked_form(request)
+    form = await checked_form(request)
     if form is None:
         return render("message.html", 403, request, heading="Nothing was changed", message=FORGED, who=who)
     return who, form
@@ -285,8 +217,6 @@ def worklist(
         "mine": "1" if mine else None,
     }
     next_url = str(request.url.include_query_params(cursor=page.next_cursor)) if page.next_cursor else None
-    from carepath.api.checkin import failed_count  # follow-up: failed deliveries, for coordinators
-
     failed = failed_count(service.engine) if who.role == "coordinator" else 0
     return render(
         "worklist.html",
@@ -338,7 +268,7 @@ async def close_task(request: Request, task_id: int, action: str) -> Response:
 
 async def _assign(request: Request, who: Principal, task_id: int, owner: str, back: str) -> Response:
     """Take a task on ("me"), give it to a colleague by name, or hand it back (empty)."""
-    from carepath.api.tasks import assign_task
+    from carepath.assignments import assign_task
 
     name = who.name if owner == "me" else owner[:200] or None
     try:
@@ -432,8 +362,6 @@ async def episode_screen(request: Request, episode_id: str) -> Response:
 async def _episode_view(
     request: Request, who: Principal, episode_id: str, status: int = 200, draft: drafts.Draft = drafts.EMPTY
 ) -> Response:
-    from carepath.api.episodes import episode_with_upcoming  # the API's own read, with what comes next
-
     service = _service(request)
     try:
         if not EPISODE_ID.fullmatch(episode_id):
@@ -448,7 +376,7 @@ async def _episode_view(
             message=f"There is no episode {episode_id[:64]}.",  # a huge id is not echoed whole
             who=who,
         )
-    from carepath.checkin import summary  # follow-up: the patient's check-in links
+    from db.checkins import summary  # follow-up: the patient's check-in links
 
     recorded = await run_in_threadpool(events, service.engine, episode_id)
     trail = await run_in_threadpool(service.audit, episode_id)
@@ -478,6 +406,7 @@ async def _episode_view(
         values=values,
         chosen=chosen,
         event_forms=pathway.event_forms(definition),
+        withdraw_form=pathway.withdraw_form(definition),
         active=episode.status == "active",
         checkins=summary(service.engine, episode_id),
     )
@@ -532,7 +461,7 @@ async def send_checkin(request: Request, episode_id: str) -> Response:
     if isinstance(checked, Response):
         return checked
     who, _ = checked
-    from carepath.api.episodes import public_url
+    from carepath.checkin_send import public_url
     from carepath.checkin_send import send_checkin as send
 
     try:
@@ -549,13 +478,13 @@ async def withdraw(request: Request, episode_id: str) -> Response:
         return checked
     who, form = checked
     service = _service(request)
-    data = {
-        "type": "withdraw",
-        "occurred_on": service.today().isoformat(),
-        "reason": str(form.get("reason") or ""),
-        **({"text": str(form["text"])} if str(form.get("text") or "").strip() else {}),
-    }
     try:
+        pathway, definition = await run_in_threadpool(service.episode_pathway, episode_id)
+        spec = pathway.withdraw_form(definition)
+        if spec is None:
+            raise InvalidInput.one("episode", "this pathway takes no withdrawal on this page")
+        data = spec.values(lambda name: _text(form, name), lambda name: _all(form, name))
+        data["occurred_on"] = service.today(definition).isoformat()
         key = f"form-{str(form.get('form_key') or '')[:40]}" if form.get("form_key") else None
         await service.record_event(episode_id, data, who.actor, key)
     except InvalidInput as exc:
@@ -680,7 +609,7 @@ async def login_form(request: Request) -> Response:
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    form = await _checked_form(request)
+    form = await checked_form(request)
     if form is None:
         return render("login.html", 403, request, who=None, error=FORGED)
     token = str(form.get("token") or "").strip()
@@ -693,7 +622,7 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    if await _checked_form(request) is None:
+    if await checked_form(request) is None:
         return render("message.html", 403, request, heading="Not signed out", message=FORGED, who=None)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)

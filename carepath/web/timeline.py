@@ -16,6 +16,7 @@ from markupsafe import Markup
 
 from carepath.engine.pathway import Pathway
 from carepath.engine.presentation import RecordedEvent
+from carepath.web.guard import TEMPLATES  # one template environment (autoescaped) for the pages
 from db.queries import EventView
 
 WIDTH, LEFT, RIGHT = 1000, 60, 20
@@ -24,7 +25,6 @@ HEIGHT = 235
 
 
 def timeline_svg(episode: Any, events: list[EventView], pathway: Pathway, definition: Any, today: date) -> Markup:
-    from carepath.web.pages import TEMPLATES  # one template environment (autoescaped) for the pages
 
     day0 = episode.identified_on
     today_day = (today - day0).days

@@ -33,6 +33,7 @@ from carepath.pathways.ovcf_lumbar.evaluation import evaluate, evaluation_milest
 from carepath.pathways.ovcf_lumbar.inputs import EVENT_MODELS, Enrollment, Event, parse_event
 from carepath.pathways.ovcf_lumbar.state import RULES_REVISION, EpisodeState, MilestoneProgress
 from carepath.pathways.ovcf_lumbar.step import OvcfStep
+from carepath.pathways.ovcf_lumbar.stories import STORY_FIELDS, ScenarioEnrollment
 from carepath.pathways.ovcf_lumbar.validation import event_errors, validate_enrollment
 from carepath.pathways.ovcf_lumbar.vocabulary import Phase
 
@@ -137,6 +138,10 @@ class OvcfLumbar(PathwayRules[PathwayDefinition, EpisodeState]):
     event_labels = display.EVENT_LABELS
     enrollment_labels = display.ENROLLMENT_LABELS
     enrollment_layout = display.ENROLLMENT_LAYOUT
+    story_model = ScenarioEnrollment
+
+    def story_fields(self) -> dict[str, str]:
+        return STORY_FIELDS
 
     def enrollment_choices(self, definition: PathwayDefinition) -> dict[str, list[Choice]]:
         return display.enrollment_choices(definition)
@@ -178,6 +183,9 @@ class OvcfLumbar(PathwayRules[PathwayDefinition, EpisodeState]):
 
     def check_in(self, definition: PathwayDefinition, code: str) -> CheckIn | None:
         return display.check_in(definition, code)
+
+    def patient_message(self, definition: PathwayDefinition, code: str) -> tuple[str, str] | None:
+        return display.PATIENT_WORDS.get(code)
 
     def check_in_event(
         self, definition: PathwayDefinition, check_in: CheckIn, answers: dict[str, Any], today: date

@@ -9,8 +9,17 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from carepath.engine.presentation import CheckIn, Choice, DuePoint, Fact, FormField, Mark, RecordedEvent, words
-from carepath.errors import InvalidInput
+from carepath.engine.presentation import (
+    CheckIn,
+    Choice,
+    DuePoint,
+    Fact,
+    FormField,
+    Mark,
+    RecordedEvent,
+    words,
+)
+from carepath.errors import FieldError, InvalidInput
 from carepath.pathways.ovcf_lumbar.definition import PathwayDefinition
 from carepath.pathways.ovcf_lumbar.inputs import PainAssessment, parse_model
 from carepath.pathways.ovcf_lumbar.milestones import next_dose_due
@@ -292,6 +301,17 @@ def fhir_resource(event: RecordedEvent) -> dict[str, Any] | None:
     return None
 
 
+# Patient tasks in the words a patient uses (the definition's titles are written for clinicians).
+PATIENT_WORDS: dict[str, tuple[str, str]] = {
+    "AVOID_BED_REST": (
+        "Keep moving, even if it hurts a little",
+        "Staying in bed for long makes bones and muscles weaker and can cause blood clots. "
+        "Get up and walk around a few times a day, as far as your pain allows. "
+        "Ask your care team if you are unsure what is safe for you.",
+    ),
+}
+
+
 # ---- the patient's check-in (follow-up of a PAIN_REASSESSMENT) ------------------------------
 
 # Words people use for the 0-10 scale (the NRS anchors).
@@ -308,61 +328,60 @@ SAFETY = (
 )
 
 
+def _pairs(*pairs: tuple[str, str]) -> list[Choice]:
+    return [Choice(value=value, label=label) for value, label in pairs]
+
+
 def _questions(definition: PathwayDefinition) -> list[FormField]:
     analgesics = [
         Choice(value=a, label=PATIENT_ANALGESICS[a]) for a in PATIENT_ANALGESICS if a in definition.analgesics
     ]
     nrs = [Choice(value=str(n), label=NRS_WORDS.get(n, "")) for n in range(11)]
-    yes_no = [Choice(value="no", label="No"), Choice(value="yes", label="Yes")]
+    yes_no = _pairs(("no", "No"), ("yes", "Yes"))
     return [
         FormField(
             name="nrs",
             kind="choice",
             required=True,
+            scale=True,
             choices=nrs,
             label="How bad is your pain today, from 0 (no pain) to 10 (worst pain imaginable)?",
         ),
         FormField(
             name="analgesics",
             kind="choices",
-            label="Which painkillers are you taking now?",
+            label="Which painkillers are you taking now? Tick all you take, or None.",
             choices=[*analgesics, NONE],
         ),
         FormField(
             name="adequate",
             kind="choice",
-            label="Do the painkillers help enough?",
-            choices=[
-                Choice(value="yes", label="Yes, mostly"),
-                Choice(value="no", label="No, the pain is still too strong"),
-            ],
+            label="If you take painkillers: do they help enough?",
+            choices=_pairs(("yes", "Yes, mostly"), ("no", "No, the pain is still too strong")),
         ),
         FormField(
             name="mobility",
             kind="choice",
             required=True,
             label="How well can you move around?",
-            choices=[
-                Choice(value="ambulatory", label="I get around on my own"),
-                Choice(value="limited", label="I can move, but only a little or with help"),
-                Choice(value="bed_rest", label="I stay in bed most of the day"),
-            ],
+            choices=_pairs(
+                ("ambulatory", "I get around on my own"),
+                ("limited", "I can move, but only a little or with help"),
+                ("bed_rest", "I stay in bed most of the day"),
+            ),
         ),
         FormField(
             name="symptoms_changed",
             kind="choice",
             label="Has the pain changed in a new way (spreading to the legs, different from before)?",
+            required=True,
             choices=yes_no,
         ),
         FormField(
             name="opioid_effects",
             kind="choices",
             label="If you take an opioid: have you had any of these?",
-            choices=[
-                Choice(value="sedation", label="Very sleepy or drowsy"),
-                Choice(value="nausea", label="Feeling sick"),
-                Choice(value="fall", label="I had a fall"),
-            ],
+            choices=_pairs(("sedation", "Very sleepy or drowsy"), ("nausea", "Feeling sick"), ("fall", "I had a fall")),
         ),
     ]
 
@@ -388,23 +407,40 @@ def check_in(definition: PathwayDefinition, code: str) -> CheckIn | None:
 
 
 def check_in_event(answers: dict[str, Any], today: date) -> PainAssessment:
-    """The answers as a pain assessment; a bad answer raises InvalidInput naming the question.
-    A question left unanswered stays absent (the model's own rule applies, nothing is guessed)."""
+    """The answers as a pain assessment. Every question is asked (whether the painkillers help only
+    of someone who takes one) and nothing is assumed: each missing or contradictory answer raises
+    InvalidInput naming its question, in the patient's words."""
     raw_nrs = str(answers.get("nrs") or "").strip()
+    analgesics = [a for a in answers.get("analgesics") or [] if a]
+    taking = [a for a in analgesics if a != "none"]
+    adequate, symptoms = answers.get("adequate"), answers.get("symptoms_changed")
+    errors: list[FieldError] = []
     if not raw_nrs.isdigit():
-        raise InvalidInput.one("nrs", "choose a number from 0 to 10")
+        errors.append(FieldError("nrs", "Please choose a number from 0 to 10."))
+    if not analgesics:
+        errors.append(FieldError("analgesics", "Please tick the painkillers you take, or tick None."))
+    elif "none" in analgesics and taking:
+        both = "You ticked None and a painkiller. Please tick only None, or only your painkillers."
+        errors.append(FieldError("analgesics", both))
+    elif taking and adequate not in ("yes", "no"):
+        errors.append(FieldError("adequate", "Please say whether the painkillers help enough."))
+    if answers.get("mobility") not in ("ambulatory", "limited", "bed_rest"):
+        errors.append(FieldError("mobility", "Please choose how well you can move around."))
+    if symptoms not in ("yes", "no"):
+        errors.append(FieldError("symptoms_changed", "Please answer yes or no."))
+    if errors:
+        raise InvalidInput(errors)
     payload: dict[str, Any] = {
         "type": "pain_assessment",
         "occurred_on": today.isoformat(),
         "nrs": int(raw_nrs),
-        "analgesics": [a for a in answers.get("analgesics") or [] if a != "none"],
-        "opioid_effects": [e for e in answers.get("opioid_effects") or [] if e != "none"],
-        "mobility": answers.get("mobility") or "",
+        "analgesics": taking,
+        "opioid_effects": [e for e in answers.get("opioid_effects") or [] if e and e != "none"],
+        "mobility": answers["mobility"],
+        "symptoms_changed": symptoms == "yes",
     }
-    if answers.get("adequate") in ("yes", "no"):
-        payload["oral_analgesia_adequate"] = answers["adequate"] == "yes"
-    if answers.get("symptoms_changed") in ("yes", "no"):
-        payload["symptoms_changed"] = answers["symptoms_changed"] == "yes"
+    if taking:  # with no painkillers there is nothing to be adequate: the answer stays absent
+        payload["oral_analgesia_adequate"] = adequate == "yes"
     return parse_model(PainAssessment, payload)
 
 

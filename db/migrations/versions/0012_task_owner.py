@@ -2,7 +2,7 @@
 and the patient's facts on the episode row (``episodes.facts``, written with every recorded change)
 
 Revision ID: 0012_task_owner
-Revises: 0009_followup
+Revises: 0010_sessions
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,9 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012_task_owner"
-down_revision: str | None = "0009_followup"
+# Given as 0009_followup; follows 0010_sessions (issue 23, merged in through issue 19) so that the
+# chain has one head. The lead relinks the chain at merge time.
+down_revision: str | None = "0010_sessions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
