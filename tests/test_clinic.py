@@ -120,7 +120,7 @@ async def test_a_check_in_sent_now_preselects_nothing_refuses_none_with_a_painki
         page = await phone.new_page()
         await page.goto(f"{base}/checkin/{token}")
         assert await page.locator("input:checked").count() == 0  # nothing answered for the patient
-        await page.screenshot(path=str(SHOTS / "clinic-checkin-390.png"), full_page=True)
+        await both_widths(page, "checkin")
         await page.locator("label.nrs", has_text="6").first.click()
         await page.get_by_label("None").check()
         await page.get_by_label("Paracetamol (acetaminophen)").check()
@@ -134,7 +134,7 @@ async def test_a_check_in_sent_now_preselects_nothing_refuses_none_with_a_painki
         assert await page.locator("input[name=nrs][value='6']").is_checked()
         assert await page.get_by_label("I get around on my own").is_checked()
         assert await page.get_by_label("None").is_checked()
-        await page.screenshot(path=str(SHOTS / "clinic-checkin-refused-390.png"), full_page=True)
+        await both_widths(page, "checkin-refused")
         assert pain_events(clinic, episode_id) == []
         # A painkiller taken: whether it helps must be answered, not assumed.
         await page.get_by_label("None").uncheck()
@@ -635,6 +635,18 @@ async def test_the_api_reference_documents_event_and_enrollment_bodies_and_the_e
         for width in (WIDE, PHONE):  # the events operation alone, to look at
             await page.set_viewport_size(width)
             await section.screenshot(path=str(SHOTS / f"clinic-docs-events-{width['width']}.png"))
+        # The evidence list, reached from a citation on the worklist and from every page's footer.
+        ref = f"cite-{uuid.uuid4().hex[:6]}"
+        await enroll(clinic, ref)
+        signed = await signed_in(browser, base, clinic.tokens["coordinator"])
+        await signed.goto(f"{base}/?patient={ref}")
+        row = signed.locator("tr", has_text="CALCIUM_VITAMIN_D")
+        await row.locator("details.why summary").click()
+        await row.locator("a", has_text="[2]").click()
+        await signed.wait_for_url("**/ui/evidence#ref-2")
+        assert "Calcitonin" in await signed.locator("#ref-2 + dd").inner_text()
+        assert await signed.locator("footer a[href='/ui/evidence']").count() == 1
+        await both_widths(signed, "evidence")
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert "../shared" not in readme and "docs/pathway.md" in readme
     pathway = (Path(__file__).parent.parent / "docs" / "pathway.md").read_text()

@@ -210,8 +210,10 @@ async def test_withdrawing_on_the_page_names_a_missing_reason_then_withdraws(liv
         html = (await client.get(f"/ui/episodes/{episode_id}")).text
         assert '<option value="transferred">Transferred</option>' in html
         body = f"csrf_token={csrf_token(html)}&reason=&text=moved"
-        refused = await client.post(f"/ui/episodes/{episode_id}/withdraw", content=body, headers=FORM)
-        assert refused.status_code == 422 and 'id="err-reason"' in refused.text
+        sent = await client.post(f"/ui/episodes/{episode_id}/withdraw", content=body, headers=FORM)
+        assert sent.status_code == 303  # post/redirect/get: the page again, the error beside its field
+        refused = await client.get(sent.headers["location"].split("#")[0])
+        assert refused.status_code == 200 and 'id="err-reason"' in refused.text and 'value="moved"' in refused.text
         body = f"csrf_token={csrf_token(refused.text)}&reason=transferred&text=moved"
         done = await client.post(f"/ui/episodes/{episode_id}/withdraw", content=body, headers=FORM)
         assert done.status_code == 303
