@@ -77,9 +77,12 @@ class Bounded:
         self._detached.add(task)
         task.add_done_callback(_forget(self._detached, what, time.perf_counter()))
         probe = min(PROBE_SECONDS, self.wait / 4)
+        began = time.monotonic()
         done, _ = await asyncio.wait({task}, timeout=self.wait - probe)
         if not done:
             cause = await self.cause(attempts, probe)
+            # The write keeps its whole bound, however quickly the cause was found.
+            await asyncio.wait({task}, timeout=max(0.0, self.wait - (time.monotonic() - began)))
             if not task.done():
                 if not keep(cause):
                     task.cancel()
