@@ -32,71 +32,79 @@ class DemoPatient:
     fields: dict[str, Any]
 
 
-def patients(today: date) -> list[DemoPatient]:
-    def ago(days: int) -> str:
-        return (today - timedelta(days=days)).isoformat()
+# (ref, what the story shows, days since day 0, the enrollment's own fields); "{ago:200}" is a date.
+STORIES: list[tuple[str, str, int, dict[str, Any]]] = [
+    (
+        "DEMO-URGENT",
+        "red flag: an urgent surgical consultation, due today (physicians are told again after 4 h)",
+        2,
+        {
+            "patient": {"age": 81, "sex": "female"},
+            "pain_nrs": 8,
+            "analgesics": ["opioid"],
+            "red_flags": ["cord_compression"],
+            "fracture": {"levels": ["L1"]},
+        },
+    ),
+    (
+        "DEMO-OVERDUE",
+        "on denosumab, last dose 200 days ago: the next dose is 18 days overdue",
+        20,
+        {
+            "patient": {"age": 74, "sex": "female"},
+            "pain_nrs": 5,
+            "analgesics": ["nsaid"],
+            "osteoporosis_therapy": {"agent": "denosumab", "last_dose_on": "{ago:200}"},
+            "calcium_vitamin_d": True,
+        },
+    ),
+    (
+        "DEMO-CHECKIN",
+        "day 27: the patient asked to report their pain; a check-in link waits for them (week 4 is tomorrow)",
+        27,
+        {
+            "patient": {"age": 69, "sex": "male"},
+            "pain_nrs": 6,
+            "analgesics": ["nsaid", "acetaminophen"],
+            "osteoporosis_therapy": {"agent": "alendronate"},
+            "calcium_vitamin_d": True,
+        },
+    ),
+    (
+        "DEMO-NEW",
+        "identified today, 77 and on an opioid: the baseline tasks and an opioid caution",
+        0,
+        {
+            "patient": {"age": 77, "sex": "female"},
+            "pain_nrs": 7,
+            "analgesics": ["opioid"],
+            "fracture": {"levels": ["L3", "L4"], "acute_injury": True, "correlating_symptoms": True},
+        },
+    ),
+    (
+        "DEMO-LATE",
+        "enrolled eight weeks after the fracture: conservative phase, the 3-month evaluation ahead",
+        58,
+        {
+            "patient": {"age": 66, "sex": "male"},
+            "pain_nrs": 5,
+            "analgesics": ["opioid"],
+            "osteoporosis_therapy": {"agent": "risedronate"},
+            "calcium_vitamin_d": True,
+        },
+    ),
+]
 
-    return [
-        DemoPatient(
-            "DEMO-URGENT",
-            "red flag: an urgent surgical consultation, due today (physicians are told again after 4 h)",
-            2,
-            {
-                "patient": {"age": 81, "sex": "female"},
-                "pain_nrs": 8,
-                "analgesics": ["opioid"],
-                "red_flags": ["cord_compression"],
-                "fracture": {"levels": ["L1"]},
-            },
-        ),
-        DemoPatient(
-            "DEMO-OVERDUE",
-            "on denosumab, last dose 200 days ago: the next dose is 18 days overdue",
-            20,
-            {
-                "patient": {"age": 74, "sex": "female"},
-                "pain_nrs": 5,
-                "analgesics": ["nsaid"],
-                "osteoporosis_therapy": {"agent": "denosumab", "last_dose_on": ago(200)},
-                "calcium_vitamin_d": True,
-            },
-        ),
-        DemoPatient(
-            "DEMO-CHECKIN",
-            "day 27: the patient asked to report their pain; a check-in link waits for them (week 4 is tomorrow)",
-            27,
-            {
-                "patient": {"age": 69, "sex": "male"},
-                "pain_nrs": 6,
-                "analgesics": ["nsaid", "acetaminophen"],
-                "osteoporosis_therapy": {"agent": "alendronate"},
-                "calcium_vitamin_d": True,
-            },
-        ),
-        DemoPatient(
-            "DEMO-NEW",
-            "identified today, 77 and on an opioid: the baseline tasks and an opioid caution",
-            0,
-            {
-                "patient": {"age": 77, "sex": "female"},
-                "pain_nrs": 7,
-                "analgesics": ["opioid"],
-                "fracture": {"levels": ["L3", "L4"], "acute_injury": True, "correlating_symptoms": True},
-            },
-        ),
-        DemoPatient(
-            "DEMO-LATE",
-            "enrolled eight weeks after the fracture: conservative phase, the 3-month evaluation ahead",
-            58,
-            {
-                "patient": {"age": 66, "sex": "male"},
-                "pain_nrs": 5,
-                "analgesics": ["opioid"],
-                "osteoporosis_therapy": {"agent": "risedronate"},
-                "calcium_vitamin_d": True,
-            },
-        ),
-    ]
+
+def patients(today: date) -> list[DemoPatient]:
+    def dated(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: dated(v) for k, v in value.items()}
+        if isinstance(value, str) and value.startswith("{ago:"):
+            return (today - timedelta(days=int(value[5:-1]))).isoformat()
+        return value
+
+    return [DemoPatient(ref, story, days, dated(fields)) for ref, story, days, fields in STORIES]
 
 
 def _enrollment(patient: DemoPatient, today: date) -> dict[str, Any]:

@@ -176,6 +176,24 @@ def _dev_app(settings: Settings, service: CarepathService, options: DevOptions) 
     return app
 
 
+def _local_settings(settings: Settings, options: DevOptions) -> Settings:
+    """What `carepath dev` sets for this machine unless the environment says otherwise: the key
+    ring, the Temporal UI's origin for the codec, links at this server's own port, message files."""
+    update: dict[str, str] = {}
+    if not (settings.key_file or settings.encryption_keys):
+        update["key_file"] = str(_dev_key_file(options.home))
+    # The UI's origin, whatever --ui-port says, may call the codec endpoint (CORS).
+    origins = [o for o in settings.codec_cors_origins.split(",") if o.strip()]
+    update["codec_cors_origins"] = ",".join(origins + [o for o in _ui_origins(options) if o not in origins])
+    if "CAREPATH_PUBLIC_URL" not in os.environ:  # links in messages point at this server, on its port
+        update["public_url"] = base_of(options)
+    if "CAREPATH_NOTIFICATION_FILE" not in os.environ:
+        update["notification_file"] = str(options.home / "notifications.jsonl")
+    if "CAREPATH_PATIENT_FILE" not in os.environ:
+        update["patient_file"] = str(options.home / "patient-messages.jsonl")
+    return settings.model_copy(update=update)
+
+
 async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) -> None:
     options.home.mkdir(parents=True, exist_ok=True)
     temporal: asyncio.subprocess.Process | None = None
@@ -185,18 +203,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
     database_url = settings.database_url
     if "CAREPATH_DATABASE_URL" not in os.environ:
         database_url = f"sqlite:///{options.home / 'carepath.db'}"
-    if not (settings.key_file or settings.encryption_keys):
-        settings = settings.model_copy(update={"key_file": str(_dev_key_file(options.home))})
-    # The UI's origin, whatever --ui-port says, may call the codec endpoint (CORS).
-    origins = [o for o in settings.codec_cors_origins.split(",") if o.strip()]
-    origins += [o for o in _ui_origins(options) if o not in origins]
-    settings = settings.model_copy(update={"codec_cors_origins": ",".join(origins)})
-    if "CAREPATH_PUBLIC_URL" not in os.environ:  # links in messages point at this server, on its port
-        settings = settings.model_copy(update={"public_url": base_of(options)})
-    if "CAREPATH_NOTIFICATION_FILE" not in os.environ:
-        settings = settings.model_copy(update={"notification_file": str(options.home / "notifications.jsonl")})
-    if "CAREPATH_PATIENT_FILE" not in os.environ:
-        settings = settings.model_copy(update={"patient_file": str(options.home / "patient-messages.jsonl")})
+    settings = _local_settings(settings, options)
     try:
         if not _port_free(options.host, options.port):
             raise DevError(f"port {options.port} on {options.host} is in use (set --port)")

@@ -215,7 +215,8 @@ async def test_urgent_items_are_due_the_day_raised_and_go_overdue_on_the_worklis
         # Nobody acted: the next day it is overdue, counted with the others.
         real_clock = clinic.service.clock
         clinic.service.clock = lambda: real_clock() + timedelta(days=1)
-        try:
+        try:  # a day later the sign-in session has idled out: sign in again, as the physician would
+            page = await signed_in(browser, base, clinic.tokens["physician"])
             await page.goto(f"{base}/?patient={ref}&priority=urgent&status=open")
             assert "overdue 1 day" in await page.locator(f"#task-{consultation['id']}").inner_text()
             counts = await page.locator(".counts").inner_text()
