@@ -621,7 +621,9 @@ async def test_the_api_reference_documents_event_and_enrollment_bodies_and_the_e
     assert pain["properties"]["nrs"]["minimum"] == 0 and pain["properties"]["nrs"]["maximum"] == 10
     assert {"type", "occurred_on", "nrs"} <= set(pain["required"])
     enrollment = spec["paths"]["/episodes"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert "patient" in spec["components"]["schemas"][enrollment["$ref"].rsplit("/", 1)[1]]["properties"]
+    refs = [enrollment["$ref"]] if "$ref" in enrollment else [o["$ref"] for o in enrollment["oneOf"]]  # per pathway
+    models = [spec["components"]["schemas"][ref.rsplit("/", 1)[1]] for ref in refs]
+    assert any({"patient", "fracture", "identified_on"} <= set(m["properties"]) for m in models)
     for code in ("401", "403", "409", "422", "503"):
         answer = event["responses"][code]
         assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorAnswer"}
