@@ -19,7 +19,7 @@ setup: $(STAMP)
 # The service on embedded defaults: local Temporal dev server (state in .carepath/), SQLite,
 # the worker and the API on http://127.0.0.1:8000 (worklist at /, OpenAPI at /docs). Ctrl-C stops it.
 demo: setup
-	$(BIN)/carepath dev
+	$(BIN)/carepath dev --demo
 
 # The example stories through the production workflow, activities and a temporary SQLite file.
 simulate: setup

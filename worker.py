@@ -30,7 +30,7 @@ from carepath.settings import Settings, load_settings
 from carepath.temporal import connect
 from db.engine import make_engine
 from db.migrate import upgrade
-from workflows.checkin import CheckInReminderWorkflow
+from workflows.checkin import CheckInReminderWorkflow, CheckInSentWorkflow, UrgentWatchWorkflow
 from workflows.digest import DigestWorkflow
 from workflows.episode import EpisodeWorkflow
 from workflows.reminders import ReminderStarter
@@ -70,11 +70,12 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[EpisodeWorkflow, CheckInReminderWorkflow, DigestWorkflow],
+        workflows=[EpisodeWorkflow, CheckInReminderWorkflow, CheckInSentWorkflow, UrgentWatchWorkflow, DigestWorkflow],
         activities=[
             recorder.record_changes,
             dispatcher.deliver_notifications,
             followup.send_checkin_reminder,
+            followup.renotify_urgent,
             followup.send_digests,
         ],
         activity_executor=executor,

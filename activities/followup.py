@@ -36,6 +36,20 @@ class ReminderDue(BaseModel):
     now: datetime  # the workflow's clock (simulated time on a time-skipping server)
 
 
+class UrgentWatch(BaseModel):
+    task_id: int
+    after_hours: int
+
+
+class UrgentDue(BaseModel):
+    task_id: int
+    after_hours: int
+    now: datetime
+
+
+STILL_OPEN = "still-open"  # the occasion suffix of an urgent item's second notification
+
+
 class DigestRequest(BaseModel):
     now: datetime
 
@@ -43,6 +57,7 @@ class DigestRequest(BaseModel):
 class Digest(BaseModel):
     role: str
     on: str
+    urgent_open: int = 0  # urgent items still open past their renotify time: the digest's head
     new_urgent: int
     overdue: int
     due_today: int
@@ -50,12 +65,48 @@ class Digest(BaseModel):
 
 
 class FollowUp:
-    """Activities bound to a database and the dispatcher (the reminders' workflows are started by
-    ``workflows.reminders``, beside their workflow)."""
+    """Activities bound to a database and the dispatcher (the reminders' and urgent watches'
+    workflows are started by ``workflows.reminders``, beside their workflow)."""
 
     def __init__(self, engine: Engine, dispatcher: NotificationDispatcher) -> None:
         self.engine = engine
         self.dispatcher = dispatcher
+
+    @activity.defn(name="renotify_urgent")
+    def renotify_urgent(self, due: UrgentDue) -> bool:
+        """The second notification of an urgent item still open ``after_hours`` after it was raised,
+        to its role; True if one is (now or before) in the outbox."""
+        with Session(self.engine) as session, session.begin():
+            row = session.execute(
+                select(TaskRow, EpisodeRow.patient_ref)
+                .join(EpisodeRow, EpisodeRow.id == TaskRow.episode_id)
+                .where(TaskRow.id == due.task_id, TaskRow.status == "open", EpisodeRow.status == "active")
+            ).first()
+            if row is None:
+                return False
+            task, ref = row
+            occasion = f"{task.occasion}:{STILL_OPEN}"[:64]
+            key = f"{task.episode_id}:{task.code}@{occasion}"
+            if session.scalar(select(NotificationRow.id).where(NotificationRow.dedupe_key == key)) is None:
+                session.add(
+                    NotificationRow(
+                        dedupe_key=key,
+                        episode_id=task.episode_id,
+                        code=task.code,
+                        occasion=occasion,
+                        recipient_role=task.assignee,
+                        subject=f"[urgent] Still open after {due.after_hours} h: {task.title}",
+                        body=(
+                            f"Patient {ref}: {task.title}. Raised {task.raised_on.isoformat()} and nobody has "
+                            f"acted on it for {due.after_hours} hours; it is due {task.raised_on.isoformat()}."
+                        ),
+                        created_at=due.now,
+                        status="pending",
+                        attempts=0,
+                    )
+                )
+        self.dispatcher.deliver_where(NotificationRow.dedupe_key == key)
+        return True
 
     @activity.defn(name="send_checkin_reminder")
     def send_checkin_reminder(self, due: ReminderDue) -> bool:
@@ -89,22 +140,25 @@ class FollowUp:
                 .order_by(TimelineItemRow.id)
             ).all()
             per_assignee = dict(Counter(task.assignee for task, _ in open_tasks))
+            still_open = _still_open_urgent(session, definition, live, request.now)
             digests = []
             for role in DIGEST_ROLES:
                 mine = [(t, ref) for t, ref in open_tasks if t.assignee == role]
                 overdue = [(t, ref) for t, ref in mine if t.due_on is not None and t.due_on < today]
                 due_today = [(t, ref) for t, ref in mine if t.due_on == today]
                 new_urgent = [(i, ref) for i, ref in urgent if i.assignee == role]
+                waiting = [(t, ref) for t, ref in still_open if t.assignee == role]
                 digest = Digest(
                     role=role,
                     on=today.isoformat(),
+                    urgent_open=len(waiting),
                     new_urgent=len(new_urgent),
                     overdue=len(overdue),
                     due_today=len(due_today),
                     per_assignee=per_assignee,
                 )
                 digests.append(digest)
-                self._write_digest(session, digest, new_urgent, overdue, due_today, request.now)
+                self._write_digest(session, digest, [waiting, new_urgent, overdue, due_today], request.now)
         self.dispatcher.deliver_where(
             and_(NotificationRow.code == DIGEST_CODE, NotificationRow.occasion == today.isoformat())
         )
@@ -116,9 +170,9 @@ class FollowUp:
         self.dispatcher.deliver_where(and_(NotificationRow.episode_id.in_(real), old))
         return digests
 
-    def _write_digest(
-        self, session: Session, digest: Digest, urgent: list[Any], overdue: list[Any], due: list[Any], now: datetime
-    ) -> None:
+    def _write_digest(self, session: Session, digest: Digest, sections: list[list[Any]], now: datetime) -> None:
+        """Urgent items still open past their renotify time head it; then new urgent items,
+        overdue tasks and what is due today."""
         key = f"digest:{digest.role}:{digest.on}"
         if session.scalar(select(NotificationRow.id).where(NotificationRow.dedupe_key == key)) is not None:
             return  # one digest per role and day, however often the schedule is triggered
@@ -131,13 +185,16 @@ class FollowUp:
                 out.append(f"- {ref}: {row.title}{when} {episode_link(url, row.episode_id)}")
             return [*out, ""]
 
+        waiting, urgent, overdue, due = sections
         counts = ", ".join(f"{who} {n}" for who, n in sorted(digest.per_assignee.items())) or "none"
         body = "\n".join(
-            lines("New urgent items (last 24 h)", urgent, False)
+            (lines("URGENT AND STILL OPEN: act now", waiting, True) if waiting else [])
+            + lines("New urgent items (last 24 h)", urgent, False)
             + lines("Overdue tasks", overdue, True)
             + lines("Due today", due, True)
             + [f"Open tasks per assignee: {counts}"]
         )
+        head = f"{digest.urgent_open} URGENT STILL OPEN, " if digest.urgent_open else ""
         session.add(
             NotificationRow(
                 dedupe_key=key,
@@ -146,7 +203,7 @@ class FollowUp:
                 occasion=digest.on,
                 recipient_role=digest.role,
                 subject=(
-                    f"[digest] {digest.role} {digest.on}: {digest.new_urgent} new urgent, "
+                    f"[digest] {digest.role} {digest.on}: {head}{digest.new_urgent} new urgent, "
                     f"{digest.overdue} overdue, {digest.due_today} due today"
                 ),
                 body=body,
@@ -155,3 +212,16 @@ class FollowUp:
                 attempts=0,
             )
         )
+
+
+def _still_open_urgent(session: Session, definition: Any, live: Any, now: datetime) -> list[Any]:
+    """Open tasks whose action renotifies, raised longer ago than its renotify time."""
+    hours = {code: spec.renotify_after_hours for code, spec in definition.actions.items() if spec.renotify_after_hours}
+    rows = session.execute(
+        select(TaskRow, EpisodeRow.patient_ref, TimelineItemRow.created_at)
+        .join(EpisodeRow, EpisodeRow.id == TaskRow.episode_id)
+        .join(TimelineItemRow, TimelineItemRow.id == TaskRow.timeline_item_id)
+        .where(live, TaskRow.status == "open", TaskRow.code.in_(list(hours)))
+        .order_by(TimelineItemRow.created_at, TaskRow.id)
+    ).all()
+    return [(task, ref) for task, ref, at in rows if at <= now - timedelta(hours=hours[task.code])]

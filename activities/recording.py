@@ -63,6 +63,10 @@ class ChangeRecord(BaseModel):
     opened: EpisodeOpened | None = None
     event: RecordedEvent | None = None
     changes: Changes
+    # After this change: the pathway's header facts ("facts": [{label, value, short}]) and what
+    # comes next ("upcoming": the first due points), kept on the episode row so that worklist and
+    # patients rows show them without asking the workflow, and agree with the episode page.
+    facts: dict[str, Any] | None = None
 
 
 def episode_status(phase: str) -> str:
@@ -121,6 +125,8 @@ def write_changes(
             | record.opened.model_dump(),
         )
     values: dict[str, Any] = {"phase": record.phase, "status": status, "updated_at": at}
+    if record.facts is not None:
+        values["facts"] = record.facts
     if record.pathway_version is not None:
         values["pathway_version"] = record.pathway_version
     # An abandoned reservation stays abandoned: its workflow started too late (the enrollment was

@@ -92,6 +92,8 @@ def allow(*roles: str) -> Callable[[Request], Principal]:
     return dependency
 
 
-def ensure(principal: Principal, roles: tuple[str, ...], what: str = "this") -> None:
+def ensure(principal: Principal, roles: tuple[str, ...], what: str = "do this") -> None:
+    """``what`` is what the person tried, as a verb phrase ("enroll patients")."""
     if principal.role not in roles:
-        raise Forbidden(f"role {principal.role} may not do {what} (needs {' or '.join(roles)})")
+        needed = " or a ".join(roles)
+        raise Forbidden(f"Signed in as a {principal.role}, you cannot {what}: that needs a {needed}.")

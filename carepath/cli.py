@@ -46,7 +46,12 @@ def _dev(args: argparse.Namespace) -> int:
 
     return main(
         DevOptions(
-            home=Path(args.home), host=args.host, port=args.port, temporal_port=args.temporal_port, ui_port=args.ui_port
+            home=Path(args.home),
+            host=args.host,
+            port=args.port,
+            temporal_port=args.temporal_port,
+            ui_port=args.ui_port,
+            demo=args.demo,
         )
     )
 
@@ -360,6 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--temporal-port", type=int, default=7233)
     dev.add_argument("--ui-port", type=int, default=8233)
+    dev.add_argument(
+        "--demo",
+        action="store_true",
+        help="also enroll a handful of back-dated demo patients (urgent, overdue, a check-in waiting) and "
+        "print tokens to sign in with",
+    )
     dev.set_defaults(handler=_dev)
 
     sub.add_parser("worker", help="run the worker (production; settings from CAREPATH_* env)").set_defaults(

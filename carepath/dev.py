@@ -49,6 +49,7 @@ class DevOptions:
     port: int = 8000
     temporal_port: int = 7233
     ui_port: int = 8233
+    demo: bool = False  # enroll the demo patients (carepath/demo.py)
 
 
 class _Server(uvicorn.Server):
@@ -83,6 +84,12 @@ def _die_with_parent() -> None:
 
 def _ui_origins(options: DevOptions) -> list[str]:
     return [f"http://127.0.0.1:{options.ui_port}", f"http://localhost:{options.ui_port}"]
+
+
+def base_of(options: DevOptions) -> str:
+    """This server's address as a browser on this machine reaches it."""
+    host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
+    return f"http://{host}:{options.port}"
 
 
 def _codec_endpoint(options: DevOptions) -> str:
@@ -169,6 +176,24 @@ def _dev_app(settings: Settings, service: CarepathService, options: DevOptions) 
     return app
 
 
+def _local_settings(settings: Settings, options: DevOptions) -> Settings:
+    """What `carepath dev` sets for this machine unless the environment says otherwise: the key
+    ring, the Temporal UI's origin for the codec, links at this server's own port, message files."""
+    update: dict[str, str] = {}
+    if not (settings.key_file or settings.encryption_keys):
+        update["key_file"] = str(_dev_key_file(options.home))
+    # The UI's origin, whatever --ui-port says, may call the codec endpoint (CORS).
+    origins = [o for o in settings.codec_cors_origins.split(",") if o.strip()]
+    update["codec_cors_origins"] = ",".join(origins + [o for o in _ui_origins(options) if o not in origins])
+    if "CAREPATH_PUBLIC_URL" not in os.environ:  # links in messages point at this server, on its port
+        update["public_url"] = base_of(options)
+    if "CAREPATH_NOTIFICATION_FILE" not in os.environ:
+        update["notification_file"] = str(options.home / "notifications.jsonl")
+    if "CAREPATH_PATIENT_FILE" not in os.environ:
+        update["patient_file"] = str(options.home / "patient-messages.jsonl")
+    return settings.model_copy(update=update)
+
+
 async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) -> None:
     options.home.mkdir(parents=True, exist_ok=True)
     temporal: asyncio.subprocess.Process | None = None
@@ -178,16 +203,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
     database_url = settings.database_url
     if "CAREPATH_DATABASE_URL" not in os.environ:
         database_url = f"sqlite:///{options.home / 'carepath.db'}"
-    if not (settings.key_file or settings.encryption_keys):
-        settings = settings.model_copy(update={"key_file": str(_dev_key_file(options.home))})
-    # The UI's origin, whatever --ui-port says, may call the codec endpoint (CORS).
-    origins = [o for o in settings.codec_cors_origins.split(",") if o.strip()]
-    origins += [o for o in _ui_origins(options) if o not in origins]
-    settings = settings.model_copy(update={"codec_cors_origins": ",".join(origins)})
-    if "CAREPATH_NOTIFICATION_FILE" not in os.environ:
-        settings = settings.model_copy(update={"notification_file": str(options.home / "notifications.jsonl")})
-    if "CAREPATH_PATIENT_FILE" not in os.environ:
-        settings = settings.model_copy(update={"patient_file": str(options.home / "patient-messages.jsonl")})
+    settings = _local_settings(settings, options)
     try:
         if not _port_free(options.host, options.port):
             raise DevError(f"port {options.port} on {options.host} is in use (set --port)")
@@ -216,7 +232,9 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
                 if serving.done():
                     serving.result()
                     raise DevError("the HTTP API did not start")
-                base = f"http://{options.host}:{options.port}"
+                base = base_of(options)
+                address_file = options.home / "api-url"  # terminal commands of this folder find us
+                address_file.write_text(base_of(options) + "\n", encoding="utf-8")
                 print(f"carepath is running (pathway episodes on {address}, database {database_url})")
                 print(f"  worklist     {base}/")
                 print(f"  API          {base}/docs")
@@ -231,10 +249,13 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
                         "  create clinician tokens with it:  CAREPATH_TOKEN=<admin token> carepath token "
                         "--name alice --role coordinator"
                     )
+                if options.demo:
+                    await _demo(service, engine, settings, base)
                 print("Press Ctrl-C to stop.", flush=True)
                 await stop.wait()
                 print("stopping…", flush=True)
                 server.should_exit = True
+                address_file.unlink(missing_ok=True)
                 for task in (sweep, outbox):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -249,6 +270,20 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
             except TimeoutError:
                 temporal.kill()
                 await temporal.wait()
+
+
+async def _demo(service: CarepathService, engine: Engine, settings: Settings, base: str) -> None:
+    from carepath import demo
+
+    print("\nDemo patients:", flush=True)
+    for line in await demo.seed(service, Path(settings.patient_file), base):
+        print(line.replace(" /ui/", f" {base}/ui/"), flush=True)
+    tokens = demo.demo_tokens(engine)
+    for name, role, token in tokens:
+        print(f"  sign in at {base}/login as {name} ({role}) with: {token}")
+    if not tokens:
+        print("  sign in with the demo tokens printed on the first --demo start (or make one: carepath token)")
+    print(flush=True)
 
 
 def main(options: DevOptions) -> int:

@@ -70,6 +70,7 @@ def format_loc(loc: Sequence[int | str], skip: frozenset[str] = frozenset()) -> 
     return path
 
 
+_REF_PATTERN = r"^[A-Za-z0-9._:\-]+$"  # a patient ref (carepath.engine.inputs.PatientRef)
 _FRIENDLY = {
     "missing": "is required",
     "extra_forbidden": "is not a known field",
@@ -109,6 +110,14 @@ def from_error_list(
             field = join_path(field, tag)
             expected = err.get("ctx", {}).get("expected_tags")
             message = f"must be one of {expected}" if expected else "is required"
+        elif err["type"] == "too_short":
+            least = err.get("ctx", {}).get("min_length", 1)
+            message = "choose at least one" if least == 1 else f"choose at least {least}"
+        elif err["type"] == "too_long":
+            most = err.get("ctx", {}).get("max_length")
+            message = f"must be at most {most} characters long" if most else err["msg"]
+        elif err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == _REF_PATTERN:
+            message = "may hold only letters, digits and . _ : - (no spaces)"
         elif err["type"].startswith("value_error"):
             message = err["msg"].removeprefix("Value error, ")
         errors.append(FieldError(field, message))

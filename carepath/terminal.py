@@ -11,6 +11,9 @@ from typing import Any
 import httpx
 
 DEFAULT_API = "http://127.0.0.1:8000"
+# `carepath dev` writes its address here while it runs (under its --home), so commands run from
+# the same folder find it on whatever port it took.
+RUNNING_DEV = Path(".carepath") / "api-url"
 
 
 class CommandError(Exception):
@@ -22,7 +25,16 @@ class CommandError(Exception):
 
 
 def api_url(given: str | None) -> str:
-    return (given or os.environ.get("CAREPATH_API_URL") or DEFAULT_API).rstrip("/")
+    """--api, else CAREPATH_API_URL, else the running `carepath dev` of this folder, else the default."""
+    found = given or os.environ.get("CAREPATH_API_URL") or _running_dev() or DEFAULT_API
+    return found.rstrip("/")
+
+
+def _running_dev() -> str | None:
+    try:
+        return RUNNING_DEV.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
 
 
 def call(base: str, method: str, path: str, **kwargs: Any) -> Any:
@@ -34,7 +46,11 @@ def call(base: str, method: str, path: str, **kwargs: Any) -> Any:
     try:
         response = httpx.request(method, f"{base}{path}", headers=headers, timeout=60, **kwargs)
     except httpx.HTTPError as exc:
-        raise CommandError(f"cannot reach the carepath API at {base} ({exc}); is `carepath dev` running?") from None
+        raise CommandError(
+            f"cannot reach the carepath API at {base} ({type(exc).__name__}). Start it with `make demo` (or "
+            "`carepath dev`) in this folder, or point this command at a running one: "
+            "export CAREPATH_API_URL=http://host:port (or --api)"
+        ) from None
     if response.status_code >= 400:
         try:
             details = response.json().get("detail", [])

@@ -32,13 +32,15 @@ from carepath.engine.definition import DefinitionCore
 from carepath.engine.pathway import Pathway
 from carepath.engine.presentation import CheckIn
 from carepath.engine.registry import pathway_for
+from carepath.errors import InvalidInput
 from carepath.messages import patient_checkin_message, patient_outbox
-from db.models import CheckInRow, EpisodeRow, NotificationRow, TaskRow
+from db.models import AuditRow, CheckInRow, EpisodeRow, NotificationRow, TaskRow
 
 CHECKIN_CODE = "CHECKIN"
 REMINDER_CODE = "CHECKIN_REMINDER"
 PATIENT = "patient"
 
+ON_REQUEST = "asked-"  # the occasion of a check-in a person sent (asked-<day>-<n>): no task behind it
 CHECKINS = CheckInRow.__table__
 NOTIFICATIONS = NotificationRow.__table__
 
@@ -79,6 +81,10 @@ def _plan(session: Session, episode_id: str, occasion: str) -> tuple[Plan, str] 
         return None
     pathway = pathway_for(episode.pathway_id)
     definition = pathway.definition(episode.pathway_version)
+    if occasion.startswith(ON_REQUEST):  # sent by a person: the pathway's check-in, no task to wait on
+        codes = check_in_codes(pathway, definition)
+        plan = pathway.check_in(definition, codes[0]) if codes else None
+        return (Plan(plan, pathway, definition), "open") if plan is not None else None
     task = session.execute(
         select(TaskRow.code, TaskRow.status).where(
             TaskRow.episode_id == episode_id,
@@ -129,6 +135,64 @@ def issue(
         upsert(NOTIFICATIONS).on_conflict_do_nothing(index_elements=["dedupe_key"]),
         patient_outbox(episode_id, CHECKIN_CODE, occasion, subject, body, at),
     )
+
+
+@dataclass(frozen=True)
+class Sent:
+    occasion: str
+    expires_on: date  # the first day it no longer works
+
+
+def send_now(engine: Engine, episode_id: str, now: datetime, today: date, public_url: str, actor: str) -> Sent:
+    """A check-in link sent at a person's request (the patient asked, or a link expired), with its
+    patient message and an audit entry, in one transaction. It asks the pathway's check-in
+    questions and, answered, records their event (which closes an open reassessment as any would)."""
+    with Session(engine) as session, session.begin():
+        episode = session.get(EpisodeRow, episode_id)
+        if episode is None or episode.status != "active":
+            what = "no such episode" if episode is None else f"the episode is {episode.status}"
+            raise InvalidInput.one("episode", f"{what}: no check-in can be sent")
+        if episode.simulated:
+            raise InvalidInput.one("episode", "a simulated story has no patient to ask")
+        pathway = pathway_for(episode.pathway_id)
+        definition = pathway.definition(episode.pathway_version)
+        codes = check_in_codes(pathway, definition)
+        plan = pathway.check_in(definition, codes[0]) if codes else None
+        if plan is None:
+            raise InvalidInput.one("episode", "this episode's pathway asks no check-in questions")
+        taken = session.scalars(select(CheckInRow.occasion).where(CheckInRow.episode_id == episode_id)).all()
+        n = 1 + sum(1 for o in taken if o.startswith(f"{ON_REQUEST}{today.isoformat()}"))
+        occasion = f"{ON_REQUEST}{today.isoformat()}-{n}"
+        expires_on = today + timedelta(days=plan.expires_after_days)
+        token, digest = new_token()
+        session.add(
+            CheckInRow(
+                episode_id=episode_id,
+                occasion=occasion,
+                token_hash=digest,
+                expires_on=expires_on,
+                remind_after_days=plan.remind_after_days,
+                created_at=now,
+            )
+        )
+        subject, body = patient_checkin_message(plan, link(public_url, token), expires_on, reminder=False)
+        session.add(NotificationRow(**patient_outbox(episode_id, CHECKIN_CODE, occasion, subject, body, now)))
+        session.add(
+            AuditRow(
+                change_id=f"{episode_id}/checkin-{occasion}",
+                episode_id=episode_id,
+                at=now,
+                actor=actor,
+                action="checkin:sent",
+                detail={"reason": f"check-in link sent to the patient, valid until {last_day(expires_on)}"},
+            )
+        )
+    return Sent(occasion, expires_on)
+
+
+def last_day(expires_on: date) -> str:
+    """The last day a link works, as every page and message says it (it dies on ``expires_on``)."""
+    return (expires_on - timedelta(days=1)).isoformat()
 
 
 def waiting_reminders(engine: Engine, episode_id: str) -> list[tuple[int, int]]:
@@ -247,6 +311,8 @@ def summary(engine: Engine, episode_id: str) -> list[dict[str, Any]]:
                 "reminded_at": r.reminded_at,
                 "answered_at": r.answered_at if r.event_id else None,
                 "expires_on": r.expires_on,
+                "valid_until": last_day(r.expires_on),
+                "occasion_words": "sent on request" if r.occasion.startswith(ON_REQUEST) else "sent by the pathway",
             }
             for r in rows
         ]

@@ -86,6 +86,9 @@ class EpisodeRow(Base):
     simulated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # SHA-256 of the enrollment that reserved the row: tells a client's retry from a new request.
     enrollment_digest: Mapped[str | None] = mapped_column(String(64))
+    # As of the last recorded change: the pathway's header facts and what comes next
+    # ({"facts": [{label, value, short}], "upcoming": [due points]}), for rows that do not ask the workflow.
+    facts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -136,6 +139,8 @@ class TaskRow(Base):
     raised_on: Mapped[date] = mapped_column(Date)
     due_on: Mapped[date | None] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open|completed|cancelled
+    # The named person who took it on (tasks belong to a role; a person may take one): null for none.
+    owner: Mapped[str | None] = mapped_column(String(200), index=True)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     close_reason: Mapped[str | None] = mapped_column(Text)
 

@@ -77,6 +77,9 @@ class TaskView(BaseModel):
     overdue_days: int
     status: str
     close_reason: str | None
+    owner: str | None = None  # the named person who took it on
+    day: int = 0  # days since day 0 (the fracture identified) on the day asked
+    patient_facts: list[str] = []  # the patient in a few words, from the pathway ("81 y", "pain 8/10")
 
 
 class TaskFilter(BaseModel):
@@ -84,6 +87,7 @@ class TaskFilter(BaseModel):
     status: str | None = "open"
     priority: str | None = None
     patient_ref: str | None = None  # a prefix, any case
+    owner: str | None = None  # exactly this person's
     episode_id: str | None = None
     task_id: int | None = None
     include_simulated: bool = False
@@ -121,6 +125,7 @@ def _task_where(query: Select[Any], f: TaskFilter) -> Select[Any]:
         (TaskRow.assignee, f.assignee),
         (TaskRow.status, f.status),
         (TaskRow.priority, f.priority),
+        (TaskRow.owner, f.owner),
         (TaskRow.episode_id, f.episode_id),
         (TaskRow.id, f.task_id),
     ):
@@ -145,7 +150,14 @@ def task_page(engine: Engine, today: date, f: TaskFilter, limit: int, cursor: st
     """One page of tasks in worklist order, by keyset."""
     after = decode_cursor(cursor, (int, (str, type(None)), int)) if cursor else None
     base = _task_where(
-        select(TaskRow, EpisodeRow.patient_ref, TimelineItemRow.detail, TimelineItemRow.evidence)
+        select(
+            TaskRow,
+            EpisodeRow.patient_ref,
+            TimelineItemRow.detail,
+            TimelineItemRow.evidence,
+            EpisodeRow.identified_on,
+            EpisodeRow.facts,
+        )
         .join(EpisodeRow, EpisodeRow.id == TaskRow.episode_id)
         .join(TimelineItemRow, TimelineItemRow.id == TaskRow.timeline_item_id),
         f,
@@ -181,7 +193,20 @@ def task_page(engine: Engine, today: date, f: TaskFilter, limit: int, cursor: st
     return Page[TaskView](items=views, next_cursor=next_cursor)
 
 
-def _task_view(today: date, task: TaskRow, patient_ref: str, detail: str, evidence: list[str]) -> TaskView:
+def short_facts(stored: dict[str, Any] | None) -> list[str]:
+    """The row-sized facts of an episode's stored snapshot."""
+    return [f["short"] for f in (stored or {}).get("facts", []) if f.get("short")]
+
+
+def _task_view(
+    today: date,
+    task: TaskRow,
+    patient_ref: str,
+    detail: str,
+    evidence: list[str],
+    identified_on: date | None = None,
+    facts: dict[str, Any] | None = None,
+) -> TaskView:
     return TaskView(
         id=task.id,
         episode_id=task.episode_id,
@@ -199,6 +224,9 @@ def _task_view(today: date, task: TaskRow, patient_ref: str, detail: str, eviden
         overdue_days=max(0, (today - task.due_on).days) if task.due_on and task.status == "open" else 0,
         status=task.status,
         close_reason=task.close_reason,
+        owner=task.owner,
+        day=(today - identified_on).days if identified_on else 0,
+        patient_facts=short_facts(facts),
     )
 
 
@@ -236,9 +264,11 @@ class EpisodeFacts(BaseModel):
 
 
 class EpisodeSummary(EpisodeFacts):
-    next_due_on: date | None  # the next milestone of an active episode
-    next_due: str | None  # its name
+    next_due_on: date | None  # what comes next for an active episode (as its page's "Coming up" starts)
+    next_due: str | None  # its name in words
     open_tasks: int
+    day: int = 0  # days since day 0 on the day asked
+    patient_facts: list[str] = []  # the patient in a few words, from the pathway
 
 
 LISTED_STATUSES = ("reserving", "active", "completed", "withdrawn")
@@ -296,20 +326,28 @@ def episode_facts(row: EpisodeRow) -> dict[str, Any]:
 
 
 def _summary(today: date, row: EpisodeRow, open_tasks: int) -> EpisodeSummary:
-    due = next_milestone(row, today) if row.status == "active" else None
+    due = next_due(row, today) if row.status == "active" else None
     return EpisodeSummary(
         **episode_facts(row),
         next_due_on=due[0] if due else None,
         next_due=due[1] if due else None,
         open_tasks=open_tasks,
+        day=(today - row.identified_on).days,
+        patient_facts=short_facts(row.facts),
     )
 
 
-def next_milestone(row: EpisodeRow, today: date) -> tuple[date, str] | None:
-    """The episode's next milestone after today, from its definition (cached per version)."""
+def next_due(row: EpisodeRow, today: date) -> tuple[date, str] | None:
+    """What comes next: the first of the due points the workflow recorded with its last change
+    (the episode page's "Coming up" list), or, when that has passed or was never recorded, the next
+    milestone from the definition (cached per version)."""
+    for point in (row.facts or {}).get("upcoming", []):
+        on = date.fromisoformat(point["on"])
+        if on >= today:
+            return on, point["title"]
     pathway = pathway_for(row.pathway_id)
     ahead = pathway.planned(pathway.definition(row.pathway_version), row.identified_on, today)
-    return (ahead[0].on, ahead[0].ref) if ahead else None
+    return (ahead[0].on, ahead[0].title) if ahead else None
 
 
 class EventView(BaseModel):

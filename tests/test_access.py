@@ -71,6 +71,7 @@ MATRIX = [
         },
     ),
     ("POST", "/episodes/{episode_id}/withdraw", CLINICIANS, {"reason": "declined"}),
+    ("POST", "/episodes/{episode_id}/checkins", CLINICIANS, None),
     ("GET", "/episodes/{episode_id}/fhir", READERS, None),
     ("GET", "/episodes/{episode_id}/audit", READERS, None),
     ("GET", "/episodes/{episode_id}/audit/fhir", READERS, None),
@@ -80,6 +81,7 @@ MATRIX = [
     ("POST", "/tasks/{task_id}/complete#coordinator", CLINICIANS, {"reason": "done"}),
     ("POST", "/tasks/{task_id}/cancel#physician", PHYSICIAN, {"reason": "not needed"}),
     ("POST", "/tasks/{task_id}/cancel#coordinator", CLINICIANS, {"reason": "not needed"}),
+    ("POST", "/tasks/{task_id}/assign", CLINICIANS, {"owner": "Dana"}),
     ("GET", "/definitions", EVERYONE, None),
     ("GET", "/definitions/{pathway_id}/{version}", EVERYONE, None),
     ("POST", "/tokens", ADMIN, {"name": "new", "role": "viewer"}),
@@ -91,6 +93,9 @@ MATRIX = [
     ("GET", "/", READERS, None),
     ("GET", "/ui/episodes/{episode_id}", READERS, None),
     ("GET", "/ui/patients", READERS, None),
+    ("GET", "/ui/evidence", READERS, None),
+    ("GET", "/ui/episodes/{episode_id}/fhir", READERS, None),
+    ("GET", "/ui/episodes/{episode_id}/audit/fhir", READERS, None),
     ("GET", "/ui/enroll", CLINICIANS, None),
     # Page forms (signed-in cookie, the page's CSRF token, this origin): 303 when done.
     ("POST", "/ui/enroll", CLINICIANS, "page:" + ENROLL_FORM),
@@ -102,6 +107,7 @@ MATRIX = [
         f"page:type=override&occurred_on={TODAY}&author=Dr+A&reason=seen&close_task=AVOID_BED_REST",
     ),
     ("POST", "/ui/episodes/{episode_id}/withdraw", CLINICIANS, "page:reason=declined"),
+    ("POST", "/ui/episodes/{episode_id}/checkins", CLINICIANS, "page:"),
     ("POST", "/ui/episodes/{episode_id}/migrate", PHYSICIAN, "page:version=2&reason=clinic+policy"),
     ("POST", "/ui/tasks/{task_id}/{action}#physician", PHYSICIAN, "page:reason=done"),
     ("POST", "/ui/tasks/{task_id}/{action}#coordinator", CLINICIANS, "page:reason=done"),
@@ -116,7 +122,15 @@ MATRIX = [
     ("GET", "/checkin-static/checkin.css", PUBLIC, None),
     ("GET", "/docs", PUBLIC, None),
 ]
-PAGES = {"/", "/ui/episodes/{episode_id}", "/ui/patients", "/ui/enroll"}
+PAGES = {
+    "/",
+    "/ui/episodes/{episode_id}",
+    "/ui/patients",
+    "/ui/enroll",
+    "/ui/evidence",
+    "/ui/episodes/{episode_id}/fhir",
+    "/ui/episodes/{episode_id}/audit/fhir",
+}
 SITE = "http://carepath.test"
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from temporalio.api.enums.v1 import EventType
 from temporalio.worker import Replayer
 
+from carepath.pathways.ovcf_lumbar.state import RULES_REVISION
 from carepath.temporal import DATA_CONVERTER
 from db.engine import make_engine
 from db.migrate import upgrade
@@ -133,7 +134,7 @@ async def test_an_episode_started_on_the_old_rules_raises_the_second_consultatio
                 )
                 assert outcome["raised"] == ["SURGICAL_CONSULTATION@red_flag-day255"]
                 view = await handle.query(EpisodeWorkflow.view, result_type=EpisodeView)
-                assert view.rules_revision == 2
+                assert view.rules_revision == RULES_REVISION  # revision 1 moves straight to the newest
                 # Not duplicated while it is open, now that the new rules decide.
                 again = await handle.execute_update(
                     "record_event", _event(day0, 256, type="red_flag", flag="cord_compression"), result_type=dict
@@ -161,7 +162,7 @@ async def test_an_episode_started_on_the_old_rules_raises_the_second_consultatio
         if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
     ]
     assert len(markers) == 1
-    assert f"{RULES_PATCH}2@".encode() in markers[0].SerializeToString(), markers[0]
+    assert f"{RULES_PATCH}3@".encode() in markers[0].SerializeToString(), markers[0]  # r1 jumps to the newest
     replayed = await Replayer(workflows=[EpisodeWorkflow], data_converter=DATA_CONVERTER).replay_workflow(
         history, raise_on_replay_failure=False
     )

@@ -133,7 +133,7 @@ async def test_episode_page_shows_the_timeline(live):
     assert page.status_code == 200
     assert f"Patient {ref}" in page.text and "AVOID_BED_REST" in page.text and "ovcf-lumbar.v2" in page.text
     assert "Prolonged bed rest costs about 1% of bone per week" in page.text  # an item's detail text
-    assert "<th>Day</th><th>Date</th><th>Kind</th><th>Code</th>" in page.text and f"<dd>{TODAY}</dd>" in page.text
+    assert "<th>Day</th><th>Date</th><th>What</th><th>Kind</th>" in page.text and f"<dd>{TODAY}</dd>" in page.text
     missing = await live.client.get("/ui/episodes/nope")
     assert missing.status_code == 404 and "No such episode" in missing.text
     assert (

@@ -13,7 +13,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.followup import FollowUp, ReminderDue, ReminderStart
+    from activities.followup import FollowUp, ReminderDue, ReminderStart, UrgentDue, UrgentWatch
+    from activities.notifications import NotificationDispatcher
 
 # A sink outage must not lose the reminder: retry with backoff as the episode's deliveries do.
 RETRY = RetryPolicy(
@@ -29,6 +30,38 @@ class CheckInReminderWorkflow:
         return await workflow.execute_activity_method(
             FollowUp.send_checkin_reminder,
             ReminderDue(checkin_id=start.checkin_id, now=workflow.now()),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RETRY,
+        )
+
+
+@workflow.defn(name="CheckInSent")
+class CheckInSentWorkflow:
+    """A check-in link a person sent: deliver its message now (which also starts its reminder),
+    beside the episode, whose history it never touches. Its id names the check-in, so it runs once."""
+
+    @workflow.run
+    async def run(self, episode_id: str) -> int:
+        return await workflow.execute_activity_method(
+            NotificationDispatcher.deliver_notifications,
+            episode_id,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RETRY,
+        )
+
+
+@workflow.defn(name="UrgentWatch")
+class UrgentWatchWorkflow:
+    """An urgent item's second notification: a durable timer of the action's
+    ``renotify_after_hours``, then one more message to its role if it is still open. Beside the
+    episode (its history and timeline codes are untouched); id ``urgent-<task id>``, started once."""
+
+    @workflow.run
+    async def run(self, watch: UrgentWatch) -> bool:
+        await workflow.sleep(timedelta(hours=watch.after_hours))
+        return await workflow.execute_activity_method(
+            FollowUp.renotify_urgent,
+            UrgentDue(task_id=watch.task_id, after_hours=watch.after_hours, now=workflow.now()),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RETRY,
         )

@@ -82,8 +82,7 @@ class EpisodeWorkflow:
             if start.enrollment is None or start.definition is None:
                 raise ApplicationError("a new episode needs an enrollment and a definition", non_retryable=True)
             self._pathway = pathway_for(start.definition.id)
-            newest = self._pathway.rules_revision
-            revision = newest if newest > 1 and self._decide_on_newest_rules() else 1
+            revision = self._decided_revision(1)
             try:
                 # Pure and deterministic, so the state exists before any update is validated.
                 self._enrollment = self._pathway.parse_enrollment(start.enrollment, "enrollment")
@@ -297,16 +296,24 @@ class EpisodeWorkflow:
 
     # ---- rules revisions --------------------------------------------------------------------
 
-    def _decide_on_newest_rules(self) -> bool:
-        """True if this decision is made on the newest rules: always for a live one; on replay,
-        only where the history has the marker."""
+    def _decided_revision(self, current: int) -> int:
+        """The rules revision this decision is made on: the newest for a live one; on replay, the
+        newest whose marker the history has at this decision (``rules-r<N>@<k>``), else
+        ``current``. Older revisions' markers are asked too, so histories recorded while they
+        were the newest replay as they ran."""
         self._decisions += 1
-        return workflow.patched(f"{RULES_PATCH}{self._pathway.rules_revision}@{self._decisions}")
+        for revision in range(self._pathway.rules_revision, current, -1):
+            if workflow.patched(f"{RULES_PATCH}{revision}@{self._decisions}"):
+                return revision
+        return current
 
     def _adopt_newest_rules(self) -> None:
-        """Before a decision: an episode still on older rules moves to the newest, once."""
-        if self._state.rules_revision < self._pathway.rules_revision and self._decide_on_newest_rules():
-            self._state = self._pathway.upgrade(self._state)
+        """Before a decision: an episode still on older rules moves to a newer one, once."""
+        current = self._state.rules_revision
+        if current < self._pathway.rules_revision:
+            revision = self._decided_revision(current)
+            if revision > current:
+                self._state = self._pathway.upgrade(self._state, revision)
 
     # ---- helpers ----------------------------------------------------------------------------
 
@@ -335,6 +342,7 @@ class EpisodeWorkflow:
             actor=actor,
             action=action,
             changes=changes,
+            facts=self._snapshot(),
             **extra,
         )
         await workflow.execute_activity_method(
@@ -345,6 +353,14 @@ class EpisodeWorkflow:
         )
         if not self._start.simulated and any(item.notify for item in changes.items):
             self._request_delivery()
+
+    def _snapshot(self) -> dict[str, Any]:
+        """The facts and the next due points rows show (pure: it replays as it ran)."""
+        ahead = self._pathway.upcoming(self._state)[:3]
+        return {
+            "facts": [fact.model_dump() for fact in self._pathway.header_facts(self._state)],
+            "upcoming": [point.model_dump(mode="json") for point in ahead],
+        }
 
     def _request_delivery(self) -> None:
         # Delivery runs beside the episode, one at a time, so a slow or failing sink never

@@ -1,4 +1,5 @@
-"""Starting the check-in reminders: one ``CheckInReminderWorkflow`` per unanswered check-in,
+"""Starting the check-in reminders (one ``CheckInReminderWorkflow`` per unanswered check-in) and
+the urgent items' watches (one ``UrgentWatchWorkflow`` per open urgent item that renotifies),
 started beside the workflow it starts (an activity module never starts workflows). The worker
 wires ``ReminderStarter.start`` before each episode delivery (worker.py)."""
 
@@ -14,9 +15,10 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.followup import ReminderStart
+from activities.followup import ReminderStart, UrgentWatch
 from db.checkins import waiting_reminders
-from workflows.checkin import CheckInReminderWorkflow
+from db.urgent import urgent_watches
+from workflows.checkin import CheckInReminderWorkflow, UrgentWatchWorkflow
 
 
 def reminder_workflow_id(checkin_id: int) -> str:
@@ -44,6 +46,21 @@ class ReminderStarter:
                     CheckInReminderWorkflow.run,
                     ReminderStart(checkin_id=checkin_id, remind_after_days=days),
                     id=reminder_workflow_id(checkin_id),
+                    task_queue=self.task_queue,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                )
+        await self._watch_urgent(episode_id, client)
+
+    async def _watch_urgent(self, episode_id: str, client: Client) -> None:
+        """One UrgentWatchWorkflow per open urgent item with a renotify time (id ``urgent-<task
+        id>``, started once: a finished watch is never started again)."""
+        loop = asyncio.get_running_loop()
+        for task_id, hours in await loop.run_in_executor(self.executor, urgent_watches, self.engine, episode_id):
+            with contextlib.suppress(WorkflowAlreadyStartedError):
+                await client.start_workflow(
+                    UrgentWatchWorkflow.run,
+                    UrgentWatch(task_id=task_id, after_hours=hours),
+                    id=f"urgent-{task_id}",
                     task_queue=self.task_queue,
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 )

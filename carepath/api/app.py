@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from carepath.api import definitions, episodes, errors, notifications, security, tasks, tokens
+from carepath.api import definitions, episodes, errors, notifications, schema, security, tasks, tokens
 from carepath.api.codec import router as codec_router
 from carepath.api.deps import MAX_ID
 from carepath.api.errors import PageAnswer
@@ -22,7 +22,10 @@ def install(app: FastAPI, config: Settings, unavailable_page: PageAnswer | None 
     """The API's routes, error answers and hardening on ``app``; ``unavailable_page`` answers a
     page's request when the service is unavailable (the pages' own 503 page)."""
     errors.install(app, unavailable_page)
+    schema.install(app)  # request bodies and error answers in the OpenAPI document
     security.install(app, config)
+    # Links in messages: the configured address, else (unset) the address this server is reached at.
+    app.state.public_url = config.public_url if "public_url" in config.model_fields_set else None
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, str]:

@@ -16,6 +16,7 @@ from carepath.engine.inputs import Text
 from carepath.engine.registry import pathways
 from carepath.reads import EpisodeWithUpcoming, episode_with_upcoming
 from carepath.service import AuditEntry, Enrolled, Migrated
+from db.checkins import last_day
 from db.queries import EpisodeSummary, EventView, episode_page, events
 from workflows.contracts import EventOutcome
 
@@ -29,7 +30,7 @@ def check_author(who: Principal, event: dict[str, Any]) -> None:
     (the body is read once)."""
     kind = event.get("type")
     if isinstance(kind, str) and any(kind in pathway.physician_events() for pathway in pathways()):
-        ensure(who, PHYSICIANS, f"recording {kind}")
+        ensure(who, PHYSICIANS, f"record {kind.replace('_', ' ')} events")
 
 
 class WithdrawRequest(BaseModel):
@@ -110,6 +111,24 @@ async def record_event(
 async def withdraw(episode_id: EpisodeId, body: WithdrawRequest, who: Clinician, service: Service) -> EventOutcome:
     """Withdraw the patient: open tasks are cancelled and the episode ends."""
     return await service.withdraw(episode_id, body.reason, body.text, who.actor)
+
+
+class CheckInSent(BaseModel):
+    episode_id: str
+    occasion: str = Field(description="what the check-in is for: asked-<day>-<n> for one sent on request")
+    valid_until: str = Field(description="the last day the link works (YYYY-MM-DD)")
+
+
+@router.post("/{episode_id}/checkins", status_code=201, tags=["notifications"])
+async def send_checkin(episode_id: EpisodeId, request: Request, who: Clinician, service: Service) -> CheckInSent:
+    """Send the patient a check-in link now (the patient asked, or a link expired): a message with
+    a single-use link to the check-in page, on the audit trail. 422 if the episode has ended."""
+    from carepath.checkin_send import public_url
+    from carepath.checkin_send import send_checkin as send
+
+    service.episode(episode_id)  # 404 for an unknown episode
+    sent = await send(service, episode_id, who.actor, public_url(request))
+    return CheckInSent(episode_id=episode_id, occasion=sent.occasion, valid_until=last_day(sent.expires_on))
 
 
 @router.get("/{episode_id}/fhir")

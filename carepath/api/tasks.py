@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from carepath.access import ensure
 from carepath.api.deps import CLOSERS, Clinician, Reader, RowId, Service
-from carepath.engine.inputs import Text
+from carepath.engine.inputs import Name, Text
 from carepath.engine.vocabulary import Assignee, Priority, TaskStatus
 from carepath.service import CarepathService
 from db.queries import TaskFilter, TaskView, task_page
@@ -23,6 +23,11 @@ PatientRefPrefix = Annotated[str | None, Query(max_length=64, description="patie
 class CompleteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: Text = "done"
+
+
+class AssignRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    owner: Name | None = Field(description="the person who takes the task on; null hands it back to the role")
 
 
 class CancelRequest(BaseModel):
@@ -47,6 +52,7 @@ def tasks(
     status: TaskStatus | None = "open",
     priority: Priority | None = None,
     patient_ref: PatientRefPrefix = None,
+    owner: Annotated[str | None, Query(max_length=200, description="only this person's tasks")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     cursor: Cursor = None,
 ) -> list[TaskView]:
@@ -55,7 +61,7 @@ def tasks(
     Keyset paging: when more tasks match, ``X-Next-Cursor`` (and ``Link: rel="next"``) carry the
     cursor of the next page; pass it back as ``?cursor=`` with the same filters.
     """
-    f = TaskFilter(assignee=assignee, status=status, priority=priority, patient_ref=patient_ref)
+    f = TaskFilter(assignee=assignee, status=status, priority=priority, patient_ref=patient_ref, owner=owner)
     page = task_page(service.engine, service.today(), f, limit, cursor)
     paged(response, request, page.next_cursor)
     return page.items
@@ -63,7 +69,7 @@ def tasks(
 
 async def close(service: CarepathService, who: Clinician, task_id: int, status: str, reason: str) -> TaskView:
     task = await run_in_threadpool(service.task, task_id)
-    ensure(who, CLOSERS[task.assignee], "this task")
+    ensure(who, CLOSERS[task.assignee], "close this task")
     return await service.close_task(task_id, status, reason, who.actor)
 
 
@@ -79,3 +85,12 @@ async def complete(
 async def cancel(task_id: RowId, body: CancelRequest, who: Clinician, service: Service) -> TaskView:
     """Cancel a task with a reason (physician tasks need the physician role)."""
     return await close(service, who, task_id, "cancelled", body.reason)
+
+
+@router.post("/{task_id}/assign")
+async def assign(task_id: RowId, body: AssignRequest, who: Clinician, service: Service) -> TaskView:
+    """Give an open task to a named person (``{"owner": "Dana"}``), or hand it back to its role
+    (``{"owner": null}``); on the audit trail. 409 if the task is closed."""
+    from carepath.assignments import assign_task
+
+    return await assign_task(service, task_id, body.owner, who.actor)

@@ -59,8 +59,11 @@ class ActionSpec(DefinitionData):
     title: str
     detail: str = ""
     evidence: list[str] = []
-    due_in_days: int | None = None
+    due_in_days: int | None = None  # 0: due the day it is raised (urgent work)
     notify: bool = False
+    # Still open this many hours after it was raised: its role is notified again, and it heads
+    # the daily digest (a notification, not a timeline item; None: never).
+    renotify_after_hours: int | None = Field(None, ge=1)
     repeat: RepeatSpec = RepeatSpec()
 
 

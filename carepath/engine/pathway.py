@@ -70,7 +70,7 @@ class Pathway(Protocol):
     def migrate(
         self, state: Any, target: Any, now: datetime, actor: str, reason: str
     ) -> tuple[EpisodeCore, Changes]: ...
-    def upgrade(self, state: Any) -> EpisodeCore: ...
+    def upgrade(self, state: Any, revision: int | None = None) -> EpisodeCore: ...
 
     # ---- what the edges show (pages, API, FHIR, follow-up); pure, like the rest ----------------
 
@@ -117,9 +117,15 @@ class Pathway(Protocol):
         """Event types only a physician may record (checked before the body is validated)."""
         ...
 
+    def evidence(self) -> dict[str, str]:
+        """The evidence its items cite ("1" -> what that reference supports, in words): the
+        reference list every page citing [1].. links to."""
+        ...
+
     def header_facts(self, state: Any) -> list[Fact]:
         """The facts an episode's header shows, label and value in words (e.g. age, levels,
-        latest pain score, analgesics, therapy, red flags)."""
+        latest pain score, analgesics, therapy, red flags); those with a ``short`` form are also
+        on its worklist and patients rows (recorded with every change, so rows need no workflow call)."""
         ...
 
     def row_facts(self, definition: Any, identified_on: date, today: date) -> list[Fact]:
@@ -203,6 +209,8 @@ class PathwayRules(Generic[D, S]):
     id: str
     title: str
     rules_revision: int = 1
+    # The action fields each rules revision reads that an older carried definition may lack.
+    refreshed_by_revision: dict[int, tuple[str, ...]] = {2: ("repeat",)}
     files: DefinitionFiles
     state_model: type[S]
     enrollment_model: type[EnrollmentCore]
@@ -349,6 +357,9 @@ class PathwayRules(Generic[D, S]):
 
     def header_facts(self, state: S) -> list[Fact]:
         return []
+
+    def evidence(self) -> dict[str, str]:
+        return {}
 
     def row_facts(self, definition: D, identified_on: date, today: date) -> list[Fact]:
         ahead = self.planned(definition, identified_on, today)
@@ -519,24 +530,29 @@ class PathwayRules(Generic[D, S]):
         changes.extend(step.changes)
         return state, changes
 
-    def upgrade(self, state: S) -> S:
-        """The same episode, deciding from now on by the newest rules revision. What was raised
-        stays as it was.
+    def upgrade(self, state: S, revision: int | None = None) -> S:
+        """The same episode, deciding from now on by rules revision ``revision`` (default: the
+        newest). What was raised stays as it was.
 
         An episode carries the definition it was enrolled on, perhaps recorded before its actions
-        had a ``repeat`` policy; the shipped definition with the same id and version supplies the
-        policies, and nothing else of the carried definition changes.
+        had the fields a newer revision reads (``refreshed_by_revision``); the shipped definition
+        with the same id and version supplies those fields, and nothing else of the carried
+        definition changes.
         """
-        if state.rules_revision >= self.rules_revision:
+        target = self.rules_revision if revision is None else revision
+        if state.rules_revision >= target:
             return state
+        fields = [
+            f for r, names in self.refreshed_by_revision.items() if state.rules_revision < r <= target for f in names
+        ]
         definition = state.definition
         shipped = self.shipped(definition)
-        if shipped is not None:
+        if shipped is not None and fields:
             actions = {
-                code: spec.model_copy(update={"repeat": shipped.actions[code].repeat})
+                code: spec.model_copy(update={f: getattr(shipped.actions[code], f) for f in fields})
                 if code in shipped.actions
                 else spec
                 for code, spec in definition.actions.items()
             }
             definition = shared(definition.model_copy(update={"actions": actions}))
-        return state.model_copy(update={"rules_revision": self.rules_revision, "definition": definition})
+        return state.model_copy(update={"rules_revision": target, "definition": definition})

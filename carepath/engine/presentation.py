@@ -78,10 +78,12 @@ class EventForm(BaseModel):
 
 
 class Fact(BaseModel):
-    """One line of an episode's header or row: ``label`` and ``value`` in words."""
+    """One line of an episode's header or row: ``label`` and ``value`` in words. ``short``: the
+    fact as a worklist row says it in a few words ("81 y", "pain 8/10"); empty: not on rows."""
 
     label: str
     value: str
+    short: str = ""
 
 
 class DuePoint(BaseModel):

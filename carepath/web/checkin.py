@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from carepath.errors import InvalidInput
 from carepath.service import CarepathService
+from carepath.web import drafts
 from carepath.web.guard import FORGED, checked_form, render
 from db import checkins as checkin
 
@@ -84,30 +85,34 @@ def _gone() -> HTMLResponse:
     return _message(404, "This link cannot be used", GONE)
 
 
-def _form(
-    request: Request, token: str, plan: checkin.Plan, status: int = 200, error: str | None = None, answers: Any = None
-) -> HTMLResponse:
-    return render(
-        "checkin.html",
-        status,
-        request,
-        token=token,
-        error=error,
-        answers=answers or {},
-        check_in=plan.check_in,
-    )
+def _form(request: Request, token: str, plan: checkin.Plan, draft: drafts.Draft = drafts.EMPTY) -> HTMLResponse:
+    return render("checkin.html", 200, request, token=token, draft=draft, check_in=plan.check_in)
+
+
+def _ask_again(
+    request: Request, token: str, plan: checkin.Plan, answers: dict[str, Any], exc: InvalidInput
+) -> Response:
+    """Back to the questions (post/redirect/get): every answer kept, each problem beside its
+    question; a problem no question owns (e.g. the date) heads the page."""
+    asked = {q.name for q in plan.check_in.questions}
+    values = {k: v if isinstance(v, list) else [str(v)] for k, v in answers.items() if v}
+    errors = {(e.field if e.field in asked else "form"): e.message for e in exc.errors}
+    draft = drafts.Draft("checkin", values, errors)
+    return drafts.redirect_back(request, f"/checkin/{token}", draft) or _form(request, token, plan, draft)
 
 
 @router.get("/checkin/{token}")
 async def checkin_page(request: Request, token: str) -> Response:
-    if not _allowed(request, token):
+    draft = drafts.take(request)
+    # The page a refused answer was sent back to costs no try: its answer (a POST) already did.
+    if not draft.form and not _allowed(request, token):
         return _message(429, "Please wait", SLOW_DOWN)
     service = _service(request)
     found = checkin.find(service.engine, token, service.today())
     if found.checkin_id is None or found.plan is None:
         return _gone()
     checkin.mark_opened(service.engine, found.checkin_id, checkin.utcnow())
-    return _form(request, token, found.plan)
+    return _form(request, token, found.plan, draft)
 
 
 def _answers(form: Any, plan: checkin.Plan) -> dict[str, Any]:
@@ -135,8 +140,8 @@ async def checkin_answer(request: Request, token: str) -> Response:
     answers = _answers(form, plan)
     try:
         event = plan.pathway.check_in_event(plan.definition, plan.check_in, answers, service.today(plan.definition))
-    except InvalidInput as exc:
-        return _form(request, token, plan, 422, error=_plain(exc, plan), answers=answers)
+    except InvalidInput as exc:  # nothing claimed: the link stays usable
+        return _ask_again(request, token, plan, answers, exc)
     if not checkin.claim(service.engine, found.checkin_id, checkin.utcnow()):
         return _gone()  # answered a moment ago (another tab, a double submit)
     try:
@@ -149,19 +154,12 @@ async def checkin_answer(request: Request, token: str) -> Response:
         )
     except InvalidInput as exc:
         checkin.settle(service.engine, found.checkin_id, None)  # refused: the link stays usable
-        return _form(request, token, plan, 422, error=_plain(exc, plan), answers=answers)
+        return _ask_again(request, token, plan, answers, exc)
     except Exception:
         checkin.settle(service.engine, found.checkin_id, None)
         raise
     checkin.settle(service.engine, found.checkin_id, outcome.event_id)
     return _message(200, "Thank you", "Your answers reached your care team. You can close this page.")
-
-
-def _plain(exc: InvalidInput, plan: checkin.Plan) -> str:
-    """The errors in the patient's words: each names its question (the field's own name after it)."""
-    asked = {q.name: q.label for q in plan.check_in.questions}
-    parts = [f"{asked.get(e.field or '', e.field)} ({e.field}): {e.message}" for e in exc.errors]
-    return "Please check your answers: " + "; ".join(parts)
 
 
 @router.get("/checkin-static/checkin.css")

@@ -20,6 +20,8 @@ from fastapi_csrf_protect.exceptions import CsrfProtectError
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
 
+from carepath.web import drafts
+
 HERE = Path(__file__).resolve().parent
 PAGE_CSP = (
     "default-src 'self'; style-src 'self'; script-src 'none'; img-src 'self'; form-action 'self'; "
@@ -48,6 +50,7 @@ def install_csrf(app: FastAPI, secret: str) -> None:
     }
     csrf.load_config(lambda: list(settings.items()))
     app.state.csrf = csrf()
+    drafts.install(app, str(settings["secret_key"]))  # refused forms' drafts, signed with the same secret
 
 
 def render(template: str, status: int = 200, request: Request | None = None, **context: Any) -> HTMLResponse:

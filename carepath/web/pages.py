@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.datastructures import FormData
 
 from carepath.access import (
@@ -44,6 +44,8 @@ from carepath.engine.vocabulary import Assignee, Priority, TaskStatus
 from carepath.errors import InvalidInput
 from carepath.reads import episode_with_upcoming
 from carepath.service import CarepathService, Conflict, NotFound, enrollment_digest
+from carepath.web import drafts
+from carepath.web.audit_words import audit_lines
 from carepath.web.guard import FORGED, checked_form, render
 from carepath.web.timeline import timeline_svg
 from db.models import EPISODE_ID_PATTERN, MAX_ID
@@ -80,7 +82,7 @@ def _signed_in(request: Request, roles: tuple[str, ...], what: str) -> Principal
 
 
 def _reader(request: Request) -> Principal | Response:
-    return _signed_in(request, READERS, "patient pages")
+    return _signed_in(request, READERS, "open patient pages")
 
 
 async def _action(request: Request, roles: tuple[str, ...], what: str) -> tuple[Principal, FormData] | Response:
@@ -104,7 +106,7 @@ def _redirect(target: str, notice: str) -> RedirectResponse:
     """After a change made on a page (POST-redirect-GET): the worklist counts are counted afresh."""
     _counted.clear()
     joiner = "&" if "?" in target else "?"
-    return RedirectResponse(f"{target}{joiner}notice={notice}", status_code=303)
+    return drafts.clear(RedirectResponse(f"{target}{joiner}notice={notice}", status_code=303), target)
 
 
 def _text(form: FormData, name: str) -> str | None:
@@ -114,12 +116,6 @@ def _text(form: FormData, name: str) -> str | None:
 
 def _all(form: FormData, name: str) -> list[str]:
     return [v for v in form.getlist(name) if isinstance(v, str)]
-
-
-def _refill(kind: str, form: FormData) -> dict[str, Any]:
-    """What was typed into form ``kind``, to refill it: ``kind.name`` its value, ``kind.name[]``
-    every value (the choices that were ticked)."""
-    return {f"{kind}.{k}": _text(form, k) or "" for k in form} | {f"{kind}.{k}[]": _all(form, k) for k in form}
 
 
 def _errors(exc: InvalidInput) -> dict[str, str]:
@@ -137,8 +133,13 @@ NOTICES = {
     "closed": "That task was already closed; nothing was recorded twice.",
     "recorded": "Event recorded.",
     "enrolled": "Patient enrolled.",
+    "already": "This patient was already enrolled with exactly these details: nothing new was created; "
+    "this is the existing episode.",
     "withdrawn": "Patient withdrawn; open tasks were cancelled.",
     "migrated": "Episode migrated to the new pathway version.",
+    "checkin": "A check-in link is on its way to the patient.",
+    "assigned": "Task assigned.",
+    "unassigned": "Task handed back to its role.",
 }
 PAGE_SIZE = 50
 
@@ -192,6 +193,7 @@ def worklist(
     priority: str | None = None,
     status: str | None = None,
     patient: str | None = None,
+    mine: str | None = None,
     cursor: str | None = None,
 ) -> Response:
     who = _reader(request)
@@ -204,11 +206,18 @@ def worklist(
         priority=_choice(priority, PRIORITIES),
         status=_choice(status, STATUSES) or "open",
         patient_ref=(patient or "").strip()[:64] or None,
+        owner=who.name if mine else None,  # "My tasks": the ones this person took on
     )
     page = _from_cursor(lambda at: task_page(service.engine, today, f, PAGE_SIZE, at), cursor)
     counts = _counts(service, today, f)
     groups = [(key, label, [t for t in page.items if t.priority == key]) for key, label in GROUPS]
-    filters = {"assignee": f.assignee, "priority": f.priority, "status": f.status, "patient": f.patient_ref}
+    filters = {
+        "assignee": f.assignee,
+        "priority": f.priority,
+        "status": f.status,
+        "patient": f.patient_ref,
+        "mine": "1" if mine else None,
+    }
     next_url = str(request.url.include_query_params(cursor=page.next_cursor)) if page.next_cursor else None
     failed = failed_count(service.engine) if who.role == "coordinator" else 0
     return render(
@@ -230,20 +239,22 @@ def worklist(
 
 @router.post("/ui/tasks/{task_id}/{action}")
 async def close_task(request: Request, task_id: int, action: str) -> Response:
-    checked = await _action(request, CLINICIANS, "tasks")
+    checked = await _action(request, CLINICIANS, "close tasks")
     if isinstance(checked, Response):
         return checked
     who, form = checked
-    if action not in ("complete", "cancel") or not 1 <= task_id <= MAX_ID:
+    if action not in ("complete", "cancel", "assign") or not 1 <= task_id <= MAX_ID:
         return render("message.html", 404, request, heading="No such action", message="Nothing was changed.", who=who)
     service = _service(request)
     back = _back(form)
+    if action == "assign":
+        return await _assign(request, who, task_id, str(form.get("owner") or "").strip(), back)
     reason = str(form.get("reason") or "").strip()
     if action == "cancel" and not reason:
         return _task_refused(request, who, back, "reason: a cancellation needs a reason")
     try:
         task = await run_in_threadpool(service.task, task_id)
-        ensure(who, CLOSERS[task.assignee], "this task")
+        ensure(who, CLOSERS[task.assignee], "close this task")
         status = "completed" if action == "complete" else "cancelled"
         await service.close_task(task_id, status, reason or "done", who.actor)
     except Conflict:  # closed already (a double click, or someone else): nothing recorded twice
@@ -255,6 +266,20 @@ async def close_task(request: Request, task_id: int, action: str) -> Response:
     except InvalidInput as exc:
         return _task_refused(request, who, back, str(exc))
     return _redirect(back, status)
+
+
+async def _assign(request: Request, who: Principal, task_id: int, owner: str, back: str) -> Response:
+    """Take a task on ("me"), give it to a colleague by name, or hand it back (empty)."""
+    from carepath.assignments import assign_task
+
+    name = who.name if owner == "me" else owner[:200] or None
+    try:
+        await assign_task(_service(request), task_id, name, who.actor)
+    except Conflict as exc:
+        return _task_refused(request, who, back, exc.error.message, 409)
+    except NotFound as exc:
+        return _task_refused(request, who, back, str(exc), 404)
+    return _redirect(back, "assigned" if name else "unassigned")
 
 
 def _task_refused(request: Request, who: Principal, back: str, why: str, status: int = 422) -> Response:
@@ -298,21 +323,46 @@ def patients(
     )
 
 
+@router.get("/ui/episodes/{episode_id}/fhir")
+def episode_fhir(request: Request, episode_id: str) -> Response:
+    """The FHIR Bundle as a file, for the signed-in person (the JSON API wants a bearer token)."""
+    from carepath.fhir import episode_bundle
+
+    return _fhir_file(request, episode_id, "fhir", episode_bundle)
+
+
+@router.get("/ui/episodes/{episode_id}/audit/fhir")
+def audit_fhir(request: Request, episode_id: str) -> Response:
+    from carepath.fhir import audit_bundle
+
+    return _fhir_file(request, episode_id, "audit-fhir", audit_bundle)
+
+
+def _fhir_file(request: Request, episode_id: str, name: str, build: Callable[[Any, str], dict[str, Any]]) -> Response:
+    who = _reader(request)
+    if isinstance(who, Response):
+        return who
+    service = _service(request)
+    try:
+        if not EPISODE_ID.fullmatch(episode_id):
+            raise NotFound(episode_id)
+        service.episode(episode_id)
+    except NotFound:
+        return render("message.html", 404, request, heading="No such episode", message="Nothing to export.", who=who)
+    disposition = f'attachment; filename="episode-{episode_id}-{name}.json"'
+    return JSONResponse(build(service.engine, episode_id), headers={"Content-Disposition": disposition})
+
+
 @router.get("/ui/episodes/{episode_id}")
 async def episode_screen(request: Request, episode_id: str) -> Response:
     who = await run_in_threadpool(_reader, request)
     if isinstance(who, Response):
         return who
-    return await _episode_view(request, who, episode_id)
+    return await _episode_view(request, who, episode_id, draft=drafts.take(request))
 
 
 async def _episode_view(
-    request: Request,
-    who: Principal,
-    episode_id: str,
-    status: int = 200,
-    form_errors: dict[str, dict[str, str]] | None = None,
-    values: dict[str, str] | None = None,
+    request: Request, who: Principal, episode_id: str, status: int = 200, draft: drafts.Draft = drafts.EMPTY
 ) -> Response:
     service = _service(request)
     try:
@@ -336,7 +386,10 @@ async def _episode_view(
     pathway = pathway_for(pathway_id)
     definition = pathway.definition(int(version))
     today = service.today()
-    chosen = {k.removesuffix("[]"): v for k, v in (values or {}).items() if k.endswith("[]")}
+    # A refused form's answers, as the form macros refill them: ``kind.name`` its first value,
+    # ``chosen[kind.name]`` every value ticked.
+    values = {f"{draft.form}.{k}": v[0] for k, v in draft.values.items() if v}
+    chosen = {f"{draft.form}.{k}": v for k, v in draft.values.items()}
     return render(
         "episode.html",
         status,
@@ -344,14 +397,15 @@ async def _episode_view(
         **_common(request, who),
         episode=episode,
         events=recorded,
-        audit=trail,
+        audit=audit_lines(trail, pathway, definition),
+        label=lambda code: pathway.label(definition, code),
         definition=definition,
         newer=[v for v in pathway.versions() if v > int(version)],
         picture=timeline_svg(episode, recorded, pathway, definition, today),
         marks_legend=", ".join(pathway.picture_legend(definition)),
         today=today.isoformat(),
-        form_errors=form_errors or {},
-        values={k: v for k, v in (values or {}).items() if not k.endswith("[]")},
+        form_errors={draft.form: draft.errors} if draft.form else {},
+        values=values,
         chosen=chosen,
         event_forms=pathway.event_forms(definition),
         withdraw_form=pathway.withdraw_form(definition),
@@ -366,7 +420,7 @@ def _event_form(pathway: Pathway, definition: Any, kind: str) -> EventForm | Non
 
 @router.post("/ui/episodes/{episode_id}/events")
 async def record_event(request: Request, episode_id: str) -> Response:
-    checked = await _action(request, CLINICIANS, "recording events")
+    checked = await _action(request, CLINICIANS, "record events")
     if isinstance(checked, Response):
         return checked
     who, form = checked
@@ -381,23 +435,47 @@ async def record_event(request: Request, episode_id: str) -> Response:
         if spec is None:
             raise InvalidInput.one("type", "is not an event this page records")
         if spec.physicians_only:
-            ensure(who, PHYSICIANS, f"recording {spec.title.lower()}")
+            ensure(who, PHYSICIANS, f"record {spec.title.lower()} events")
         event = pathway.parse_event(spec.values(lambda name: _text(form, name), lambda name: _all(form, name)))
         # The page's form key is the Idempotency-Key: a double click or a resubmission applies once.
         key = f"form-{str(form.get('form_key') or '')[:40]}" if form.get("form_key") else None
         await service.record_event(episode_id, event, who.actor, key)
     except InvalidInput as exc:
-        return await _episode_view(request, who, episode_id, 422, {kind: _errors(exc)}, _refill(kind, form))
-    except Forbidden as exc:
-        return await _episode_view(request, who, episode_id, 403, {kind: {"form": str(exc)}})
+        return await _refused(request, who, episode_id, drafts.Draft(kind, drafts.typed(form), _errors(exc)))
+    except Forbidden as exc:  # not this person's to do: said at once, with what they typed
+        draft = drafts.Draft(kind, drafts.typed(form), {"form": str(exc)})
+        return await _episode_view(request, who, episode_id, 403, draft)
     except NotFound:
         return await _episode_view(request, who, episode_id, 404)
     return _redirect(back, "recorded")
 
 
+async def _refused(request: Request, who: Principal, episode_id: str, draft: drafts.Draft) -> Response:
+    """A refused episode form: back to the page (303) with what was typed and what was wrong, so a
+    reload is a GET; a draft too large for its cookie is answered on the spot instead."""
+    back = drafts.redirect_back(request, f"/ui/episodes/{episode_id}", draft)
+    return back or await _episode_view(request, who, episode_id, 422, draft)
+
+
+@router.post("/ui/episodes/{episode_id}/checkins")
+async def send_checkin(request: Request, episode_id: str) -> Response:
+    checked = await _action(request, CLINICIANS, "send check-in links")
+    if isinstance(checked, Response):
+        return checked
+    who, _ = checked
+    from carepath.checkin_send import public_url
+    from carepath.checkin_send import send_checkin as send
+
+    try:
+        await send(_service(request), episode_id, who.actor, public_url(request))
+    except InvalidInput as exc:
+        return await _refused(request, who, episode_id, drafts.Draft("checkin", {}, _errors(exc)))
+    return _redirect(f"/ui/episodes/{episode_id}", "checkin")
+
+
 @router.post("/ui/episodes/{episode_id}/withdraw")
 async def withdraw(request: Request, episode_id: str) -> Response:
-    checked = await _action(request, CLINICIANS, "withdrawing a patient")
+    checked = await _action(request, CLINICIANS, "withdraw a patient")
     if isinstance(checked, Response):
         return checked
     who, form = checked
@@ -412,7 +490,7 @@ async def withdraw(request: Request, episode_id: str) -> Response:
         key = f"form-{str(form.get('form_key') or '')[:40]}" if form.get("form_key") else None
         await service.record_event(episode_id, data, who.actor, key)
     except InvalidInput as exc:
-        return await _episode_view(request, who, episode_id, 422, {"withdraw": _errors(exc)}, _refill("withdraw", form))
+        return await _refused(request, who, episode_id, drafts.Draft("withdraw", drafts.typed(form), _errors(exc)))
     except NotFound:
         return await _episode_view(request, who, episode_id, 404)
     return _redirect(f"/ui/episodes/{episode_id}", "withdrawn")
@@ -420,7 +498,7 @@ async def withdraw(request: Request, episode_id: str) -> Response:
 
 @router.post("/ui/episodes/{episode_id}/migrate")
 async def migrate(request: Request, episode_id: str) -> Response:
-    checked = await _action(request, PHYSICIANS, "migrating an episode")
+    checked = await _action(request, PHYSICIANS, "migrate an episode")
     if isinstance(checked, Response):
         return checked
     who, form = checked
@@ -433,7 +511,7 @@ async def migrate(request: Request, episode_id: str) -> Response:
             raise InvalidInput.one("reason", "a migration needs a reason")
         await _service(request).migrate(episode_id, int(version), reason, who.actor)
     except InvalidInput as exc:
-        return await _episode_view(request, who, episode_id, 422, {"migrate": _errors(exc)}, _refill("migrate", form))
+        return await _refused(request, who, episode_id, drafts.Draft("migrate", drafts.typed(form), _errors(exc)))
     except NotFound:
         return await _episode_view(request, who, episode_id, 404)
     return _redirect(f"/ui/episodes/{episode_id}", "migrated")
@@ -451,6 +529,7 @@ def _enroll_pathway(request: Request, form: FormData | None = None) -> Pathway:
 def _enroll_form(request: Request, who: Principal, pathway: Pathway, status: int = 200, **context: Any) -> Response:
     service = _service(request)
     definition = pathway.definition(service.pathway_version if pathway is default_pathway() else None)
+    sections = pathway.enrollment_form(definition)
     return render(
         "enroll.html",
         status,
@@ -459,7 +538,9 @@ def _enroll_form(request: Request, who: Principal, pathway: Pathway, status: int
         pathway=pathway,
         pathways=pathways(),
         definition=definition,
-        sections=pathway.enrollment_form(definition),
+        sections=sections,
+        # The error summary names each field by its label (the page's words, not "fracture.levels").
+        field_labels={f.name: f.label for section in sections for row in section.expanded() for f in row},
         today=service.today(definition).isoformat(),
         **{"errors": {}, "values": None, "existing": None, **context},
     )
@@ -467,42 +548,60 @@ def _enroll_form(request: Request, who: Principal, pathway: Pathway, status: int
 
 @router.get("/ui/enroll")
 def enroll_form(request: Request) -> Response:
-    who = _signed_in(request, CLINICIANS, "enrolling patients")
+    who = _signed_in(request, CLINICIANS, "enroll patients")
     if isinstance(who, Response):
         return who
-    return _enroll_form(request, who, _enroll_pathway(request))
+    pathway = _enroll_pathway(request)
+    draft = drafts.take(request)
+    if draft.form != "enroll":
+        return _enroll_form(request, who, pathway)
+    ref = draft.value("patient.ref").strip()
+    existing = _service(request).active_episode_of(ref) if ref and "patient.ref" in draft.errors else None
+    return _enroll_form(request, who, pathway, errors=draft.errors, values=draft.values, existing=existing)
 
 
 @router.post("/ui/enroll")
 async def enroll(request: Request) -> Response:
-    checked = await _action(request, CLINICIANS, "enrolling patients")
+    checked = await _action(request, CLINICIANS, "enroll patients")
     if isinstance(checked, Response):
         return checked
     who, form = checked
     service = _service(request)
     pathway = _enroll_pathway(request, form)
-    values = _form_values(form)
     try:
         definition = pathway.definition(service.pathway_version if pathway is default_pathway() else None)
         data = sections_values(pathway.enrollment_form(definition), lambda n: _text(form, n), lambda n: _all(form, n))
         enrollment = pathway.parse_enrollment(data)
         enrolled = await service.enroll(enrollment, who.actor, pathway.id)
     except InvalidInput as exc:
-        return _enroll_form(request, who, pathway, 422, errors=_errors(exc), values=values)
+        return _enroll_refused(request, who, pathway, drafts.Draft("enroll", drafts.typed(form), _errors(exc)), 422)
     except Conflict as exc:
         held = await run_in_threadpool(service.active_episode_of, enrollment.patient_ref)
         if held is not None and held.enrollment_digest == enrollment_digest(enrollment):
-            # The same form sent twice (a double click): the first made the episode; show it.
-            return _redirect(f"/ui/episodes/{held.id}", "enrolled")
-        return _enroll_form(
-            request, who, pathway, 409, errors={exc.error.field: exc.error.message}, values=values, existing=held
-        )
+            # The same form sent again (a double click, or later): the first made the episode.
+            return _redirect(f"/ui/episodes/{held.id}", "already")
+        draft = drafts.Draft("enroll", drafts.typed(form), {exc.error.field: exc.error.message})
+        return _enroll_refused(request, who, pathway, draft, 409, held)
     return _redirect(f"/ui/episodes/{enrolled.episode_id}", "enrolled")
 
 
-def _form_values(form: FormData) -> dict[str, list[str]]:
-    """What was typed, to refill the form (every value of multi-selects)."""
-    return {key: [str(v) for v in form.getlist(key)] for key in form}
+def _enroll_refused(
+    request: Request, who: Principal, pathway: Pathway, draft: drafts.Draft, status: int, held: Any = None
+) -> Response:
+    """Back to the enroll form (303) with what was typed and what was wrong (post/redirect/get)."""
+    target = "/ui/enroll" if pathway is default_pathway() else f"/ui/enroll?pathway={pathway.id}"
+    back = drafts.redirect_back(request, target, draft)
+    return back or _enroll_form(request, who, pathway, status, errors=draft.errors, values=draft.values, existing=held)
+
+
+@router.get("/ui/evidence")
+def evidence(request: Request) -> Response:
+    """The evidence the pathways cite as [1]..[6]: what each reference supports, in words."""
+    who = _reader(request)
+    if isinstance(who, Response):
+        return who
+    lists = [(p.title, p.id, p.evidence()) for p in pathways() if p.evidence()]
+    return render("evidence.html", 200, request, **_common(request, who), lists=lists)
 
 
 @router.get("/login")

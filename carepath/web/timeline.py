@@ -8,6 +8,7 @@ the protocol. No script: it is plain markup, so it prints and passes the pages' 
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date, timedelta
 from typing import Any
 
@@ -55,18 +56,19 @@ def timeline_svg(episode: Any, events: list[EventView], pathway: Pathway, defini
             state = "done" if day <= today_day or any(i["occasion"] == name for i in items) else "not-reached"
         milestones.append({"x": x(day), "name": name, "day": day, "state": state})
 
+    spread = _Spread()  # markers on one day and row sit side by side instead of on one another
     tasks = [
         {
-            "x": x(i["day"]),
+            "x": spread(x(i["day"]), i["priority"]),
             "y": ROWS.get(i["priority"], ROWS["routine"]),
             "status": i["status"],
             "priority": i["priority"],
-            "label": f"day {i['day']}: {i['code']} ({i['priority']}, {i['status']})",
+            "label": f"day {i['day']}: {i['title']} ({i['code']}; {i['priority']}, {i['status']})",
         }
         for i in items
         if i.get("status")
     ]
-    marks = [{"x": x(e.day), "label": f"day {e.day}: {e.type} {e.summary}"} for e in events]
+    marks = [{"x": spread(x(e.day), "event"), "label": f"day {e.day}: {e.summary}"} for e in events]
     recorded = [
         RecordedEvent(id=e.id, type=e.type, occurred_on=e.occurred_on, day=e.day, payload=e.payload) for e in events
     ]
@@ -74,7 +76,8 @@ def timeline_svg(episode: Any, events: list[EventView], pathway: Pathway, defini
     doses = [{"x": x(m.day), "label": m.label} for m in own_marks if m.kind == "given"]
     next_dose = next((m for m in own_marks if m.kind == "expected"), None)
     ticks = [{"x": x(d), "day": d} for d in range(0, last + 1, 30)]
-    months = [{"x": x(d), "label": (day0 + timedelta(days=d)).strftime("%b %Y")} for d in range(0, last + 1, 91)]
+    starts = month_starts(day0, day0 + timedelta(days=last))
+    months = [{"x": x((on - day0).days), "label": label} for on, label in starts]
     return Markup(
         TEMPLATES.get_template("timeline.svg").render(
             width=WIDTH,
@@ -92,3 +95,28 @@ def timeline_svg(episode: Any, events: list[EventView], pathway: Pathway, defini
             today={"x": x(today_day), "label": f"today, day {today_day}"} if 0 <= today_day <= last else None,
         )
     )
+
+
+class _Spread:
+    """Where the n-th marker of one row at one x goes: 7 units further right each (12 at most)."""
+
+    def __init__(self) -> None:
+        self.seen: Counter[tuple[float, str]] = Counter()
+
+    def __call__(self, x: float, row: str) -> float:
+        n = self.seen[(x, row)]
+        self.seen[(x, row)] += 1
+        return round(x + 7 * min(n, 12), 1)
+
+
+def month_starts(first: date, last: date) -> list[tuple[date, str]]:
+    """The first day of every month from ``first`` to ``last``, each labelled ("Jan 2027" in
+    January and on the first label, else "Feb")."""
+    found: list[tuple[date, str]] = []
+    on = first.replace(day=1)
+    while on <= last:
+        if on >= first:
+            label = on.strftime("%b %Y") if not found or on.month == 1 else on.strftime("%b")
+            found.append((on, label))
+        on = (on.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return found

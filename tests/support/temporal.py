@@ -21,7 +21,7 @@ from activities.notifications import NotificationSink
 from carepath.pathways.ovcf_lumbar.definition import load_definition
 from carepath.pathways.ovcf_lumbar.inputs import Enrollment, parse_model
 from carepath.temporal import DATA_CONVERTER, bundled_binary, quiet_runtime
-from db.models import CheckInRow
+from db.models import CheckInRow, TaskRow
 from tests.support.story import base_enrollment
 from worker import build_worker
 from workflows.client import EpisodeClient
@@ -71,9 +71,11 @@ async def stop_reminders(env: WorkflowEnvironment, engine: Engine) -> None:
     episode, and on a shared time-skipping server a timer waking with no worker stops the clock."""
     with Session(engine) as session:
         ids = session.scalars(select(CheckInRow.id)).all()
-    for checkin_id in ids:
+        urgent = session.scalars(select(TaskRow.id).where(TaskRow.priority == "urgent")).all()
+    watches = [reminder_workflow_id(i) for i in ids] + [f"urgent-{i}" for i in urgent]
+    for workflow_id in watches:
         with contextlib.suppress(RPCError):
-            await env.client.get_workflow_handle(reminder_workflow_id(checkin_id)).terminate()
+            await env.client.get_workflow_handle(workflow_id).terminate()
 
 
 class Clock:

@@ -42,6 +42,7 @@ class OvcfLumbar(PathwayRules[PathwayDefinition, EpisodeState]):
     id = PATHWAY_ID
     title = "Osteoporotic lumbar vertebral compression fracture"
     rules_revision = RULES_REVISION
+    refreshed_by_revision = {2: ("repeat",), 3: ("due_in_days", "renotify_after_hours")}
     files = DEFINITIONS
     state_model = EpisodeState
     enrollment_model = Enrollment
@@ -159,6 +160,9 @@ class OvcfLumbar(PathwayRules[PathwayDefinition, EpisodeState]):
 
     def physician_events(self) -> frozenset[str]:
         return frozenset({"override"})
+
+    def evidence(self) -> dict[str, str]:
+        return display.EVIDENCE
 
     def header_facts(self, state: EpisodeState) -> list[Fact]:
         return display.header_facts(state)

@@ -17,10 +17,9 @@ from carepath.engine.presentation import (
     FormField,
     Mark,
     RecordedEvent,
-    summary_line,
     words,
 )
-from carepath.errors import InvalidInput
+from carepath.errors import FieldError, InvalidInput
 from carepath.pathways.ovcf_lumbar.definition import PathwayDefinition
 from carepath.pathways.ovcf_lumbar.inputs import PainAssessment, parse_model
 from carepath.pathways.ovcf_lumbar.milestones import next_dose_due
@@ -88,6 +87,7 @@ EVENT_LABELS: dict[str, dict[str, str]] = {
     "red_flag": {"flag": "Red flag"},
     "note": {"text": "Note"},
     "override": {"skip_milestone": "Skip milestone", "close_task": "or close task"},
+    "withdraw": {"reason": "Reason", "text": "Details"},
 }
 ENROLLMENT_LABELS = {
     "identified_on": "Identified on (day 0)",
@@ -151,6 +151,10 @@ SUMMARY_FIELDS = {
 }
 
 
+# Where a summary reads better with other words than the form's label.
+SUMMARY_LABELS = {"override": {"skip_milestone": "skips", "close_task": "closes"}}
+
+
 def label(definition: PathwayDefinition, code: str) -> str:
     if code in definition.actions:
         return definition.actions[code].title
@@ -187,23 +191,63 @@ def form_choices(definition: PathwayDefinition, event_type: str) -> dict[str, li
 
 def header_facts(state: EpisodeState) -> list[Fact]:
     d = state.definition
-    therapy = ", ".join(label(d, a) for a in state.osteoporosis_agents) or "none recorded"
+    agents = [label(d, a) for a in state.osteoporosis_agents]
+    therapy = ", ".join(agents) or "none recorded"
     if state.on_denosumab and state.denosumab_last_dose is not None:
         therapy += f" (last denosumab dose {state.denosumab_last_dose.isoformat()})"
     flags = [label(d, f) for f in state.red_flags]
+    sex = label(d, state.sex) if state.sex else "not recorded"
+    analgesics = ", ".join(label(d, a) for a in state.analgesics) or "none"
     return [
-        Fact(label="Age", value=str(state.age)),
-        Fact(label="Sex", value=label(d, state.sex) if state.sex else "not recorded"),
-        Fact(label="Fracture levels", value=", ".join(state.levels)),
-        Fact(label="Latest pain", value=f"{state.latest_nrs} of 10 on {state.latest_pain_on.isoformat()}"),
-        Fact(label="Analgesics", value=", ".join(label(d, a) for a in state.analgesics) or "none"),
-        Fact(label="Osteoporosis therapy", value=therapy),
-        Fact(label="Red flags", value="; ".join(flags) or "none recorded"),
+        Fact(label="Age", value=str(state.age), short=f"{state.age} y"),
+        Fact(label="Sex", value=sex, short=sex.lower() if state.sex else ""),
+        Fact(label="Fracture levels", value=", ".join(state.levels), short=" ".join(state.levels)),
+        Fact(
+            label="Latest pain",
+            value=f"{state.latest_nrs} of 10 on {state.latest_pain_on.isoformat()}",
+            short=f"pain {state.latest_nrs}/10",
+        ),
+        Fact(label="Analgesics", value=analgesics, short=analgesics if state.analgesics else "no analgesics"),
+        Fact(label="Osteoporosis therapy", value=therapy, short=", ".join(agents) or "no osteoporosis therapy"),
+        Fact(
+            label="Red flags",
+            value="; ".join(flags) or "none recorded",
+            short=("red flag: " + ", ".join(f.replace("_", " ") for f in state.red_flags)) if flags else "",
+        ),
     ]
 
 
 def event_summary(event: RecordedEvent) -> str:
-    return summary_line(event.payload, SUMMARY_FIELDS.get(event.type, ()))
+    """The event in one line of words: "Pain 6 of 10; analgesics in use: NSAID (…); mobility: Bed rest"."""
+    return "; ".join(_summary_parts(event))
+
+
+def _summary_parts(event: RecordedEvent, skip: tuple[str, ...] = ()) -> list[str]:
+    labels = {**EVENT_LABELS.get(event.type, {}), **SUMMARY_LABELS.get(event.type, {})}
+    parts = []
+    for name in SUMMARY_FIELDS.get(event.type, ()):
+        value = event.payload.get(name)
+        if name in skip or value is None or value == []:
+            continue
+        if name == "nrs":
+            parts.append(f"Pain {value} of 10")
+            continue
+        if isinstance(value, list):
+            said = ", ".join(_value_words(v) for v in value)
+        elif isinstance(value, bool):
+            said = "yes" if value else "no"
+        else:
+            said = _value_words(str(value)) if name not in ("text", "reason", "author") else str(value)
+        parts.append(f"{labels.get(name, words(name)).lower() if parts else labels.get(name, words(name))}: {said}")
+    return parts
+
+
+def _value_words(value: str) -> str:
+    """A value in words; a task's code by its title (as the shipped definition names it)."""
+    from carepath.pathways.ovcf_lumbar.definition import load_definition
+
+    action = load_definition().actions.get(value)
+    return f"{action.title} ({value})" if action is not None else VALUES.get(value) or words(value)
 
 
 def expected(state: EpisodeState) -> list[DuePoint]:
@@ -244,10 +288,8 @@ def fhir_resource(event: RecordedEvent) -> dict[str, Any] | None:
             "code": {"coding": [PAIN_CODE], "text": "pain NRS"},
             "valueInteger": payload["nrs"],
         }
-        facts = [
-            f"{k}: {v}" for k, v in payload.items() if k not in ("type", "occurred_on", "nrs") and v not in ([], None)
-        ]
-        if facts:
+        facts = _summary_parts(event, skip=("nrs",))
+        if facts:  # what else was said, in words ("analgesics in use: Opioid; mobility: Bed rest")
             resource["note"] = [{"text": "; ".join(facts)}]
         return resource
     if event.type == "note":
@@ -308,13 +350,13 @@ def _questions(definition: PathwayDefinition) -> list[FormField]:
         FormField(
             name="analgesics",
             kind="choices",
-            label="Which painkillers are you taking now?",
+            label="Which painkillers are you taking now? Tick all you take, or None.",
             choices=[*analgesics, NONE],
         ),
         FormField(
             name="adequate",
             kind="choice",
-            label="Do the painkillers help enough?",
+            label="If you take painkillers: do they help enough?",
             choices=_pairs(("yes", "Yes, mostly"), ("no", "No, the pain is still too strong")),
         ),
         FormField(
@@ -332,6 +374,7 @@ def _questions(definition: PathwayDefinition) -> list[FormField]:
             name="symptoms_changed",
             kind="choice",
             label="Has the pain changed in a new way (spreading to the legs, different from before)?",
+            required=True,
             choices=yes_no,
         ),
         FormField(
@@ -364,21 +407,60 @@ def check_in(definition: PathwayDefinition, code: str) -> CheckIn | None:
 
 
 def check_in_event(answers: dict[str, Any], today: date) -> PainAssessment:
-    """The answers as a pain assessment; a bad answer raises InvalidInput naming the question.
-    A question left unanswered stays absent (the model's own rule applies, nothing is guessed)."""
+    """The answers as a pain assessment. Every question is asked (whether the painkillers help only
+    of someone who takes one) and nothing is assumed: each missing or contradictory answer raises
+    InvalidInput naming its question, in the patient's words."""
     raw_nrs = str(answers.get("nrs") or "").strip()
+    analgesics = [a for a in answers.get("analgesics") or [] if a]
+    taking = [a for a in analgesics if a != "none"]
+    adequate, symptoms = answers.get("adequate"), answers.get("symptoms_changed")
+    errors: list[FieldError] = []
     if not raw_nrs.isdigit():
-        raise InvalidInput.one("nrs", "choose a number from 0 to 10")
+        errors.append(FieldError("nrs", "Please choose a number from 0 to 10."))
+    if not analgesics:
+        errors.append(FieldError("analgesics", "Please tick the painkillers you take, or tick None."))
+    elif "none" in analgesics and taking:
+        both = "You ticked None and a painkiller. Please tick only None, or only your painkillers."
+        errors.append(FieldError("analgesics", both))
+    elif taking and adequate not in ("yes", "no"):
+        errors.append(FieldError("adequate", "Please say whether the painkillers help enough."))
+    if answers.get("mobility") not in ("ambulatory", "limited", "bed_rest"):
+        errors.append(FieldError("mobility", "Please choose how well you can move around."))
+    if symptoms not in ("yes", "no"):
+        errors.append(FieldError("symptoms_changed", "Please answer yes or no."))
+    if errors:
+        raise InvalidInput(errors)
     payload: dict[str, Any] = {
         "type": "pain_assessment",
         "occurred_on": today.isoformat(),
         "nrs": int(raw_nrs),
-        "analgesics": [a for a in answers.get("analgesics") or [] if a != "none"],
-        "opioid_effects": [e for e in answers.get("opioid_effects") or [] if e != "none"],
-        "mobility": answers.get("mobility") or "",
+        "analgesics": taking,
+        "opioid_effects": [e for e in answers.get("opioid_effects") or [] if e and e != "none"],
+        "mobility": answers["mobility"],
+        "symptoms_changed": symptoms == "yes",
     }
-    if answers.get("adequate") in ("yes", "no"):
-        payload["oral_analgesia_adequate"] = answers["adequate"] == "yes"
-    if answers.get("symptoms_changed") in ("yes", "no"):
-        payload["symptoms_changed"] = answers["symptoms_changed"] == "yes"
+    if taking:  # with no painkillers there is nothing to be adequate: the answer stays absent
+        payload["oral_analgesia_adequate"] = adequate == "yes"
     return parse_model(PainAssessment, payload)
+
+
+# The guideline summary's references as its recommendations cite them ([1]..[6]), said in our own
+# words: what each one supports in this pathway (docs/pathway.md has the same list).
+EVIDENCE = {
+    "1": "The main source of the summary: conservative care for the first three months (NSAIDs or opioids for "
+    "pain, with caution about opioids in older patients), calcitonin in the first four weeks, most fractures "
+    "settling in six to eight weeks, avoiding prolonged bed rest, bracing and exercise programmes of unproven "
+    "benefit, starting osteoporosis drugs at once (about 20% risk of another vertebral fracture within a year), "
+    "imaging again when symptoms change or imaging is over three months old, when to consider vertebral "
+    "augmentation after three months and the controversy about it, and the L2 nerve root block option.",
+    "2": "Calcitonin gives clinically important relief of acute fracture pain beyond standard painkillers; "
+    "calcium and vitamin D for every patient.",
+    "3": "Acetaminophen (paracetamol) for mild pain; bisphosphonates as first-line osteoporosis treatment; "
+    "calcium and vitamin D for every patient.",
+    "4": "Bisphosphonates (such as risedronate) first line; denosumab 60 mg under the skin every six months for "
+    "people at high risk of fracture; at least 1000 mg calcium and 800 IU vitamin D a day.",
+    "5": "Teriparatide for people at high risk of fracture, including those who failed or cannot take other "
+    "osteoporosis treatment.",
+    "6": "A dorsal root ganglion block with steroid at the fractured and neighbouring levels: marked early pain "
+    "relief that lasted at one year.",
+}

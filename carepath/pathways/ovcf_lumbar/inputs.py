@@ -94,9 +94,11 @@ class PainAssessment(EventBase):
     type: Literal["pain_assessment"] = "pain_assessment"
     nrs: NRS
     analgesics: Annotated[list[str], AfterValidator(_unique)] = []
-    oral_analgesia_adequate: Flag = True
-    mobility: Mobility = "ambulatory"
-    symptoms_changed: Flag = False
+    # Not asked, or not answered: absent (None), never a guessed answer. The rules act on what
+    # was said (inadequate, bed rest, changed), so an absent answer triggers nothing.
+    oral_analgesia_adequate: Flag | None = None
+    mobility: Mobility | None = None
+    symptoms_changed: Flag | None = None
     opioid_effects: Annotated[list[OpioidEffect], AfterValidator(_unique)] = []
 
 
@@ -155,7 +157,7 @@ class Override(EventBase):
     @classmethod
     def _exactly_one_target(cls, value: str | None, info: ValidationInfo) -> str | None:
         if (info.data.get("skip_milestone") is None) == (value is None):
-            raise ValueError("give exactly one of skip_milestone or close_task")
+            raise ValueError("choose either a milestone to skip or a task to close (one of the two)")
         return value
 
 

@@ -17,9 +17,11 @@ WatchdogStatus = Literal["off", "armed", "satisfied", "fired"]
 
 # Revisions of these rules' own behaviour (not of the pathway's parameters). 1: every code at most
 # once per milestone period (SPEC section 8 before 2026-12-01). 2: the amended section 8, event-
-# driven safety codes raised again unless still open, as each action's ``repeat`` says. A state
-# recorded before revisions existed has none and is 1; see docs/rule-changes.md.
-RULES_REVISION = 2
+# driven safety codes raised again unless still open, as each action's ``repeat`` says. 3: urgent
+# items are due the day they are raised (``due_in_days`` 0), so they go overdue like any task, and
+# one still open after ``renotify_after_hours`` notifies its role again. A state recorded before
+# revisions existed has none and is 1; see docs/rule-changes.md.
+RULES_REVISION = 3
 
 
 class MilestoneProgress(BaseModel):
