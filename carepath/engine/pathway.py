@@ -15,6 +15,7 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from carepath.engine.definition import DefinitionCore, DefinitionFiles, local_date, shared
 from carepath.engine.inputs import EnrollmentCore, EventCore, parse_model
+from carepath.engine.intake import IntakeDetector
 from carepath.engine.items import Changes, TaskKey
 from carepath.engine.state import EpisodeCore
 from carepath.engine.step import Step
@@ -31,6 +32,7 @@ class Pathway(Protocol):
     id: str
     title: str
     rules_revision: int  # the newest revision of its rules (docs/rule-changes.md)
+    intake: IntakeDetector | None  # finds its patients in reports and codes (carepath.engine.intake)
 
     def versions(self) -> list[int]: ...
     def definition(self, version: int | None = None) -> DefinitionCore: ...
@@ -73,6 +75,7 @@ class PathwayRules(Generic[D, S]):
     id: str
     title: str
     rules_revision: int = 1
+    intake: IntakeDetector | None = None  # a pathway found in reports declares its detector
     files: DefinitionFiles
     state_model: type[S]
     enrollment_model: type[EnrollmentCore]
