@@ -69,7 +69,7 @@ _POST_NEGATION = re.compile(
 _UNCERTAIN = re.compile(r"\b(?:cannot|can't|can\s+not|not)\s+be\s+(?:excluded|ruled\s+out)\b|\bnot\s+excluded\b", re.I)
 _LUMBAR_WORD = re.compile(r"\b(?:thoraco-?)?lumbar\b", re.IGNORECASE)
 _LEVEL = re.compile(
-    r"\b([LT])\s?-?(\d{1,2})(?:\s*(?:-|–|to|through)\s*([LT])?\s?(\d{1,2}))?\b(?!\s*/)(\s*(?:disc|interspace|foram))?",
+    r"\b([LT])\s?-?(\d{1,2})(?:\s*(?:-|\u2013|to|through)\s*([LT])?\s?(\d{1,2}))?\b(?!\s*/)(\s*(?:disc|interspace|foram))?",
     re.IGNORECASE,
 )
 _MRI_SIGNAL = re.compile(r"[\s-]*(?:weighted|signal|hyper|hypo|intens|sequence|stir|images?)\b", re.IGNORECASE)
