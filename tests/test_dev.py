@@ -37,6 +37,7 @@ class Dev:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.port, self.temporal_port, self.ui_port = _free_port(), _free_port(), _free_port()
+        self.mllp_port = _free_port()
         self.process: subprocess.Popen[str] | None = None
         self.output = ""
 
@@ -60,6 +61,8 @@ class Dev:
                 str(self.temporal_port),
                 "--ui-port",
                 str(self.ui_port),
+                "--mllp-port",
+                str(self.mllp_port),
             ],
             cwd=ROOT,
             env=env,
