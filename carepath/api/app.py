@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from carepath import __version__
 from carepath.api import checkin as followup
-from carepath.api import definitions, episodes, errors, security, tasks, tokens
+from carepath.api import definitions, episodes, errors, intake, security, tasks, tokens
 from carepath.api.codec import router as codec_router
 from carepath.api.deps import MAX_ID
 from carepath.api.ops import router as ops_router
@@ -23,6 +23,7 @@ from carepath.codec import EncryptionCodec
 from carepath.observability import instrument_app, measure_request
 from carepath.service import CarepathService
 from carepath.settings import Settings, load_settings
+from carepath.web.candidates import router as intake_pages
 from carepath.web.docs import router as docs_router
 from carepath.web.pages import install_csrf
 from carepath.web.pages import router as web_router
@@ -99,4 +100,7 @@ def create_app(
     app.include_router(docs_router)
     app.include_router(followup.router)  # the patients' check-in page
     app.include_router(followup.api)  # GET /notifications
+    app.include_router(intake.router)  # FHIR in, the candidates queue
+    app.include_router(intake_pages)
+    app.middleware("http")(intake.fhir_outcomes)  # outermost: every 4xx under /fhir is an OperationOutcome
     return app

@@ -191,6 +191,7 @@ NOTICES = {
     "enrolled": "Patient enrolled.",
     "withdrawn": "Patient withdrawn; open tasks were cancelled.",
     "migrated": "Episode migrated to the new pathway version.",
+    "dismissed": "Candidate dismissed; nobody was enrolled.",
 }
 PAGE_SIZE = 50
 
@@ -265,6 +266,8 @@ def worklist(
     from carepath.api.checkin import failed_count  # follow-up: failed deliveries, for coordinators
 
     failed = failed_count(service.engine) if who.role == "coordinator" else 0
+    from carepath.web.candidates import section  # the intake's candidates, above the tasks
+
     return render(
         "worklist.html",
         200,
@@ -273,6 +276,7 @@ def worklist(
         assignee=f.assignee,
         groups=[g for g in groups if g[2]],
         failed_notifications=failed,
+        intake=None if cursor else section(service.engine, who),
         counts=counts,
         filters=filters,
         options={"assignee": ASSIGNEES, "priority": PRIORITIES, "status": STATUSES},
