@@ -51,6 +51,19 @@ def _refused(
     )
 
 
+def _unread(body: bytes, refusal: Refusal) -> Received:
+    """A refusal before the message could be parsed: who sent it and its id, as far as its header says."""
+    fields = _header_fields(body)
+
+    def msh(n: int) -> str:
+        return fields[n - 1].strip() if 0 < n - 1 < len(fields) else ""
+
+    component = msh(2)[:1] or "^"
+    kind = "^".join(msh(9).split(component)[:2]) if msh(9) else ""
+    sender = "^".join(part for part in (msh(3), msh(4)) if part)
+    return _refused(body, refusal, kind[:40], msh(10)[:200] or None, sender[:200])
+
+
 def _charset(body: bytes) -> str | Refusal:
     """MSH-18 read from the raw bytes (the header is ASCII whatever the charset)."""
     if not body.startswith(b"MSH") or len(body) < 8:
@@ -87,18 +100,18 @@ def parse(body: bytes) -> Received:
     """The message ``body`` (one MLLP frame) read, or refused with the segment and field named."""
     charset = _charset(body)
     if isinstance(charset, Refusal):
-        return _refused(body, charset)
+        return _unread(body, charset)
     try:
         text = body.decode(charset)
     except UnicodeDecodeError as exc:
         where = f"byte 0x{body[exc.start]:02x} at position {exc.start}"
-        return _refused(body, Refusal(f"the message is not valid {charset} ({where})", "MSH", 18, "AR", "102"))
+        return _unread(body, Refusal(f"the message is not valid {charset} ({where})", "MSH", 18, "AR", "102"))
     text = text.replace("\r\n", "\r").replace("\n", "\r").strip("\r")
     try:
         message = hl7.parse(text)
         message.segment("MSH")
     except Exception as exc:  # the library's parse errors have no common base
-        return _refused(body, Refusal(f"the message cannot be parsed ({type(exc).__name__})", "MSH", None, "AR", "100"))
+        return _unread(body, Refusal(f"the message cannot be parsed ({type(exc).__name__})", "MSH", None, "AR", "100"))
     return _read(body, message)
 
 
