@@ -37,7 +37,8 @@ async def test_reports_positive_negated_duplicate_and_malformed(engine):
         first = await client.send(oru("M-1", "MRN100", "Acute compression fracture of the L1 vertebral body."))
         assert ack_code(first) == "AA" and "MSA|AA|M-1" in first
         (candidate,) = candidates(engine)
-        assert (candidate.patient_ref, candidate.levels, candidate.age, candidate.sex) == ("MRN100", ["L1"], 81, "female")
+        shown = (candidate.patient_ref, candidate.levels, candidate.age, candidate.sex)
+        assert shown == ("MRN100", ["L1"], 81, "female")
         assert candidate.sentence == "Acute compression fracture of the L1 vertebral body."
         assert [candidate.sentence[a:b] for a, b in candidate.spans] == ["compression fracture", "L1"]
         assert (candidate.source, candidate.control_id, candidate.reported_on) == ("hl7", "M-1", date(2026, 12, 1))
@@ -115,11 +116,11 @@ async def test_a_flood_is_answered_in_order_and_stored_once(tmp_path):
             assert [a.split("\r")[1] for a in acks] == [f"MSA|AA|F-{n}" for n in range(200)]
         assert len(messages(engine, limit=500)) == 200 and len(candidates(engine)) == 50  # one per patient
         # More senders at once than allowed: the extra one is told to come back; nothing stored.
-        async with mllp(server.bound_port) as a, mllp(server.bound_port) as b, mllp(server.bound_port) as c:
-            async with mllp(server.bound_port) as extra:
-                await asyncio.gather(*(x.send(oru(f"G-{n}", "MRN900", "x")) for n, x in enumerate((a, b, c))))
-                busy = await extra.send(oru("G-9", "MRN901", "Compression fracture of L2."))
-                assert ack_code(busy) == "AE" and "busy" in busy
+        port = server.bound_port
+        async with mllp(port) as a, mllp(port) as b, mllp(port) as c, mllp(port) as extra:
+            await asyncio.gather(*(x.send(oru(f"G-{n}", "MRN900", "x")) for n, x in enumerate((a, b, c))))
+            busy = await extra.send(oru("G-9", "MRN901", "Compression fracture of L2."))
+            assert ack_code(busy) == "AE" and "busy" in busy
         assert not [m for m in messages(engine, limit=500) if m.control_id == "G-9"]
     engine.dispose()
 
