@@ -1,0 +1,54 @@
+"""The MLLP listener in a process of its own, so that a test can SIGKILL it at a chosen point.
+
+``python -m tests.support.intake_process --database-url URL --port PORT --crash-at POINT`` prints
+``listening PORT`` once it accepts connections. Crash points, each a SIGKILL of this process (no
+``except`` or ``finally`` runs, the ACK is never sent):
+
+- ``before-commit``: the message's rows are written, their transaction not committed;
+- ``after-commit``: the transaction is committed, the ACK not yet sent;
+- ``none``: no crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+
+POINTS = ("before-commit", "after-commit", "none")
+
+
+def _die(*_: object) -> None:
+    sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def _run(args: argparse.Namespace) -> None:
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from carepath.intake.mllp import MllpServer
+    from db.engine import make_engine
+
+    if args.crash_at == "before-commit":
+        event.listen(Session, "before_commit", _die)
+    elif args.crash_at == "after-commit":
+        event.listen(Session, "after_commit", _die)
+    engine = make_engine(args.database_url)
+    async with MllpServer(engine, "127.0.0.1", args.port) as server:
+        print(f"listening {server.bound_port}", flush=True)
+        await asyncio.Event().wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.support.intake_process")
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--crash-at", choices=POINTS, default="none")
+    asyncio.run(_run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
