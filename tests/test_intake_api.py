@@ -95,7 +95,9 @@ async def test_fhir_refusals_are_operation_outcomes_and_store_nothing(live):
     bundle = _bundle("MRN-X", "Compression fracture of L1.")
     bundle["entry"][1]["resource"]["subject"] = {"display": "somebody"}
     no_patient = await live.client.post("/fhir", json=bundle, headers=FHIR)
-    assert no_patient.status_code == 422 and no_patient.json()["issue"][0]["expression"] == ["entry[1].resource.subject"]
+    assert no_patient.status_code == 422 and no_patient.json()["issue"][0]["expression"] == [
+        "entry[1].resource.subject"
+    ]
     bundle = _bundle("MRN-Y", "Compression fracture of L1.")
     bundle["entry"].append({"resource": {"resourceType": "MedicationRequest"}})
     mixed = await live.client.post("/fhir", json=bundle, headers=FHIR)
@@ -114,9 +116,7 @@ async def test_coded_conditions_and_a_refuted_one(live):
             "resourceType": "Condition",
             "id": f"c-{mrn}",
             "verificationStatus": {
-                "coding": [
-                    {"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": status}
-                ]
+                "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": status}]
             },
             "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "S32.030A"}]},
             "subject": {"identifier": {"system": "urn:mrn", "value": mrn}},
@@ -124,9 +124,13 @@ async def test_coded_conditions_and_a_refuted_one(live):
         }
 
     mrn = f"C{uuid.uuid4().hex[:8]}"
-    assert (await live.client.post("/fhir/Condition", json=condition(mrn, "confirmed"), headers=FHIR)).status_code == 201
+    assert (
+        await live.client.post("/fhir/Condition", json=condition(mrn, "confirmed"), headers=FHIR)
+    ).status_code == 201
     refuted = f"R{uuid.uuid4().hex[:8]}"
-    assert (await live.client.post("/fhir/Condition", json=condition(refuted, "refuted"), headers=FHIR)).status_code == 201
+    assert (
+        await live.client.post("/fhir/Condition", json=condition(refuted, "refuted"), headers=FHIR)
+    ).status_code == 201
     listed = (await live.client.get("/candidates")).json()
     assert _one(listed, mrn)["levels"] == ["L3"]
     assert not [c for c in listed if c["patient_ref"] == refuted]
@@ -154,7 +158,9 @@ async def test_confirm_enrolls_dismiss_needs_a_reason_and_an_admission_is_record
     audit = (await live.client.get(f"/episodes/{episode_id}/audit")).json()
     assert [a["action"] for a in audit][:2] == ["enroll", "intake:enrolled"]
     # A new fracture of the enrolled patient: offered, linked to the episode, not a second enrollment.
-    assert (await live.client.post("/fhir", json=_bundle(mrn, "New compression fracture of L1."), headers=FHIR)).is_success
+    assert (
+        await live.client.post("/fhir", json=_bundle(mrn, "New compression fracture of L1."), headers=FHIR)
+    ).is_success
     newer = _one((await live.client.get("/candidates")).json(), mrn)
     assert newer["active_episode_id"] == episode_id
     refused = await live.client.post(f"/candidates/{newer['id']}/enroll", json={"pain_nrs": 5})
@@ -214,9 +220,9 @@ async def test_a_coordinator_confirms_a_candidate_from_the_worklist_in_a_real_br
             assert await page.input_value("#f-patient-age") != ""
             assert await page.input_value("#f-patient-sex") == "female"
             assert await page.input_value("#f-identified_on") == TODAY
-            assert await page.eval_on_selector("#f-fracture-levels", "s => [...s.selectedOptions].map(o => o.value)") == [
-                "L1"
-            ]
+            assert await page.eval_on_selector(
+                "#f-fracture-levels", "s => [...s.selectedOptions].map(o => o.value)"
+            ) == ["L1"]
             assert await page.input_value("#f-imaging-0-modality") == "xray"
             assert await page.input_value("#f-pain_nrs") == ""  # the message gave no pain score: not chosen
             assert not await page.is_checked("#f-acute")
