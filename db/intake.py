@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.models import AuditRow, CandidateAuditRow, CandidateRow, EpisodeRow, IntakeMessageRow
@@ -83,50 +83,91 @@ class Stored:
 
 
 def store_messages(engine: Engine, batch: Sequence[tuple[IncomingMessage, Planner]], now: datetime) -> list[Stored]:
-    """Store each message (once) and apply its candidates, all in one transaction."""
+    """Store each message (once) and apply its candidates, all in one transaction.
+
+    A batch costs a few statements whatever its size: one look-up each for known messages, live
+    episodes and the patients' candidates, then one multi-row INSERT each for the messages, the new
+    candidates and the audit entries.
+    """
     with Session(engine) as session, session.begin():
         keys = [message.dedupe_key for message, _ in batch]
-        known = dict(
+        known: dict[str, int] = dict(
             session.execute(
                 select(IntakeMessageRow.dedupe_key, IntakeMessageRow.id).where(IntakeMessageRow.dedupe_key.in_(keys))
             ).all()
         )
-        refs = {message.patient_ref for message, _ in batch if message.patient_ref}
-        episodes = _live_episodes(session, refs)
-        results = []
+        # Only messages that can touch a candidate need the patient's episodes and candidates looked up.
+        touching = {m.patient_ref for m, _ in batch if m.patient_ref and (m.findings or m.kind.startswith("ADT"))}
+        episodes = _live_episodes(session, {m.patient_ref for m, _ in batch if m.patient_ref and m.kind == "ADT^A01"})
+        held = _Held(session, touching)
+        fresh: dict[str, tuple[IncomingMessage, Planner]] = {}
         for message, planner in batch:
-            if message.dedupe_key in known:
-                results.append(Stored(known[message.dedupe_key], duplicate=True))
-                continue
-            row = _message_row(message)
-            session.add(row)
-            session.flush()
-            known[message.dedupe_key] = row.id
-            stored = Stored(row.id, duplicate=False)
-            if message.status == ACCEPTED and message.patient_ref:
-                plans, demographics = planner(episodes.get(message.patient_ref, []))
-                stored.candidate_ids = [_apply(session, row, plan, now) for plan in plans]
-                if demographics is not None:
-                    _update_open(session, message.patient_ref, demographics, now)
-            results.append(stored)
-    return results
+            if message.dedupe_key not in known:
+                fresh.setdefault(message.dedupe_key, (message, planner))
+        ids = _insert_messages(session, [message for message, _ in fresh.values()])
+        applied: dict[str, list[Candidate]] = {}
+        for (message, planner), message_id in zip(fresh.values(), ids, strict=True):
+            known[message.dedupe_key] = message_id
+            stored = _Stored(message_id, message.patient_ref or "", message.source)
+            plans = _plans(message, planner, episodes, held, now)
+            applied[message.dedupe_key] = [held.apply(stored, plan, now) for plan in plans]
+        held.insert_new()  # the new candidates: their ids, for the audit entries
+        held.audit(now)
+        results = []
+        for message, _ in batch:
+            first = fresh.get(message.dedupe_key, (None,))[0] is message  # not a resend, nor a repeat in the batch
+            made = applied.get(message.dedupe_key, []) if first else []
+            results.append(Stored(known[message.dedupe_key], duplicate=not first, candidate_ids=[c.id for c in made]))
+        return results
 
 
-def _message_row(message: IncomingMessage) -> IntakeMessageRow:
-    return IntakeMessageRow(
-        dedupe_key=message.dedupe_key,
-        source=message.source,
-        kind=message.kind[:40],
-        control_id=(message.control_id or None) and message.control_id[:200],
-        sender=message.sender[:200],
-        patient_ref=(message.patient_ref or None) and message.patient_ref[:200],
-        status=message.status,
-        error=message.error,
-        size=message.size,
-        body=message.body,
-        findings=message.findings,
-        received_at=message.received_at,
-    )
+@dataclass(frozen=True)
+class _Stored:
+    """A message just inserted, as its candidates need it."""
+
+    id: int
+    patient_ref: str
+    source: str
+
+
+def _insert_messages(session: Session, messages: list[IncomingMessage]) -> list[int]:
+    """One multi-row INSERT for the batch's new messages; their ids in order."""
+    if not messages:
+        return []
+    statement = insert(IntakeMessageRow).returning(IntakeMessageRow.id, sort_by_parameter_order=True)
+    return list(session.scalars(statement, [_message_values(m) for m in messages]))
+
+
+def _plans(
+    message: IncomingMessage,
+    planner: Planner,
+    episodes: dict[str, list[ActiveEpisode]],
+    held: _Held,
+    now: datetime,
+) -> list[CandidatePlan]:
+    if message.status != ACCEPTED or not message.patient_ref:
+        return []
+    plans, demographics = planner(episodes.get(message.patient_ref, []))
+    if demographics is not None:
+        held.update_open(message.patient_ref, demographics, now)
+    return plans
+
+
+def _message_values(message: IncomingMessage) -> dict[str, Any]:
+    return {
+        "dedupe_key": message.dedupe_key,
+        "source": message.source,
+        "kind": message.kind[:40],
+        "control_id": (message.control_id or None) and message.control_id[:200],
+        "sender": message.sender[:200],
+        "patient_ref": (message.patient_ref or None) and message.patient_ref[:200],
+        "status": message.status,
+        "error": message.error,
+        "size": message.size,
+        "body": message.body,
+        "findings": message.findings,
+        "received_at": message.received_at,
+    }
 
 
 def _live_episodes(session: Session, refs: set[str]) -> dict[str, list[ActiveEpisode]]:
@@ -143,38 +184,99 @@ def _live_episodes(session: Session, refs: set[str]) -> dict[str, list[ActiveEpi
     return found
 
 
-def _audit(session: Session, candidate_id: int, actor: str, action: str, now: datetime, **detail: Any) -> None:
-    session.add(CandidateAuditRow(candidate_id=candidate_id, at=now, actor=actor, action=action, detail=detail))
-
-
 def _merged(old: list[str], new: list[str]) -> list[str]:
     return old + [value for value in new if value not in old]
 
 
-def _apply(session: Session, message: IntakeMessageRow, plan: CandidatePlan, now: datetime) -> int:
-    """Raise the plan's candidate, or add the message to the one that already stands for it."""
-    same = (
-        CandidateRow.patient_ref == message.patient_ref,
-        CandidateRow.pathway_id == plan.pathway_id,
-        CandidateRow.subject == plan.subject,
-    )
-    held = session.scalar(select(CandidateRow).where(*same, CandidateRow.status == OPEN))
-    if held is None and plan.kind == "enrollment":
-        # A fracture already dismissed or enrolled is the same fracture when it names no new level.
-        closed = session.scalar(
-            select(CandidateRow).where(*same, CandidateRow.status != OPEN).order_by(CandidateRow.id.desc()).limit(1)
-        )
-        if closed is not None and set(plan.levels) <= set(closed.levels):
-            held = closed
-    if held is not None:
-        held.messages += 1
-        held.levels = _merged(held.levels, plan.levels)
-        held.noted = _merged(held.noted, plan.noted)
-        _fill(held, plan.demographics)
-        held.updated_at = now
-        _audit(session, held.id, "carepath:intake", "named_again", now, message_id=message.id, sentence=plan.sentence)
-        return held.id
-    row = CandidateRow(
+class _NewCandidate:
+    """A candidate raised in this batch, inserted with the others in one statement (``id`` after)."""
+
+    def __init__(self, **values: Any) -> None:
+        self.id: int | None = None
+        self.__dict__.update(values)
+
+    def values(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "id"}
+
+
+Candidate = CandidateRow | _NewCandidate
+
+
+class _Held:
+    """The batch's patients' candidates, loaded once; new ones join them as the batch is applied."""
+
+    def __init__(self, session: Session, refs: set[str]) -> None:
+        self.session = session
+        self.rows: dict[tuple[str, str, str], list[Candidate]] = {}
+        self.new: list[_NewCandidate] = []
+        self.pending: list[tuple[Candidate, str, _Stored, str]] = []  # audit entries to write
+        if refs:
+            query = select(CandidateRow).where(CandidateRow.patient_ref.in_(refs)).order_by(CandidateRow.id)
+            for row in session.scalars(query):
+                self.rows.setdefault((row.patient_ref, row.pathway_id, row.subject), []).append(row)
+
+    def apply(self, message: _Stored, plan: CandidatePlan, now: datetime) -> Candidate:
+        """Raise the plan's candidate, or add the message to the one that already stands for it."""
+        same = self.rows.setdefault((message.patient_ref, plan.pathway_id, plan.subject), [])
+        target = next((c for c in reversed(same) if c.status == OPEN), None)
+        if target is None and plan.kind == "enrollment" and same:
+            # A fracture already dismissed or enrolled is the same fracture when it names no new level.
+            target = same[-1] if set(plan.levels) <= set(same[-1].levels) else None
+        if target is not None:
+            target.messages += 1
+            target.levels = _merged(target.levels, plan.levels)
+            target.noted = _merged(target.noted, plan.noted)
+            _fill(target, plan.demographics)
+            target.updated_at = now
+            self.pending.append((target, "named_again", message, plan.sentence))
+            return target
+        row = _candidate_row(message, plan, now)
+        self.new.append(row)
+        same.append(row)
+        self.pending.append((row, "raised", message, plan.sentence))
+        return row
+
+    def update_open(self, patient_ref: str, demographics: Demographics, now: datetime) -> None:
+        """A patient update (ADT) corrects what open candidates show about the patient."""
+        for (ref, _, _), rows in self.rows.items():
+            for row in rows:
+                if ref == patient_ref and row.status == OPEN:
+                    _fill(row, demographics)
+                    row.updated_at = now
+
+    def insert_new(self) -> None:
+        """One multi-row INSERT for the batch's new candidates; their ids."""
+        if not self.new:
+            return
+        statement = insert(CandidateRow).returning(CandidateRow.id, sort_by_parameter_order=True)
+        for row, new_id in zip(self.new, self.session.scalars(statement, [c.values() for c in self.new]), strict=True):
+            row.id = new_id
+
+    def audit(self, now: datetime) -> None:
+        if not self.pending:
+            return
+        rows = [
+            {
+                "candidate_id": row.id,
+                "at": now,
+                "actor": "carepath:intake",
+                "action": action,
+                "detail": {"message_id": message.id, "sentence": sentence},
+            }
+            for row, action, message, sentence in self.pending
+        ]
+        self.session.execute(insert(CandidateAuditRow), rows)
+
+
+def _audit(session: Session, candidate_id: int, actor: str, action: str, now: datetime, **detail: Any) -> None:
+    session.add(CandidateAuditRow(candidate_id=candidate_id, at=now, actor=actor, action=action, detail=detail))
+
+
+def _candidate_row(message: _Stored, plan: CandidatePlan, now: datetime) -> _NewCandidate:
+    row = _NewCandidate(
+        birth_date=None,
+        age=None,
+        sex=None,
         kind=plan.kind,
         pathway_id=plan.pathway_id,
         patient_ref=message.patient_ref,
@@ -195,26 +297,14 @@ def _apply(session: Session, message: IntakeMessageRow, plan: CandidatePlan, now
         updated_at=now,
     )
     _fill(row, plan.demographics)
-    session.add(row)
-    session.flush()
-    _audit(session, row.id, "carepath:intake", "raised", now, message_id=message.id, sentence=plan.sentence)
-    return row.id
+    return row
 
 
-def _fill(row: CandidateRow, demographics: Demographics) -> None:
+def _fill(row: Candidate, demographics: Demographics) -> None:
     for name in ("birth_date", "age", "sex"):
         value = getattr(demographics, name)
         if value is not None:
             setattr(row, name, value)
-
-
-def _update_open(session: Session, patient_ref: str, demographics: Demographics, now: datetime) -> None:
-    """A patient update (ADT) corrects what open candidates show about the patient."""
-    for row in session.scalars(
-        select(CandidateRow).where(CandidateRow.patient_ref == patient_ref, CandidateRow.status == OPEN)
-    ):
-        _fill(row, demographics)
-        row.updated_at = now
 
 
 # ---- reads --------------------------------------------------------------------------------------

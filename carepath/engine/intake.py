@@ -83,7 +83,15 @@ class IntakeDetector(Protocol):
         ...
 
 
+_CHECKED: dict[int, bool] = {}  # detector id -> implements the protocol (isinstance on a Protocol is slow)
+
+
 def intake_of(pathway: Any) -> IntakeDetector | None:
     """The pathway's intake detector, if it declares one."""
     detector = getattr(pathway, "intake", None)
-    return detector if isinstance(detector, IntakeDetector) else None
+    if detector is None:
+        return None
+    known = _CHECKED.get(id(detector))
+    if known is None:
+        known = _CHECKED[id(detector)] = isinstance(detector, IntakeDetector)
+    return detector if known else None

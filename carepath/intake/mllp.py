@@ -144,19 +144,23 @@ class MllpServer:
             await writer.drain()
 
     async def _answer(self, frame: _Frame) -> bytes | None:
-        if frame.oversized:
-            received = _oversized(frame, self.limits.max_bytes)
-        elif not frame.framed:
-            refusal = Refusal("the bytes do not start with MLLP's start block (0x0b)", "", None, "AR", "100")
-            received = hl7v2.parse(b"")
-            received.refusal, received.body = refusal, frame.body
-            received.dedupe_key = hl7v2.refused_key(frame.body)
-        else:
-            received = hl7v2.parse(frame.body)
         try:
-            await self.writer.write(received)
+            received, _ = await self.writer.write(lambda: _read(frame, self.limits.max_bytes))
         except Exception:
             return None
         if received.refusal is not None:
             return hl7v2.ack(frame.body, received.refusal.ack_code, received.refusal)
         return hl7v2.ack(frame.body, "AA")
+
+
+def _read(frame: _Frame, limit: int) -> Received:
+    """What the frame holds: a message read (or refused), the refusal of one too large or unframed."""
+    if frame.oversized:
+        return _oversized(frame, limit)
+    if not frame.framed:
+        refusal = Refusal("the bytes do not start with MLLP's start block (0x0b)", "", None, "AR", "100")
+        received = hl7v2.parse(b"")
+        received.refusal, received.body = refusal, frame.body
+        received.dedupe_key = hl7v2.refused_key(frame.body)
+        return received
+    return hl7v2.parse(frame.body)

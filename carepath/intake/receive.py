@@ -163,17 +163,21 @@ def store(engine: Engine, received: list[Received], clock: Callable[[], datetime
 
 
 class BatchWriter:
-    """Commits what concurrent connections receive in shared transactions (one commit for many
-    messages), and answers each caller once its message is committed.
+    """Reads and commits what concurrent connections receive in shared transactions (one commit for
+    many messages), and answers each caller once its message is committed.
 
-    A failed commit fails every message of its batch: their senders get no ACK and send again.
+    Each job is a function that reads one message (parsing it); jobs run in the writer's thread, so
+    the event loop only moves bytes while a batch is parsed and stored, and what arrives meanwhile
+    makes the next batch. A failed commit fails every message of its batch: their senders get no
+    ACK and send again.
     """
 
     def __init__(self, engine: Engine, max_batch: int = 64, clock: Callable[[], datetime] = _utcnow) -> None:
         self.engine = engine
         self.max_batch = max_batch
         self.clock = clock
-        self._queue: asyncio.Queue[tuple[Received, asyncio.Future[Stored]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Callable[[], Received], asyncio.Future[tuple[Received, Stored]]]]
+        self._queue = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> BatchWriter:
@@ -185,14 +189,15 @@ class BatchWriter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    @property
-    def waiting(self) -> int:
-        return self._queue.qsize()
-
-    async def write(self, received: Received) -> Stored:
-        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        await self._queue.put((received, future))
+    async def write(self, read: Callable[[], Received]) -> tuple[Received, Stored]:
+        """The message ``read`` returns, once it is committed (or raises: it is not stored)."""
+        future: asyncio.Future[tuple[Received, Stored]] = asyncio.get_running_loop().create_future()
+        await self._queue.put((read, future))
         return await future
+
+    def _read_and_store(self, jobs: list[Callable[[], Received]]) -> list[tuple[Received, Stored]]:
+        received = [read() for read in jobs]
+        return list(zip(received, store(self.engine, received, self.clock), strict=True))
 
     async def _run(self) -> None:
         while True:
@@ -200,7 +205,7 @@ class BatchWriter:
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                results = await asyncio.to_thread(store, self.engine, [r for r, _ in batch], self.clock)
+                results = await asyncio.to_thread(self._read_and_store, [read for read, _ in batch])
             except Exception as exc:  # the database: nothing of this batch is stored or acknowledged
                 log.warning("intake: %d messages not stored (%s)", len(batch), type(exc).__name__)
                 for _, future in batch:
