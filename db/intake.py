@@ -14,12 +14,19 @@ from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.models import AuditRow, CandidateAuditRow, CandidateRow, EpisodeRow, IntakeMessageRow
 
 ACCEPTED, REFUSED = "accepted", "refused"
+MESSAGES, CANDIDATES = IntakeMessageRow.__table__, CandidateRow.__table__
+# Built once: a batch runs them with new parameters only (statement construction is most of their cost).
+_KEYS = bindparam("keys", expanding=True)
+_KNOWN = select(MESSAGES.c.dedupe_key, MESSAGES.c.id).where(MESSAGES.c.dedupe_key.in_(_KEYS))
+_INSERT_MESSAGES = insert(MESSAGES).returning(MESSAGES.c.id, sort_by_parameter_order=True)
+_INSERT_CANDIDATES = insert(CANDIDATES).returning(CANDIDATES.c.id, sort_by_parameter_order=True)
+_INSERT_AUDIT = insert(CandidateAuditRow.__table__)
 OPEN = "open"
 LIVE_EPISODE = ("reserving", "active")
 
@@ -89,22 +96,21 @@ def store_messages(engine: Engine, batch: Sequence[tuple[IncomingMessage, Planne
     episodes and the patients' candidates, then one multi-row INSERT each for the messages, the new
     candidates and the audit entries.
     """
-    with Session(engine) as session, session.begin():
+    # Core statements: the ORM's bookkeeping costs more than the SQL here (it is used only to change
+    # candidates that already exist).
+    with engine.begin() as connection:
         keys = [message.dedupe_key for message, _ in batch]
-        known: dict[str, int] = dict(
-            session.execute(
-                select(IntakeMessageRow.dedupe_key, IntakeMessageRow.id).where(IntakeMessageRow.dedupe_key.in_(keys))
-            ).all()
-        )
+        known: dict[str, int] = dict(connection.execute(_KNOWN, {"keys": keys}).all())
         # Only messages that can touch a candidate need the patient's episodes and candidates looked up.
         touching = {m.patient_ref for m, _ in batch if m.patient_ref and (m.findings or m.kind.startswith("ADT"))}
-        episodes = _live_episodes(session, {m.patient_ref for m, _ in batch if m.patient_ref and m.kind == "ADT^A01"})
-        held = _Held(session, touching)
+        admitted = {m.patient_ref for m, _ in batch if m.patient_ref and m.kind == "ADT^A01"}
+        episodes = _live_episodes(connection, admitted)
+        held = _Held(connection, touching)
         fresh: dict[str, tuple[IncomingMessage, Planner]] = {}
         for message, planner in batch:
             if message.dedupe_key not in known:
                 fresh.setdefault(message.dedupe_key, (message, planner))
-        ids = _insert_messages(session, [message for message, _ in fresh.values()])
+        ids = _insert_messages(connection, [message for message, _ in fresh.values()])
         applied: dict[str, list[Candidate]] = {}
         for (message, planner), message_id in zip(fresh.values(), ids, strict=True):
             known[message.dedupe_key] = message_id
@@ -113,6 +119,7 @@ def store_messages(engine: Engine, batch: Sequence[tuple[IncomingMessage, Planne
             applied[message.dedupe_key] = [held.apply(stored, plan, now) for plan in plans]
         held.insert_new()  # the new candidates: their ids, for the audit entries
         held.audit(now)
+        held.flush()
         results = []
         for message, _ in batch:
             first = fresh.get(message.dedupe_key, (None,))[0] is message  # not a resend, nor a repeat in the batch
@@ -130,12 +137,11 @@ class _Stored:
     source: str
 
 
-def _insert_messages(session: Session, messages: list[IncomingMessage]) -> list[int]:
+def _insert_messages(connection: Connection, messages: list[IncomingMessage]) -> list[int]:
     """One multi-row INSERT for the batch's new messages; their ids in order."""
     if not messages:
         return []
-    statement = insert(IntakeMessageRow).returning(IntakeMessageRow.id, sort_by_parameter_order=True)
-    return list(session.scalars(statement, [_message_values(m) for m in messages]))
+    return list(connection.execute(_INSERT_MESSAGES, [_message_values(m) for m in messages]).scalars())
 
 
 def _plans(
@@ -170,11 +176,11 @@ def _message_values(message: IncomingMessage) -> dict[str, Any]:
     }
 
 
-def _live_episodes(session: Session, refs: set[str]) -> dict[str, list[ActiveEpisode]]:
+def _live_episodes(connection: Connection, refs: set[str]) -> dict[str, list[ActiveEpisode]]:
     found: dict[str, list[ActiveEpisode]] = {}
     if not refs:
         return found
-    rows = session.execute(
+    rows = connection.execute(
         select(EpisodeRow.patient_ref, EpisodeRow.id, EpisodeRow.pathway_id).where(
             EpisodeRow.patient_ref.in_(refs), EpisodeRow.status.in_(LIVE_EPISODE), EpisodeRow.simulated.is_(False)
         )
@@ -205,14 +211,16 @@ Candidate = CandidateRow | _NewCandidate
 class _Held:
     """The batch's patients' candidates, loaded once; new ones join them as the batch is applied."""
 
-    def __init__(self, session: Session, refs: set[str]) -> None:
-        self.session = session
+    def __init__(self, connection: Connection, refs: set[str]) -> None:
+        self.connection = connection
+        # Existing candidates are changed through the ORM, in the connection's transaction.
+        self.session = Session(bind=connection) if refs else None
         self.rows: dict[tuple[str, str, str], list[Candidate]] = {}
         self.new: list[_NewCandidate] = []
         self.pending: list[tuple[Candidate, str, _Stored, str]] = []  # audit entries to write
-        if refs:
+        if self.session is not None:
             query = select(CandidateRow).where(CandidateRow.patient_ref.in_(refs)).order_by(CandidateRow.id)
-            for row in session.scalars(query):
+            for row in self.session.scalars(query):
                 self.rows.setdefault((row.patient_ref, row.pathway_id, row.subject), []).append(row)
 
     def apply(self, message: _Stored, plan: CandidatePlan, now: datetime) -> Candidate:
@@ -248,8 +256,8 @@ class _Held:
         """One multi-row INSERT for the batch's new candidates; their ids."""
         if not self.new:
             return
-        statement = insert(CandidateRow).returning(CandidateRow.id, sort_by_parameter_order=True)
-        for row, new_id in zip(self.new, self.session.scalars(statement, [c.values() for c in self.new]), strict=True):
+        ids = self.connection.execute(_INSERT_CANDIDATES, [c.values() for c in self.new]).scalars()
+        for row, new_id in zip(self.new, ids, strict=True):
             row.id = new_id
 
     def audit(self, now: datetime) -> None:
@@ -265,7 +273,13 @@ class _Held:
             }
             for row, action, message, sentence in self.pending
         ]
-        self.session.execute(insert(CandidateAuditRow), rows)
+        self.connection.execute(_INSERT_AUDIT, rows)
+
+    def flush(self) -> None:
+        """Write the changes to existing candidates (still inside the batch's transaction)."""
+        if self.session is not None:
+            self.session.flush()
+            self.session.close()
 
 
 def _audit(session: Session, candidate_id: int, actor: str, action: str, now: datetime, **detail: Any) -> None:

@@ -4,8 +4,10 @@
 ``listening PORT`` once it accepts connections. Crash points, each a SIGKILL of this process (no
 ``except`` or ``finally`` runs, the ACK is never sent):
 
-- ``before-commit``: the message's rows are written, their transaction not committed;
-- ``after-commit``: the transaction is committed, the ACK not yet sent;
+- ``before-commit``: the message's rows are written, their transaction not committed (the
+  connection's commit event, before the database commits);
+- ``after-commit``: the transaction is committed (the writer's batch has returned), the ACK not
+  yet sent;
 - ``none``: no crash.
 """
 
@@ -26,16 +28,23 @@ def _die(*_: object) -> None:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    from sqlalchemy import event
-    from sqlalchemy.orm import Session
+    from sqlalchemy import Engine, event
 
     from carepath.intake.mllp import MllpServer
+    from carepath.intake.receive import BatchWriter
     from db.engine import make_engine
 
     if args.crash_at == "before-commit":
-        event.listen(Session, "before_commit", _die)
+        event.listen(Engine, "commit", _die)
     elif args.crash_at == "after-commit":
-        event.listen(Session, "after_commit", _die)
+        stored = BatchWriter._read_and_store
+
+        def store_then_die(self: BatchWriter, jobs: list) -> list:
+            stored(self, jobs)
+            _die()
+            return []
+
+        BatchWriter._read_and_store = store_then_die  # type: ignore[method-assign]
     engine = make_engine(args.database_url)
     async with MllpServer(engine, "127.0.0.1", args.port) as server:
         print(f"listening {server.bound_port}", flush=True)
