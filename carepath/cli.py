@@ -302,6 +302,18 @@ def _terminal_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--role", required=True, choices=["viewer", "coordinator", "physician", "admin"])
 
 
+def _intake_command(sub: argparse._SubParsersAction) -> None:
+    intake = sub.add_parser(
+        "intake",
+        help="listen for HL7 v2 messages over MLLP (production; settings from CAREPATH_* env)",
+        description="Receive ORU^R01 reports and ADT^A01/A04/A08 over MLLP; each is stored with the candidates it "
+        "raises before its ACK (AA) is sent. Needs only the database (CAREPATH_DATABASE_URL).",
+    )
+    intake.add_argument("--host", default="127.0.0.1")
+    intake.add_argument("--port", type=int, default=2575)
+    intake.set_defaults(handler=_intake)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carepath", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -353,15 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
     api.set_defaults(handler=_api)
-    intake = sub.add_parser(
-        "intake",
-        help="listen for HL7 v2 messages over MLLP (production; settings from CAREPATH_* env)",
-        description="Receive ORU^R01 reports and ADT^A01/A04/A08 over MLLP; each is stored with the candidates it "
-        "raises before its ACK (AA) is sent. Needs only the database (CAREPATH_DATABASE_URL).",
-    )
-    intake.add_argument("--host", default="127.0.0.1")
-    intake.add_argument("--port", type=int, default=2575)
-    intake.set_defaults(handler=_intake)
+    _intake_command(sub)
 
     boot = sub.add_parser(
         "bootstrap-admin",

@@ -109,6 +109,20 @@ def _concept_text(concept: Any) -> str:
     return " ".join([concept.text or "", *(c.display or "" for c in concept.coding or [])]).strip()
 
 
+def _received(resource: Any, data: dict[str, Any], patients: dict[str, Patient], prefix: str, **read: Any) -> Received:
+    """The resource as the intake takes it: its key, its body as received, its patient, and ``read``."""
+    kind = resource.get_resource_type()
+    return Received(
+        source="fhir",
+        kind=kind,
+        dedupe_key=_dedupe_key(kind, resource, data),
+        body=_canonical(data),
+        control_id=resource.id,
+        patient=_subject(resource, patients, prefix),
+        **read,
+    )
+
+
 def _report(data: dict[str, Any], patients: dict[str, Patient], prefix: str) -> Received:
     report = _validated(DiagnosticReport, data, prefix)
     texts = [_concept_text(report.code), report.conclusion or ""]
@@ -120,13 +134,11 @@ def _report(data: dict[str, Any], patients: dict[str, Patient], prefix: str) -> 
     codings = [c for concept in report.conclusionCode or [] for c in _codings(concept)]
     modality = next((c.code for concept in report.category or [] for c in _codings(concept)), None)
     reported = report.effectiveDateTime or (report.effectivePeriod.start if report.effectivePeriod else None)
-    return Received(
-        source="fhir",
-        kind="DiagnosticReport",
-        dedupe_key=_dedupe_key("DiagnosticReport", report, data),
-        body=_canonical(data),
-        control_id=report.id,
-        patient=_subject(report, patients, prefix),
+    return _received(
+        report,
+        data,
+        patients,
+        prefix,
         text="\n".join(t for t in texts if t),
         codings=codings,
         reported_on=_day(reported) or _day(report.issued),
@@ -139,13 +151,11 @@ def _condition(data: dict[str, Any], patients: dict[str, Patient], prefix: str) 
     verification = {c.code for c in _codings(condition.verificationStatus)}
     denied = bool(verification & set(NOT_A_FINDING))  # a refuted diagnosis names nothing
     sites = " ".join(_concept_text(site) for site in condition.bodySite or [])
-    return Received(
-        source="fhir",
-        kind="Condition",
-        dedupe_key=_dedupe_key("Condition", condition, data),
-        body=_canonical(data),
-        control_id=condition.id,
-        patient=_subject(condition, patients, prefix),
+    return _received(
+        condition,
+        data,
+        patients,
+        prefix,
         codings=[] if denied else _codings(condition.code),
         coding_text=f"{(condition.code.text or '') if condition.code else ''} {sites}".strip(),
         reported_on=_day(condition.onsetDateTime) or _day(condition.recordedDate),

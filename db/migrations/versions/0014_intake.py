@@ -19,6 +19,12 @@ OPEN = sa.text("status = 'open'")
 
 
 def upgrade() -> None:
+    _messages()
+    _candidates()
+    _candidate_audit()
+
+
+def _messages() -> None:
     op.create_table(
         "intake_messages",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -39,6 +45,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_intake_messages_patient_ref", "intake_messages", ["patient_ref"])
     op.create_index("ix_intake_messages_status", "intake_messages", ["status"])
+
+
+def _candidates() -> None:
     op.create_table(
         "candidates",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -80,6 +89,9 @@ def upgrade() -> None:
         sqlite_where=OPEN,
         postgresql_where=OPEN,
     )
+
+
+def _candidate_audit() -> None:
     op.create_table(
         "candidate_audit",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
