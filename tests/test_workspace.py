@@ -56,6 +56,7 @@ async def test_a_coordinators_morning_in_a_real_browser(live):
             # Enroll, forgetting the age.
             await page.click("header >> text=Enroll")
             await page.fill("#f-patient-ref", ref)
+            await page.select_option("#f-patient-sex", "female")  # no answer is chosen for the person
             await page.select_option("#f-fracture-levels", ["L2", "L3"])
             await page.select_option("#f-pain_nrs", "7")
             await page.check("#f-an-nsaid")
