@@ -17,6 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -76,16 +77,16 @@ async def bare_echo(messages: list[bytes], connections: int, parse: bool) -> flo
         server.close()
 
 
-async def intake(database_url: str, messages: list[bytes], connections: int, before: int = 0) -> float:
-    """Seconds through the intake; ``before`` messages are already stored (earlier rounds)."""
+async def intake(database_url: str, messages: list[bytes], connections: int) -> float:
+    """Seconds through the intake, checked: every message stored once, every positive a candidate."""
     engine = make_engine(database_url)
     try:
+        stored, found = count_messages(engine, "accepted"), count_candidates(engine)
         async with MllpServer(engine, "127.0.0.1", 0) as server:
             seconds = await send_all(server.bound_port, messages, connections)
-        stored, found = count_messages(engine, "accepted"), count_candidates(engine)
-        assert stored == before + len(messages), f"{stored - before} of {len(messages)} messages stored"
-        expected = (before + len(messages)) // 2
-        assert found == expected, f"{found} candidates for {expected} positives"
+        stored, found = count_messages(engine, "accepted") - stored, count_candidates(engine) - found
+        assert stored == len(messages), f"{stored} of {len(messages)} messages stored"
+        assert found == (len(messages) + 1) // 2, f"{found} candidates for {(len(messages) + 1) // 2} positives"
         return seconds
     finally:
         engine.dispose()
@@ -106,7 +107,7 @@ def main() -> None:
         for r in range(args.rounds):  # interleaved: a busy machine slows all three alike
             rates["framing"].append(n / asyncio.run(bare_echo(reports(n, f"F{r}"), c, parse=False)))
             rates["bare"].append(n / asyncio.run(bare_echo(reports(n, f"E{r}"), c, parse=True)))
-            rates["intake"].append(n / asyncio.run(intake(url, reports(n, f"I{r}"), c, r * n)))
+            rates["intake"].append(n / asyncio.run(intake(url, reports(n, f"I{r}-{uuid.uuid4().hex[:6]}"), c)))
     framing, bare, ours = (statistics.median(rates[k]) for k in ("framing", "bare", "intake"))
     backend = url.split(":", 1)[0]
     print(f"{args.rounds} rounds of {n} messages each, {c} connections; medians")
