@@ -12,10 +12,13 @@ from sqlalchemy import Engine
 
 from carepath.api.auth import CLINICIANS, Principal
 from carepath.api.deps import MAX_ID
+from carepath.engine.presentation import sections_values
+from carepath.engine.registry import pathway_for
 from carepath.errors import InvalidInput
 from carepath.intake.candidates import Candidates
 from carepath.service import Conflict, NotFound
 from carepath.web import pages
+from carepath.web.guard import render
 from db.intake import REFUSED, CandidateView, candidates, count_messages
 
 router = APIRouter(include_in_schema=False)
@@ -74,6 +77,7 @@ def _form(request: Request, who: Principal, view: CandidateView, status: int = 2
     return pages._enroll_form(
         request,
         who,
+        pathway_for(view.pathway_id),
         status,
         **{
             "values": values,
@@ -87,7 +91,7 @@ def _form(request: Request, who: Principal, view: CandidateView, status: int = 2
 
 def _missing(request: Request, who: Principal) -> Response:
     heading = "No such candidate"
-    return pages.render("message.html", 404, request, heading=heading, message="Nothing was changed.", who=who)
+    return render("message.html", 404, request, heading=heading, message="Nothing was changed.", who=who)
 
 
 @router.get("/ui/candidates/{candidate_id}/enroll")
@@ -121,8 +125,11 @@ async def enroll(request: Request, candidate_id: int) -> Response:
     if view is None:
         return _missing(request, who)
     typed = pages._form_values(form)
+    pathway = pathway_for(view.pathway_id)
+    sections = pathway.enrollment_form(pathway.definition())
+    given = sections_values(sections, lambda name: pages._text(form, name), lambda name: pages._all(form, name))
     try:
-        enrolled = await queue.enroll(candidate_id, pages.enrollment_from_form(form), who.actor)
+        enrolled = await queue.enroll(candidate_id, given, who.actor)
     except InvalidInput as exc:
         return _form(request, who, view, 422, errors=pages._errors(exc), values=typed)
     except Conflict as exc:
@@ -152,6 +159,6 @@ async def close(request: Request, candidate_id: int, action: str) -> Response:
         return _missing(request, who)
     except (InvalidInput, Conflict) as exc:
         message = str(exc.errors[0]) if isinstance(exc, InvalidInput) else str(exc.error)
-        return pages.render("message.html", 422, request, heading="Nothing was changed", message=message, who=who)
+        return render("message.html", 422, request, heading="Nothing was changed", message=message, who=who)
     view = await run_in_threadpool(queue.get, candidate_id)
     return pages._redirect(f"/ui/episodes/{view.episode_id}", "recorded")

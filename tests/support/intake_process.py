@@ -32,8 +32,10 @@ async def _run(args: argparse.Namespace) -> None:
 
     from carepath.intake.mllp import MllpServer
     from carepath.intake.receive import BatchWriter
+    from carepath.pathways import register_shipped
     from db.engine import make_engine
 
+    register_shipped()  # as every entry point does at boot
     if args.crash_at == "before-commit":
         event.listen(Engine, "commit", _die)
     elif args.crash_at == "after-commit":

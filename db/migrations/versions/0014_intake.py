@@ -2,7 +2,7 @@
 (at most one open per patient, pathway and subject) and the candidates' audit trail
 
 Revision ID: 0014_intake
-Revises: 0009_followup
+Revises: 0010_sessions (after merging issue-19, which carries 0010; given as 0009_followup)
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014_intake"
-down_revision: str | None = "0009_followup"
+down_revision: str | None = "0010_sessions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
