@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hl7.mllp import open_hl7_connection, start_hl7_server
 
 from carepath.intake.mllp import MllpServer
+from carepath.pathways import register_shipped
 from db.engine import make_engine
 from db.intake import count_candidates, count_messages
 from db.migrate import upgrade
@@ -99,6 +100,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="kinds interleaved, medians reported (default 3)")
     parser.add_argument("--database-url", default=None, help="an empty database (default: a new SQLite file)")
     args = parser.parse_args()
+    register_shipped()  # the boot list, as every entry point
     n, c = args.messages, args.connections
     rates: dict[str, list[float]] = {"framing": [], "bare": [], "intake": []}
     with tempfile.TemporaryDirectory() as folder:
