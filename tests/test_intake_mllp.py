@@ -155,3 +155,12 @@ async def test_admission_of_an_enrolled_patient_is_offered_not_recorded(engine):
         {"type": "hospital_admission", "occurred_on": "2026-12-03"},
     )
     assert offer.status == "open"  # a coordinator confirms it; nothing was recorded on the episode
+
+
+async def test_a_patient_update_corrects_what_an_open_candidate_shows(engine):
+    async with MllpServer(engine, "127.0.0.1", 0) as server, mllp(server.bound_port) as client:
+        assert ack_code(await client.send(oru(_id(), "MRN-UPD", "Compression fracture of L5.", sex="U"))) == "AA"
+        assert candidates(engine)[0].sex == "unknown"
+        assert ack_code(await client.send(adt(_id(), "MRN-UPD", trigger="A08", sex="M"))) == "AA"
+    (candidate,) = candidates(engine)
+    assert (candidate.sex, candidate.kind, candidate.status) == ("male", "enrollment", "open")
