@@ -99,6 +99,7 @@ def store_messages(engine: Engine, batch: Sequence[tuple[IncomingMessage, Planne
     # Core statements: the ORM's bookkeeping costs more than the SQL here (it is used only to change
     # candidates that already exist).
     with engine.begin() as connection:
+        _lock_for_writing(connection)
         keys = [message.dedupe_key for message, _ in batch]
         known: dict[str, int] = dict(connection.execute(_KNOWN, {"keys": keys}).all())
         # Only messages that can touch a candidate need the patient's episodes and candidates looked up.
@@ -126,6 +127,14 @@ def store_messages(engine: Engine, batch: Sequence[tuple[IncomingMessage, Planne
             made = applied.get(message.dedupe_key, []) if first else []
             results.append(Stored(known[message.dedupe_key], duplicate=not first, candidate_ids=[c.id for c in made]))
         return results
+
+
+def _lock_for_writing(connection: Connection) -> None:
+    """Two writers must not both read a candidate and then both write it (a lost update): SQLite
+    takes its write lock at the first write, so write first (an UPDATE of nothing); PostgreSQL locks
+    the candidate rows as they are read (``FOR UPDATE`` in ``_Held``)."""
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("UPDATE intake_messages SET id = id WHERE 0")
 
 
 @dataclass(frozen=True)
@@ -219,7 +228,12 @@ class _Held:
         self.new: list[_NewCandidate] = []
         self.pending: list[tuple[Candidate, str, _Stored, str]] = []  # audit entries to write
         if self.session is not None:
-            query = select(CandidateRow).where(CandidateRow.patient_ref.in_(refs)).order_by(CandidateRow.id)
+            query = (
+                select(CandidateRow)
+                .where(CandidateRow.patient_ref.in_(refs))
+                .order_by(CandidateRow.id)
+                .with_for_update()
+            )
             for row in self.session.scalars(query):
                 self.rows.setdefault((row.patient_ref, row.pathway_id, row.subject), []).append(row)
 

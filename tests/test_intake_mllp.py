@@ -164,3 +164,19 @@ async def test_a_patient_update_corrects_what_an_open_candidate_shows(engine):
         assert ack_code(await client.send(adt(_id(), "MRN-UPD", trigger="A08", sex="M"))) == "AA"
     (candidate,) = candidates(engine)
     assert (candidate.sex, candidate.kind, candidate.status) == ("male", "enrollment", "open")
+
+
+def test_two_writers_racing_for_one_patient_make_one_candidate(engine):
+    """Two listeners (or one listener's two batches) store reports of one new patient at once: the
+    open-candidate index lets one raise it, the other joins it on its retry."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from carepath.intake import hl7v2
+    from carepath.intake.receive import store
+
+    reports = [hl7v2.parse(oru(f"RACE-{n}", "MRN-RACE", "Compression fracture of L2.").encode()) for n in range(8)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda r: store(engine, [r]), reports))
+    assert all(not stored.duplicate for (stored,) in results)
+    (candidate,) = candidates(engine)
+    assert candidate.messages == 8 and len({stored.candidate_ids[0] for (stored,) in results}) == 1
