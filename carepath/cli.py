@@ -73,7 +73,7 @@ def _intake(args: argparse.Namespace) -> int:
 def _api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from carepath.api.app import create_app
+    from carepath.app import create_app
     from carepath.observability import configure_logging
     from carepath.settings import load_settings
 
@@ -182,10 +182,11 @@ def _reconcile_enrollments(args: argparse.Namespace) -> int:
 
 
 def _reconcile(args: argparse.Namespace) -> int:
+    from activities import channels
     from carepath.reconcile import reconcile_episodes
 
     async def both(service: Any, settings: Any) -> Any:
-        report = await reconcile_episodes(service, args.include_closed, sink=settings.sink())
+        report = await reconcile_episodes(service, args.include_closed, sink=channels.sink(settings))
         # Then the sweep: a reservation whose workflow never started has no history to replay.
         report.enrollments = await service.reconcile_enrollments(_older_than(args, settings))
         return report

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 
-from carepath.api.app import create_app
-from carepath.api.auth import COOKIE
+from carepath.access import COOKIE
+from carepath.app import create_app
 from carepath.codec import EncryptionCodec, KeyRing
 from carepath.intake import hl7v2
 from carepath.intake.receive import store

@@ -8,10 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from sqlalchemy import Engine
 
-from carepath.api.auth import CLINICIANS, Principal
-from carepath.api.deps import MAX_ID
+from carepath.access import CLINICIANS, Principal
 from carepath.engine.presentation import sections_values
 from carepath.engine.registry import pathway_for
 from carepath.errors import InvalidInput
@@ -19,34 +17,11 @@ from carepath.intake.candidates import Candidates
 from carepath.service import Conflict, NotFound
 from carepath.web import pages
 from carepath.web.guard import render
-from db.intake import REFUSED, CandidateView, candidates, count_messages
+from carepath.web.intake_view import highlighted
+from db.intake import CandidateView
+from db.models import MAX_ID
 
 router = APIRouter(include_in_schema=False)
-SHOWN = 20  # candidates on the worklist; GET /candidates lists them all
-
-
-def highlighted(sentence: str, spans: list[list[int]]) -> list[tuple[str, bool]]:
-    """``sentence`` cut into (text, marked) pieces at the matched words, for <mark> in the page."""
-    pieces, at = [], 0
-    for start, end in sorted((max(a, 0), min(b, len(sentence))) for a, b in spans):
-        if start < at:
-            start = at
-        if start >= end:
-            continue
-        pieces += [(sentence[at:start], False), (sentence[start:end], True)]
-        at = end
-    pieces.append((sentence[at:], False))
-    return [(text, marked) for text, marked in pieces if text]
-
-
-def section(engine: Engine, who: Principal) -> dict[str, Any]:
-    """What the worklist shows of the intake: open candidates, and how many messages were refused."""
-    shown = candidates(engine, "open", SHOWN)
-    return {
-        "items": [(c, highlighted(c.sentence, c.spans)) for c in shown],
-        "more": len(shown) >= SHOWN,
-        "refused": count_messages(engine, REFUSED) if who.role in CLINICIANS else 0,
-    }
 
 
 def form_values(draft: dict[str, Any], prefix: str = "") -> dict[str, list[str]]:

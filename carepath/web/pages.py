@@ -24,8 +24,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.datastructures import FormData
 
-from carepath.api.auth import (
+from carepath.access import (
     CLINICIANS,
+    CLOSERS,
     COOKIE,
     PHYSICIANS,
     READERS,
@@ -35,16 +36,17 @@ from carepath.api.auth import (
     authenticate,
     ensure,
 )
-from carepath.api.deps import CLOSERS, MAX_ID
 from carepath.engine.pathway import Pathway
 from carepath.engine.presentation import EventForm, sections_values
 from carepath.engine.registry import default_pathway, pathway_for, pathways
 from carepath.engine.vocabulary import Assignee, Priority, TaskStatus
 from carepath.errors import InvalidInput
+from carepath.reads import episode_with_upcoming
 from carepath.service import CarepathService, Conflict, NotFound, enrollment_digest
 from carepath.web.guard import FORGED, checked_form, render
+from carepath.web.intake_view import section as intake_section
 from carepath.web.timeline import timeline_svg
-from db.models import EPISODE_ID_PATTERN
+from db.models import EPISODE_ID_PATTERN, MAX_ID
 from db.queries import LISTED_STATUSES, TaskFilter, episode_page, events, failed_count, task_counts, task_page
 from db.tokens import verify
 
@@ -209,8 +211,6 @@ def worklist(
     filters = {"assignee": f.assignee, "priority": f.priority, "status": f.status, "patient": f.patient_ref}
     next_url = str(request.url.include_query_params(cursor=page.next_cursor)) if page.next_cursor else None
     failed = failed_count(service.engine) if who.role == "coordinator" else 0
-    from carepath.web.candidates import section  # the intake's candidates, above the tasks
-
     return render(
         "worklist.html",
         200,
@@ -219,7 +219,7 @@ def worklist(
         assignee=f.assignee,
         groups=[g for g in groups if g[2]],
         failed_notifications=failed,
-        intake=None if cursor else section(service.engine, who),
+        intake=None if cursor else intake_section(service.engine, who),  # the intake's candidates
         counts=counts,
         filters=filters,
         options={"assignee": ASSIGNEES, "priority": PRIORITIES, "status": STATUSES},
@@ -315,8 +315,6 @@ async def _episode_view(
     form_errors: dict[str, dict[str, str]] | None = None,
     values: dict[str, str] | None = None,
 ) -> Response:
-    from carepath.api.episodes import episode_with_upcoming  # the API's own read, with what comes next
-
     service = _service(request)
     try:
         if not EPISODE_ID.fullmatch(episode_id):
@@ -331,7 +329,7 @@ async def _episode_view(
             message=f"There is no episode {episode_id[:64]}.",  # a huge id is not echoed whole
             who=who,
         )
-    from carepath.checkin import summary  # follow-up: the patient's check-in links
+    from db.checkins import summary  # follow-up: the patient's check-in links
 
     recorded = await run_in_threadpool(events, service.engine, episode_id)
     trail = await run_in_threadpool(service.audit, episode_id)

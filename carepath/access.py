@@ -1,4 +1,5 @@
-"""Bearer tokens with roles. No token: 401. Wrong role: 403.
+"""Who is asking and what their role allows, for both edges (the JSON API's bearer tokens and the
+pages' sign-in). Bearer tokens with roles. No token: 401. Wrong role: 403.
 
 Roles: ``viewer`` reads; ``coordinator`` also enrolls, records events, completes coordinator and
 patient tasks and withdraws; ``physician`` does all of that plus physician tasks and overrides;
@@ -20,6 +21,8 @@ CLINICIANS = ("coordinator", "physician")
 PHYSICIANS = ("physician",)
 ADMINS = ("admin",)
 EVERYONE = ("viewer", "coordinator", "physician", "admin")
+# Who may close a task depends on whom it is for (SPEC assignees).
+CLOSERS = {"physician": PHYSICIANS, "coordinator": CLINICIANS, "patient": CLINICIANS}
 
 
 class Unauthorized(Exception):
