@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     # Signs the pages' CSRF tokens; empty: a random secret per API process (set one when several
     # API processes serve the pages behind one address).
     csrf_secret: str = ""
+    # A signed-in page session ends after this long without a request, and this long after
+    # sign-in whatever its use (db/sessions.py); logging out or revoking its token ends it too.
+    session_idle_minutes: float = Field(30, gt=0)
+    session_absolute_hours: float = Field(12, gt=0)
     # Origins allowed to call the codec endpoint from a browser (the Temporal UI).
     codec_cors_origins: str = "http://127.0.0.1:8233,http://localhost:8233,http://localhost:8080"
     # The HL7 v2 intake (`carepath intake`, and `carepath dev --mllp-port`): the largest message it

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
 from carepath.access import Forbidden, Unauthorized
+from carepath.api.security import secured
 from carepath.errors import FieldError, InvalidInput, from_error_list
 from carepath.outbox import RETRY_AFTER_SECONDS
 from carepath.service import Conflict, NotFound, Unavailable
@@ -135,8 +136,11 @@ def install(app: FastAPI, unavailable_page: PageAnswer | None = None) -> None:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         # Starlette re-raises the exception after this answer and the server drops the connection:
         # say so, so that a client does not reuse it.
-        return JSONResponse(
-            status_code=500,
-            content=_body([FieldError("", "internal error; it has been logged")]),
-            headers={"Connection": "close"},
+        # Answered by Starlette's outermost middleware, past the hardening one: secured here.
+        return secured(
+            JSONResponse(
+                status_code=500,
+                content=_body([FieldError("", "internal error; it has been logged")]),
+                headers={"Connection": "close"},
+            )
         )

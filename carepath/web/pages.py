@@ -35,6 +35,7 @@ from carepath.access import (
     Unauthorized,
     authenticate,
     ensure,
+    session_policy,
 )
 from carepath.engine.pathway import Pathway
 from carepath.engine.presentation import EventForm, sections_values
@@ -48,6 +49,7 @@ from carepath.web.intake_view import section as intake_section
 from carepath.web.timeline import timeline_svg
 from db.models import EPISODE_ID_PATTERN, MAX_ID
 from db.queries import LISTED_STATUSES, TaskFilter, episode_page, events, failed_count, task_counts, task_page
+from db.sessions import end_session, open_session
 from db.tokens import verify
 
 GROUPS = [("urgent", "Urgent"), ("high", "High"), ("routine", "Routine")]
@@ -517,10 +519,21 @@ async def login(request: Request) -> Response:
     if form is None:
         return render("login.html", 403, request, who=None, error=FORGED)
     token = str(form.get("token") or "").strip()
-    if not token or await run_in_threadpool(verify, _service(request).engine, token) is None:
+    service = _service(request)
+    holder = await run_in_threadpool(verify, service.engine, token) if token else None
+    if holder is None:
         return render("login.html", 401, request, who=None, error="That token is unknown or revoked.")
+    # The cookie carries a session of its own, never the token: logging out ends it on the server.
+    session_id = await run_in_threadpool(open_session, service.engine, holder.id, service.clock())
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    response.set_cookie(
+        COOKIE,
+        session_id,
+        max_age=int(session_policy(request).absolute.total_seconds()),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     return response
 
 
@@ -528,6 +541,9 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     if await checked_form(request) is None:
         return render("message.html", 403, request, heading="Not signed out", message=FORGED, who=None)
+    if session_id := request.cookies.get(COOKIE):
+        service = _service(request)
+        await run_in_threadpool(end_session, service.engine, session_id, service.clock())
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)
     return response
