@@ -180,3 +180,22 @@ def test_two_writers_racing_for_one_patient_make_one_candidate(engine):
     assert all(not stored.duplicate for (stored,) in results)
     (candidate,) = candidates(engine)
     assert candidate.messages == 8 and len({stored.candidate_ids[0] for (stored,) in results}) == 1
+
+
+async def test_when_the_database_cannot_store_it_nothing_is_acknowledged(tmp_path):
+    """No tables yet (or the database down): the sender gets no ACK, the line closes, and the same
+    message sent again once the database is there is stored and acknowledged."""
+    from db.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'late.db'}"
+    engine = make_engine(url)
+    report = oru("LATE-1", "MRN-LATE", "Compression fracture of L3.")
+    async with MllpServer(engine, "127.0.0.1", 0) as server:
+        async with mllp(server.bound_port) as client:
+            with pytest.raises(asyncio.IncompleteReadError):
+                await client.send(report)
+        upgrade(url)
+        async with mllp(server.bound_port) as client:
+            assert ack_code(await client.send(report)) == "AA"
+    assert [c.patient_ref for c in candidates(engine)] == ["MRN-LATE"]
+    engine.dispose()
