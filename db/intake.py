@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.models import AuditRow, CandidateAuditRow, CandidateRow, EpisodeRow, IntakeMessageRow
@@ -92,26 +93,39 @@ class Stored:
 def store_messages(engine: Engine, batch: Sequence[tuple[IncomingMessage, Planner]], now: datetime) -> list[Stored]:
     """Store each message (once) and apply its candidates, all in one transaction.
 
-    A batch costs a few statements whatever its size: one look-up each for known messages, live
-    episodes and the patients' candidates, then one multi-row INSERT each for the messages, the new
-    candidates and the audit entries.
+    A batch costs a few statements whatever its size: the messages' multi-row INSERT, a look-up each
+    for live episodes and the patients' candidates, a multi-row INSERT each for the new candidates
+    and the audit entries. Most batches hold no message received before, so the INSERT is tried
+    first; when one was (its key is taken), the batch is stored again knowing which.
     """
+    try:
+        return _store(engine, batch, now, look_up_known=False)
+    except IntegrityError:
+        return _store(engine, batch, now, look_up_known=True)
+
+
+def _store(
+    engine: Engine, batch: Sequence[tuple[IncomingMessage, Planner]], now: datetime, look_up_known: bool
+) -> list[Stored]:
     # Core statements: the ORM's bookkeeping costs more than the SQL here (it is used only to change
     # candidates that already exist).
     with engine.begin() as connection:
-        _lock_for_writing(connection)
-        keys = [message.dedupe_key for message, _ in batch]
-        known: dict[str, int] = dict(connection.execute(_KNOWN, {"keys": keys}).all())
+        known: dict[str, int] = {}
+        if look_up_known:
+            _lock_for_writing(connection)
+            keys = [message.dedupe_key for message, _ in batch]
+            known = dict(connection.execute(_KNOWN, {"keys": keys}).all())
+        fresh: dict[str, tuple[IncomingMessage, Planner]] = {}
+        for message, planner in batch:
+            if message.dedupe_key not in known:
+                fresh.setdefault(message.dedupe_key, (message, planner))
+        # The first write of the transaction: on SQLite it takes the write lock before anything is read.
+        ids = _insert_messages(connection, [message for message, _ in fresh.values()])
         # Only messages that can touch a candidate need the patient's episodes and candidates looked up.
         touching = {m.patient_ref for m, _ in batch if m.patient_ref and (m.findings or m.kind.startswith("ADT"))}
         admitted = {m.patient_ref for m, _ in batch if m.patient_ref and m.kind == "ADT^A01"}
         episodes = _live_episodes(connection, admitted)
         held = _Held(connection, touching)
-        fresh: dict[str, tuple[IncomingMessage, Planner]] = {}
-        for message, planner in batch:
-            if message.dedupe_key not in known:
-                fresh.setdefault(message.dedupe_key, (message, planner))
-        ids = _insert_messages(connection, [message for message, _ in fresh.values()])
         applied: dict[str, list[Candidate]] = {}
         for (message, planner), message_id in zip(fresh.values(), ids, strict=True):
             known[message.dedupe_key] = message_id
