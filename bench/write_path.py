@@ -92,6 +92,27 @@ async def wait_ready(http: httpx.AsyncClient, timeout: float = 60) -> None:
     raise RuntimeError("the API never became ready")
 
 
+def profile(folder: str, pids: dict[str, int]) -> list[subprocess.Popen[bytes]]:
+    """py-spy on each process (raw collapsed stacks in ``folder``/<name>.txt) while the one-client
+    phase runs; summarise them with bench/pyspy_top.py."""
+    if not folder:
+        return []
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    return [
+        subprocess.Popen(
+            [str(spy), "record", "--gil", "-f", "raw", "-r", "200", "-o", f"{folder}/{name}.txt", "--pid", str(pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in pids.items()
+    ]
+
+
+def cpu_per(pids: dict[str, int], before: dict[str, float], n: int) -> str:
+    return ", ".join(f"{name} {1000 * (cpu_seconds(pid) - before[name]) / n:.1f}" for name, pid in pids.items())
+
+
 def ms(seconds: float) -> str:
     return f"{1000 * seconds:.1f} ms"
 
@@ -115,9 +136,10 @@ def note(today: Any, i: int) -> dict[str, Any]:
 
 
 async def one_client(
-    http: httpx.AsyncClient, bare: Any, episode: str, today: Any, n: int
+    http: httpx.AsyncClient, bare: Any, episode: str, today: Any, n: int, pids: dict[str, int]
 ) -> tuple[list[float], list[float]]:
     errors = 0
+    cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
     api: list[float] = []
     for i in range(n + 10):  # the first 10 of each: warm-up, not counted
         started = time.perf_counter()
@@ -126,12 +148,15 @@ async def one_client(
             errors += 1
         if i >= 10:
             api.append(time.perf_counter() - started)
+    print(f"  CPU ms per note: {cpu_per(pids, cpu, n + 10)}", flush=True)
+    cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
     floor: list[float] = []
     for i in range(n + 10):
         started = time.perf_counter()
         await bare.execute_update(BareWorkflow.ping)
         if i >= 10:
             floor.append(time.perf_counter() - started)
+    print(f"  CPU ms per bare update: {cpu_per(pids, cpu, n + 10)}", flush=True)
     if errors:
         print(f"  one client: {errors} notes refused", flush=True)
     return api, floor
@@ -237,7 +262,12 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
                 BareWorkflow.run, id=f"bare-{uuid.uuid4().hex}", task_queue=BARE_QUEUE
             )
             bares.append(handle)
-        api_lat, bare_lat = await one_client(http, bares[0], episodes[0], today, args.notes)
+        spies = profile(args.profile, {"api": api.pid, "worker": worker.pid})
+        pids = {"api": api.pid, "worker": worker.pid, "server": server.pid, "bare worker": bare.pid}
+        api_lat, bare_lat = await one_client(http, bares[0], episodes[0], today, args.notes, pids)
+        for spy in spies:
+            spy.send_signal(2)  # SIGINT: py-spy writes its profile and exits
+            spy.wait(timeout=30)
         print(summary(f"1 client, {args.notes} notes POST /episodes/{{id}}/events", api_lat), flush=True)
         print(summary(f"1 client, {args.notes} bare execute_update (no-op)", bare_lat), flush=True)
         p50 = pct(api_lat, 0.5) / pct(bare_lat, 0.5)
@@ -251,6 +281,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             flush=True,
         )
 
+        if args.skip_imports:
+            return
         # ---- enrollment end to end --------------------------------------------------------
         stamp = uuid.uuid4().hex[:6]
         rows = []
@@ -310,6 +342,8 @@ def main() -> None:
     parser.add_argument("--imports", type=int, default=600)
     parser.add_argument("--chunk", type=int, default=120, help="lines per body when one body is refused")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
+    parser.add_argument("--profile", default="", help="py-spy the API and worker during the one-client phase into DIR")
+    parser.add_argument("--skip-imports", action="store_true", help="only the event phases")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="carepath-write-"))
     try:
