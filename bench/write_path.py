@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -44,8 +43,8 @@ from sqlalchemy.orm import Session  # noqa: E402
 from bench.bare import BareWorkflow  # noqa: E402
 from bench.live import (  # noqa: E402
     BARE_QUEUE,
-    TASK_QUEUE,
     bounded,
+    carepath_env,
     connect_when_ready,
     cpu_seconds,
     enrollment,
@@ -65,15 +64,7 @@ from db.tokens import create_token  # noqa: E402
 def start_api(address: str, database_url: str, tmp: Path, port: int, out: Any) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "carepath.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
-        env={
-            **os.environ,
-            "CAREPATH_TEMPORAL_ADDRESS": address,
-            "CAREPATH_DATABASE_URL": database_url,
-            "CAREPATH_TASK_QUEUE": TASK_QUEUE,
-            "CAREPATH_KEY_FILE": str(tmp / "keys.json"),
-            "CAREPATH_LOG_FORMAT": "text",
-            "CAREPATH_MAX_REQUEST_BYTES": os.environ.get("CAREPATH_MAX_REQUEST_BYTES", "65536"),
-        },
+        env=carepath_env(address, database_url, tmp),
         cwd=ROOT,
         stdout=out,
         stderr=subprocess.STDOUT,

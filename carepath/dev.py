@@ -202,14 +202,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
         client = await _connect_when_ready(
             address, settings.temporal_namespace, temporal, settings.data_converter(), settings.worker_metrics_address
         )
-        service = CarepathService(
-            client,
-            engine,
-            settings.task_queue,
-            pathway_version=settings.pathway_version,
-            update_wait=settings.update_wait_seconds,
-            history_limit=settings.history_limit,
-        )
+        service = CarepathService.from_settings(client, engine, settings)
         await ensure_schedules(client, settings.task_queue, settings.clinic_timezone or None)
         server = _Server(
             uvicorn.Config(
