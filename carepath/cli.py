@@ -52,6 +52,7 @@ def _dev(args: argparse.Namespace) -> int:
             temporal_port=args.temporal_port,
             ui_port=args.ui_port,
             demo=args.demo,
+            mllp_port=args.mllp_port,
         )
     )
 
@@ -61,6 +62,15 @@ def _worker(_: argparse.Namespace) -> int:
 
     worker.main()
     return 0
+
+
+def _intake(args: argparse.Namespace) -> int:
+    from carepath.intake.run import main
+    from carepath.observability import configure_logging
+    from carepath.settings import load_settings
+
+    configure_logging(load_settings().log_format)
+    return main(args.host, args.port)
 
 
 def _api(args: argparse.Namespace) -> int:
@@ -324,6 +334,18 @@ def _terminal_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--role", required=True, choices=["viewer", "coordinator", "physician", "admin"])
 
 
+def _intake_command(sub: argparse._SubParsersAction) -> None:
+    intake = sub.add_parser(
+        "intake",
+        help="listen for HL7 v2 messages over MLLP (production; settings from CAREPATH_* env)",
+        description="Receive ORU^R01 reports and ADT^A01/A04/A08 over MLLP; each is stored with the candidates it "
+        "raises before its ACK (AA) is sent. Needs only the database (CAREPATH_DATABASE_URL).",
+    )
+    intake.add_argument("--host", default="127.0.0.1")
+    intake.add_argument("--port", type=int, default=2575)
+    intake.set_defaults(handler=_intake)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carepath", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -371,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also enroll a handful of back-dated demo patients (urgent, overdue, a check-in waiting) and "
         "print tokens to sign in with",
     )
+    dev.add_argument("--mllp-port", type=int, default=2575, help="HL7 v2 (MLLP) intake on HOST (default 2575)")
     dev.set_defaults(handler=_dev)
 
     sub.add_parser("worker", help="run the worker (production; settings from CAREPATH_* env)").set_defaults(
@@ -380,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
     api.set_defaults(handler=_api)
+    _intake_command(sub)
 
     boot = sub.add_parser(
         "bootstrap-admin",

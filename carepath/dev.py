@@ -30,6 +30,8 @@ from temporalio.converter import DataConverter
 from carepath.app import create_app
 from carepath.codec import EncryptionCodec, KeyRing
 from carepath.engine.registry import default_pathway
+from carepath.intake.mllp import MllpServer
+from carepath.intake.run import limits_of
 from carepath.observability import worker_runtime
 from carepath.reconcile import drain_periodically, reconcile_periodically, sweep_schedule
 from carepath.schedules import ensure_schedules
@@ -50,6 +52,7 @@ class DevOptions:
     temporal_port: int = 7233
     ui_port: int = 8233
     demo: bool = False  # enroll the demo patients (carepath/demo.py)
+    mllp_port: int = 2575  # the HL7 v2 intake, on ``host``
 
 
 class _Server(uvicorn.Server):
@@ -207,6 +210,8 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
     try:
         if not _port_free(options.host, options.port):
             raise DevError(f"port {options.port} on {options.host} is in use (set --port)")
+        if not _port_free(options.host, options.mllp_port):
+            raise DevError(f"port {options.mllp_port} on {options.host} is in use (set --mllp-port)")
         upgrade(database_url)
         engine = make_engine(database_url)
         first_token = _first_admin_token(engine)
@@ -222,7 +227,8 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
         )
         with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as threads:
             worker = worker_from_settings(client, engine, settings, threads)
-            async with worker:
+            mllp = MllpServer(engine, options.host, options.mllp_port, limits_of(settings))
+            async with worker, mllp:
                 serving = asyncio.create_task(server.serve())
                 # Releases reservations a killed `carepath dev` left behind (and later ones).
                 sweep = asyncio.create_task(reconcile_periodically(service, *sweep_schedule(settings)))
@@ -238,6 +244,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
                 print(f"carepath is running (pathway episodes on {address}, database {database_url})")
                 print(f"  worklist     {base}/")
                 print(f"  API          {base}/docs")
+                print(f"  HL7 v2 MLLP  {options.host}:{mllp.bound_port} (ORU^R01, ADT^A01/A04/A08)")
                 newest = default_pathway().definition(settings.pathway_version)
                 print(f"  new enrollments get pathway {newest.id} v{newest.version}")
                 if temporal is not None:

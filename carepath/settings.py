@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     session_absolute_hours: float = Field(12, gt=0)
     # Origins allowed to call the codec endpoint from a browser (the Temporal UI).
     codec_cors_origins: str = "http://127.0.0.1:8233,http://localhost:8233,http://localhost:8080"
+    # The HL7 v2 intake (`carepath intake`, and `carepath dev --mllp-port`): the largest message it
+    # takes, how many senders at once, and how long a silent connection stays open.
+    intake_max_bytes: int = Field(1_048_576, ge=1024)
+    intake_max_connections: int = Field(32, ge=1)
+    intake_idle_seconds: float = Field(300, gt=0)
 
     def key_ring(self) -> KeyRing | None:
         if self.key_file:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -56,7 +57,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, list[Any]: JSON}
 
 
 ACTIVE_OR_RESERVING = "status IN ('reserving', 'active') AND NOT simulated"
@@ -261,6 +262,97 @@ class ApiTokenRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(200))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# ---- intake: messages received (HL7 v2, FHIR) and the candidates they raised -------------------
+
+OPEN_CANDIDATE = "status = 'open'"
+
+
+class IntakeMessageRow(Base):
+    """Every message the intake received, accepted or refused, kept as received.
+
+    ``dedupe_key`` makes a resent message (same MSH-10 from the same sender, same FHIR resource
+    identifier) change nothing: it is unique, and the message's effects are written in the same
+    transaction as its row, before it is acknowledged. A refused message keys by its content's
+    SHA-256, so sending the same bad bytes again adds no second row.
+    """
+
+    __tablename__ = "intake_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dedupe_key: Mapped[str] = mapped_column(String(300), unique=True)
+    source: Mapped[str] = mapped_column(String(8))  # hl7 | fhir
+    kind: Mapped[str] = mapped_column(String(40))  # ORU^R01, ADT^A01, DiagnosticReport, Condition, ...
+    control_id: Mapped[str | None] = mapped_column(String(200))
+    sender: Mapped[str] = mapped_column(String(200), default="")
+    patient_ref: Mapped[str | None] = mapped_column(String(200), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # accepted | refused
+    error: Mapped[str | None] = mapped_column(Text)  # "PID-3: ..." for a refused message
+    size: Mapped[int] = mapped_column(Integer)
+    body: Mapped[bytes] = mapped_column(LargeBinary)  # exactly as received (empty only when over the size limit)
+    findings: Mapped[list[Any]] = mapped_column(default=list)  # the detectors' findings (dicts)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CandidateRow(Base):
+    """Someone a message suggests for a pathway (``kind`` enrollment) or an event to record on an
+    active episode (``kind`` event, e.g. a hospital admission): offered to a coordinator, never
+    acted on by itself. At most one open candidate per patient, pathway and subject."""
+
+    __tablename__ = "candidates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # enrollment | event
+    pathway_id: Mapped[str] = mapped_column(String(64))
+    patient_ref: Mapped[str] = mapped_column(String(200), index=True)
+    subject: Mapped[str] = mapped_column(String(100))  # "enroll", or the event and its day
+    status: Mapped[str] = mapped_column(String(16), index=True)  # open | enrolled | recorded | dismissed
+    source: Mapped[str] = mapped_column(String(8))  # of the first message: hl7 | fhir
+    message_id: Mapped[int] = mapped_column(ForeignKey("intake_messages.id"))  # the first message
+    messages: Mapped[int] = mapped_column(Integer, default=1)  # how many messages named it
+    sentence: Mapped[str] = mapped_column(Text, default="")  # the first matched sentence (or code)
+    spans: Mapped[list[Any]] = mapped_column(default=list)  # [start, end] pairs to highlight in it
+    levels: Mapped[list[str]] = mapped_column(default=list)
+    noted: Mapped[list[str]] = mapped_column(default=list)
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    age: Mapped[int | None] = mapped_column(Integer)
+    sex: Mapped[str | None] = mapped_column(String(16))
+    reported_on: Mapped[date | None] = mapped_column(Date)
+    modality: Mapped[str | None] = mapped_column(String(40))
+    event: Mapped[dict[str, Any] | None] = mapped_column()  # the event offered (kind event)
+    episode_id: Mapped[str | None] = mapped_column(ForeignKey("episodes.id"))  # made, or offered on
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_by: Mapped[str | None] = mapped_column(String(200))
+    close_reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index(
+            "uq_candidates_open",
+            "patient_ref",
+            "pathway_id",
+            "subject",
+            unique=True,
+            sqlite_where=text(OPEN_CANDIDATE),
+            postgresql_where=text(OPEN_CANDIDATE),
+        ),
+    )
+
+
+class CandidateAuditRow(Base):
+    """Append-only: what happened to a candidate, who did it and why (raised, named again,
+    enrolled, recorded, dismissed)."""
+
+    __tablename__ = "candidate_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column()
 
 
 class SessionRow(Base):

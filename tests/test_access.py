@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import uuid
@@ -14,6 +15,9 @@ from fastapi.routing import APIRoute
 from carepath.access import COOKIE
 from carepath.app import create_app
 from carepath.codec import EncryptionCodec, KeyRing
+from carepath.intake import hl7v2
+from carepath.intake.receive import store
+from tests.support.hl7_messages import adt, oru
 from tests.support.live import api_client, sqlite_url, start_dev_server
 
 ROLES = [None, "viewer", "coordinator", "physician", "admin"]
@@ -38,6 +42,28 @@ ENROLL_FORM = (
     f"identified_on={TODAY}&patient.ref={{ref}}&patient.age=70&patient.sex=male&fracture.levels=L2&pain_nrs=5"
     "&analgesics=nsaid"
 )
+FHIR_BUNDLE = {
+    "resourceType": "Bundle",
+    "type": "transaction",
+    "entry": [
+        {
+            "resource": {
+                "resourceType": "DiagnosticReport",
+                "id": "access-report",
+                "status": "final",
+                "code": {"text": "XR lumbar spine"},
+                "subject": {"identifier": {"value": "access-fhir"}},
+                "conclusion": "Compression fracture of L2.",
+            }
+        }
+    ],
+}
+FHIR_CONDITION = {
+    "resourceType": "Condition",
+    "id": "access-condition",
+    "code": {"coding": [{"system": "http://snomed.info/sct", "code": "42942008"}]},
+    "subject": {"identifier": {"value": "access-fhir"}},
+}
 # (method, route#variant, who may, body). Path parameters are filled with things made fresh for
 # every call (an episode, its physician or coordinator task, a token), so one role's success never
 # changes another's answer.
@@ -121,6 +147,25 @@ MATRIX = [
     ("POST", "/checkin/{token}", PUBLIC, "link"),
     ("GET", "/checkin-static/checkin.css", PUBLIC, None),
     ("GET", "/docs", PUBLIC, None),
+    # The intake: FHIR in (an interface engine holds a clinician's token), the candidates queue.
+    ("POST", "/fhir", CLINICIANS, FHIR_BUNDLE),
+    ("POST", "/fhir/DiagnosticReport", CLINICIANS, FHIR_BUNDLE["entry"][0]["resource"]),
+    ("POST", "/fhir/Condition", CLINICIANS, FHIR_CONDITION),
+    ("GET", "/candidates", READERS, None),
+    ("GET", "/candidates/{candidate_id}", READERS, None),
+    ("POST", "/candidates/{candidate_id}/enroll", CLINICIANS, {"pain_nrs": 5, "analgesics": ["nsaid"]}),
+    ("POST", "/candidates/{candidate_id}/confirm#event", CLINICIANS, None),
+    ("POST", "/candidates/{candidate_id}/dismiss", CLINICIANS, {"reason": "known fracture"}),
+    ("GET", "/intake/messages", CLINICIANS, None),
+    ("GET", "/ui/candidates/{candidate_id}/enroll", CLINICIANS, None),
+    (
+        "POST",
+        "/ui/candidates/{candidate_id}/enroll",
+        CLINICIANS,
+        f"page:identified_on={TODAY}&fracture.levels=L2&pain_nrs=5&analgesics=nsaid",  # the ref is the candidate's
+    ),
+    ("POST", "/ui/candidates/{candidate_id}/{action}#dismiss", CLINICIANS, "page:reason=known"),
+    ("POST", "/ui/candidates/{candidate_id}/{action}#event", CLINICIANS, "page:"),
 ]
 PAGES = {
     "/",
@@ -130,6 +175,7 @@ PAGES = {
     "/ui/evidence",
     "/ui/episodes/{episode_id}/fhir",
     "/ui/episodes/{episode_id}/audit/fhir",
+    "/ui/candidates/{candidate_id}/enroll",
 }
 SITE = "http://carepath.test"
 
@@ -199,10 +245,30 @@ async def _fresh(live, template: str) -> tuple[str, list[str]]:
         tasks = {t["code"]: t["id"] for t in detail["open_tasks"]}
         values["task_id"] = tasks["START_OSTEOPOROSIS_THERAPY" if variant == "physician" else "CALCIUM_VITAMIN_D"]
         secrets = [ref, note, *(t["title"] for t in detail["open_tasks"])]
+    if "{candidate_id}" in path:
+        values["candidate_id"], ref = await _candidate(live, variant == "event")
+        values["action"] = "confirm" if variant == "event" else variant or "complete"
+        secrets.append(ref)
     if "{token_id}" in path:
         created = await client.post("/tokens", json={"name": "victim", "role": "viewer"}, headers=live.auth("admin"))
         values["token_id"] = created.json()["id"]
     return path.format(**values), secrets
+
+
+async def _candidate(live, event: bool) -> tuple[int, str]:
+    """A fresh open candidate: a reported fracture, or (``event``) an admission of an enrolled patient."""
+    ref = f"c-{uuid.uuid4().hex[:10]}"
+    if event:
+        enrolled = await live.client.post(
+            "/episodes", json=enrollment() | {"patient": {"ref": ref, "age": 70, "sex": "male"}}
+        )
+        assert enrolled.status_code == 201, enrolled.text
+        received = hl7v2.parse(adt(uuid.uuid4().hex[:10], ref, admitted=TODAY.replace("-", "")).encode())
+    else:
+        report = oru(uuid.uuid4().hex[:10], ref, "Compression fracture of L2.", observed=TODAY.replace("-", ""))
+        received = hl7v2.parse(report.encode())
+    (stored,) = await asyncio.to_thread(store, live.service.engine, [received])
+    return stored.candidate_ids[0], ref
 
 
 # Keys that only patient data travels under (bodies of non-readers must have none of them).
@@ -256,7 +322,9 @@ async def test_route_answers_each_role(live, method, template, allowed, body, ro
         assert response.headers["www-authenticate"] == "Bearer"
     else:
         assert response.status_code == 403, (role, response.status_code, response.text)
-        if template not in PAGES:
+        if template.startswith("/fhir"):  # FHIR answers FHIR: an OperationOutcome naming the field
+            assert response.json()["issue"][0]["expression"] == ["Authorization"]
+        elif template not in PAGES:
             assert response.json()["detail"][0]["field"] == "Authorization"
 
 

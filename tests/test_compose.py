@@ -160,6 +160,7 @@ def test_topology(rendered):
         "carepath-migrate",
         "carepath-worker",
         "carepath-api",
+        "carepath-intake",
     } <= set(services)
     for name in ("temporal-db", "carepath-db"):
         assert services[name]["image"].startswith("postgres:")
@@ -167,10 +168,12 @@ def test_topology(rendered):
     assert services["temporal"]["image"].startswith("temporalio/server:")
     assert services["temporal-ui"]["image"].startswith("temporalio/ui:")
     # Worker and API run the image built from the Dockerfile; the API serves on 8000.
-    for name in ("carepath-migrate", "carepath-worker", "carepath-api"):
+    for name in ("carepath-migrate", "carepath-worker", "carepath-api", "carepath-intake"):
         assert "build" in services[name]
     assert services["carepath-worker"]["command"] == ["carepath", "worker"]
     assert services["carepath-api"]["command"][:2] == ["carepath", "api"]
+    assert services["carepath-intake"]["command"] == ["carepath", "intake", "--host", "0.0.0.0", "--port", "2575"]
+    assert services["carepath-intake"]["environment"]["CAREPATH_DATABASE_URL"].startswith("postgresql://")
 
 
 def test_published_ports(rendered):
@@ -178,6 +181,8 @@ def test_published_ports(rendered):
     assert any(published == 8000 and target == 8000 for _, published, target in _ports(services["carepath-api"]))
     # The Temporal UI has no login: loopback unless TEMPORAL_UI_BIND says otherwise.
     assert _ports(services["temporal-ui"]) == [("127.0.0.1", 8080, 8080)]
+    # MLLP has no login or encryption either: loopback unless CAREPATH_MLLP_BIND says otherwise.
+    assert _ports(services["carepath-intake"]) == [("127.0.0.1", 2575, 2575)]
     # Databases and the Temporal frontend stay on the compose network.
     for name in ("temporal-db", "carepath-db", "temporal"):
         assert not _ports(services[name]), name
@@ -203,6 +208,7 @@ def test_startup_order(rendered):
     assert condition("temporal-schema", "temporal-db") == "service_healthy"
     assert condition("temporal", "temporal-schema") == "service_completed_successfully"
     assert condition("carepath-migrate", "carepath-db") == "service_healthy"
+    assert condition("carepath-intake", "carepath-migrate") == "service_completed_successfully"
     for name in ("carepath-worker", "carepath-api"):
         assert condition(name, "carepath-migrate") == "service_completed_successfully"
         assert condition(name, "temporal-namespace") == "service_completed_successfully"

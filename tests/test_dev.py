@@ -21,6 +21,7 @@ from google.protobuf import json_format
 
 from carepath.codec import KeyRing, encrypted_converter
 from carepath.temporal import DATA_CONVERTER, connect
+from tests.support.hl7_messages import ack_code, mllp, oru
 from workflows.contracts import workflow_id
 from workflows.episode import EpisodeWorkflow
 
@@ -37,6 +38,7 @@ class Dev:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.port, self.temporal_port, self.ui_port = _free_port(), _free_port(), _free_port()
+        self.mllp_port = _free_port()
         self.metrics_port = _free_port()  # the worker's Prometheus endpoint (CAREPATH_WORKER_METRICS_ADDRESS)
         self.process: subprocess.Popen[str] | None = None
         self.output = ""
@@ -62,6 +64,8 @@ class Dev:
                 str(self.temporal_port),
                 "--ui-port",
                 str(self.ui_port),
+                "--mllp-port",
+                str(self.mllp_port),
             ],
             cwd=ROOT,
             env=env,
@@ -151,6 +155,12 @@ async def test_dev_serves_enrollments_and_keeps_them_across_a_restart(dev, tmp_p
     codes = {t["code"] for t in tasks if t["episode_id"] == episode_id}
     assert {"START_OSTEOPOROSIS_THERAPY", "OPIOID_CAUTION_ELDERLY"} <= codes
     await _temporal_ui_decrypts(dev, episode_id)
+    # The HL7 v2 intake listens beside the API: a report becomes a candidate, nobody is enrolled.
+    assert f"HL7 v2 MLLP  127.0.0.1:{dev.mllp_port}" in dev.output
+    async with mllp(dev.mllp_port) as client:
+        assert ack_code(await client.send(oru("DEV-1", "dev-found", "Compression fracture of L2."))) == "AA"
+    found = httpx.get(f"{dev.base}/candidates", headers=coordinator).json()
+    assert [(c["patient_ref"], c["levels"]) for c in found] == [("dev-found", ["L2"])]
     dev.stop()
 
     dev.start()
@@ -229,7 +239,7 @@ def _write(path: Path, data: dict) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("command", [["worker"], ["api"], ["dev"]])
+@pytest.mark.parametrize("command", [["worker"], ["api"], ["dev"], ["intake"]])
 def test_a_bad_setting_stops_the_service_naming_its_variable(command: list[str], tmp_path: Path) -> None:
     env = {**os.environ, "CAREPATH_MAX_CACHED_WORKFLOWS": "lots", "CAREPATH_HOME": str(tmp_path)}
     result = subprocess.run(

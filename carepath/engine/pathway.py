@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from carepath.engine.definition import DefinitionCore, DefinitionFiles, local_date, shared
 from carepath.engine.inputs import EnrollmentCore, EventCore, parse_model
+from carepath.engine.intake import IntakeDetector
 from carepath.engine.items import Changes, TaskKey
 from carepath.engine.presentation import (
     CheckIn,
@@ -48,6 +49,7 @@ class Pathway(Protocol):
     id: str
     title: str
     rules_revision: int  # the newest revision of its rules (docs/rule-changes.md)
+    intake: IntakeDetector | None  # finds its patients in reports and codes (carepath.engine.intake)
 
     def versions(self) -> list[int]: ...
     def definition(self, version: int | None = None) -> DefinitionCore: ...
@@ -211,6 +213,7 @@ class PathwayRules(Generic[D, S]):
     rules_revision: int = 1
     # The action fields each rules revision reads that an older carried definition may lack.
     refreshed_by_revision: dict[int, tuple[str, ...]] = {2: ("repeat",)}
+    intake: IntakeDetector | None = None  # a pathway found in reports declares its detector
     files: DefinitionFiles
     state_model: type[S]
     enrollment_model: type[EnrollmentCore]

@@ -47,6 +47,7 @@ from carepath.service import CarepathService, Conflict, NotFound, enrollment_dig
 from carepath.web import drafts
 from carepath.web.audit_words import audit_lines
 from carepath.web.guard import FORGED, checked_form, render
+from carepath.web.intake_view import section as intake_section
 from carepath.web.timeline import timeline_svg
 from db.models import EPISODE_ID_PATTERN, MAX_ID
 from db.queries import LISTED_STATUSES, TaskFilter, episode_page, events, failed_count, task_counts, task_page
@@ -140,6 +141,7 @@ NOTICES = {
     "checkin": "A check-in link is on its way to the patient.",
     "assigned": "Task assigned.",
     "unassigned": "Task handed back to its role.",
+    "dismissed": "Candidate dismissed; nobody was enrolled.",
 }
 PAGE_SIZE = 50
 
@@ -228,6 +230,7 @@ def worklist(
         assignee=f.assignee,
         groups=[g for g in groups if g[2]],
         failed_notifications=failed,
+        intake=None if cursor else intake_section(service.engine, who),  # the intake's candidates
         counts=counts,
         filters=filters,
         options={"assignee": ASSIGNEES, "priority": PRIORITIES, "status": STATUSES},

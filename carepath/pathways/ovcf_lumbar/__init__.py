@@ -31,6 +31,7 @@ from carepath.pathways.ovcf_lumbar.baseline import baseline
 from carepath.pathways.ovcf_lumbar.definition import DEFINITIONS, PATHWAY_ID, PathwayDefinition
 from carepath.pathways.ovcf_lumbar.evaluation import evaluate, evaluation_milestone
 from carepath.pathways.ovcf_lumbar.inputs import EVENT_MODELS, Enrollment, Event, parse_event
+from carepath.pathways.ovcf_lumbar.intake import OVCF_INTAKE
 from carepath.pathways.ovcf_lumbar.state import RULES_REVISION, EpisodeState, MilestoneProgress
 from carepath.pathways.ovcf_lumbar.step import OvcfStep
 from carepath.pathways.ovcf_lumbar.stories import STORY_FIELDS, ScenarioEnrollment
@@ -47,6 +48,7 @@ class OvcfLumbar(PathwayRules[PathwayDefinition, EpisodeState]):
     state_model = EpisodeState
     enrollment_model = Enrollment
     step_class = OvcfStep
+    intake = OVCF_INTAKE  # how its patients are found in reports and codes (intake.py)
 
     def parse_event(self, data: Any, prefix: str = "") -> Event:
         return data if not isinstance(data, dict) else parse_event(data, prefix)
