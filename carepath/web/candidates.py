@@ -15,7 +15,7 @@ from carepath.engine.registry import pathway_for
 from carepath.errors import InvalidInput
 from carepath.intake.candidates import Candidates
 from carepath.service import Conflict, NotFound
-from carepath.web import pages
+from carepath.web import drafts, pages
 from carepath.web.guard import render
 from carepath.web.intake_view import highlighted
 from db.intake import CandidateView
@@ -99,7 +99,7 @@ async def enroll(request: Request, candidate_id: int) -> Response:
         view = None
     if view is None:
         return _missing(request, who)
-    typed = pages._form_values(form)
+    typed = drafts.typed(form)
     pathway = pathway_for(view.pathway_id)
     sections = pathway.enrollment_form(pathway.definition())
     given = sections_values(sections, lambda name: pages._text(form, name), lambda name: pages._all(form, name))
