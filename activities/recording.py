@@ -11,7 +11,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -23,10 +23,11 @@ from carepath import checkin
 from carepath.engine.items import Changes, TimelineEntry
 from carepath.messages import DEFAULT_PUBLIC_URL, patient_words
 from carepath.observability import count_recording_retry
-from db.models import AuditRow, EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
+from db.models import AuditRow, ComingItemRow, EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
 
 EPISODES = EpisodeRow.__table__
 TASKS = TaskRow.__table__
+COMING = ComingItemRow.__table__
 # The type of the non-retryable failure when an episode's reservation was released (see below).
 RESERVATION_RELEASED = "ReservationReleased"
 # The type of the (retried) failure when the database refused a recording.
@@ -40,6 +41,15 @@ class EpisodeOpened(BaseModel):
     identified_on: date
     enrolled_on: date
     simulated: bool = False
+    enrollment: dict[str, Any] | None = None  # as the pathway parsed it (the measures read it)
+
+
+class ComingItem(BaseModel):
+    """An item the clock will raise if nothing else is recorded (the workload forecast)."""
+
+    due_on: date
+    code: str
+    assignee: str
 
 
 class RecordedEvent(BaseModel):
@@ -61,6 +71,9 @@ class ChangeRecord(BaseModel):
     opened: EpisodeOpened | None = None
     event: RecordedEvent | None = None
     changes: Changes
+    # The episode's coming items, replacing those recorded before; None: leave them (simulated
+    # episodes, and records made before the forecast existed).
+    coming: list[ComingItem] | None = None
 
 
 def episode_status(phase: str) -> str:
@@ -161,6 +174,8 @@ def write_changes(
             )
             .values(status=closure.status, closed_at=at, close_reason=closure.reason)
         )
+    if record.coming is not None:
+        _replace_coming(db, episode_id, record.coming)
     db.execute(
         sql.audit,
         {
@@ -178,6 +193,13 @@ def write_changes(
             },
         },
     )
+
+
+def _replace_coming(db: Connection, episode_id: str, coming: list[ComingItem]) -> None:
+    """The episode's projection as of this record (a retry writes the same rows again)."""
+    db.execute(delete(COMING).where(COMING.c.episode_id == episode_id))
+    if coming:
+        db.execute(insert(COMING), [{"episode_id": episode_id, **item.model_dump()} for item in coming])
 
 
 def _add_item(

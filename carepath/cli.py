@@ -12,23 +12,29 @@ from carepath.errors import InvalidInput
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from carepath.simulate.cohort import run_with_measures
     from carepath.simulate.report import render_text
     from carepath.simulate.runner import print_progress, run_files
 
+    options = {
+        "processes": args.processes,
+        "progress": print_progress,
+        "pathway_version": args.pathway_version,
+        "lanes": args.lanes,
+    }
     try:
-        results = run_files(
-            args.files,
-            args.database_url,
-            args.processes,
-            progress=print_progress,
-            pathway_version=args.pathway_version,
-            lanes=args.lanes,
-        )
+        if args.measures:
+            results, measures = run_with_measures(args.files, args.database_url, **options)
+        else:
+            results = run_files(args.files, args.database_url, **options)
     except InvalidInput as exc:
         for error in exc.errors:
             print(f"carepath simulate: invalid scenario: {error}", file=sys.stderr)
         return 2
-    if args.json:
+    if args.measures:  # the cohort's measures; with --json beside the stories
+        json.dump({"stories": results, "measures": measures} if args.json else measures, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif args.json:
         json.dump(results, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
@@ -300,6 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("files", nargs="+", metavar="FILE", help="scenario JSON files")
     sim.add_argument("--json", action="store_true", help="print a JSON list instead of readable timelines")
+    sim.add_argument(
+        "--measures",
+        action="store_true",
+        help="print the cohort's quality measures as JSON (with --json: {stories, measures})",
+    )
     sim.add_argument(
         "--database-url", default=None, help="record into this database (default: a new temporary SQLite file per run)"
     )

@@ -83,6 +83,9 @@ class EpisodeRow(Base):
     simulated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # SHA-256 of the enrollment that reserved the row: tells a client's retry from a new request.
     enrollment_digest: Mapped[str | None] = mapped_column(String(64))
+    # The enrollment as the pathway parsed it (cohort measures read its facts, e.g. therapy and
+    # pain at enrollment); None for episodes enrolled before migration 0013.
+    enrollment: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -95,6 +98,8 @@ class EpisodeRow(Base):
             sqlite_where=text(ACTIVE_OR_RESERVING),
             postgresql_where=text(ACTIVE_OR_RESERVING),
         ),
+        # Cohorts of the measures report: episodes by day 0.
+        Index("ix_episodes_identified_on", "identified_on"),
     )
 
 
@@ -115,7 +120,11 @@ class TimelineItemRow(Base):
     occasion: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
-    __table_args__ = (UniqueConstraint("episode_id", "code", "occasion", name="uq_timeline_item_occasion"),)
+    __table_args__ = (
+        UniqueConstraint("episode_id", "code", "occasion", name="uq_timeline_item_occasion"),
+        # The measures look items up by code (db/measures.py), then by episode.
+        Index("ix_timeline_items_code", "code", "episode_id", "occasion", "day"),
+    )
 
 
 class TaskRow(Base):
@@ -154,6 +163,24 @@ class EventRow(Base):
     payload: Mapped[dict[str, Any]] = mapped_column()
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
     recorded_by: Mapped[str] = mapped_column(String(200))
+
+    # The measures look events up by type (db/measures.py), then by episode.
+    __table_args__ = (Index("ix_events_type", "type", "episode_id", "occurred_on"),)
+
+
+class ComingItemRow(Base):
+    """What the clock will raise for an episode if nothing else is recorded (the pathway's own
+    projection of its due points), replaced at every recording: the workload forecast's rows."""
+
+    __tablename__ = "coming_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id"), index=True)
+    due_on: Mapped[date] = mapped_column(Date)  # the day it will be raised
+    code: Mapped[str] = mapped_column(String(64))
+    assignee: Mapped[str] = mapped_column(String(16))
+
+    __table_args__ = (Index("ix_coming_items_forecast", "due_on", "code", "assignee"),)
 
 
 class IdempotencyKeyRow(Base):

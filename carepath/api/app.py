@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from carepath import __version__
 from carepath.api import checkin as followup
-from carepath.api import definitions, episodes, errors, security, tasks, tokens
+from carepath.api import definitions, episodes, errors, measures, security, tasks, tokens
 from carepath.api.codec import router as codec_router
 from carepath.api.deps import MAX_ID
 from carepath.api.ops import router as ops_router
@@ -24,6 +24,7 @@ from carepath.observability import instrument_app, measure_request
 from carepath.service import CarepathService
 from carepath.settings import Settings, load_settings
 from carepath.web.docs import router as docs_router
+from carepath.web.measures import router as measures_page_router
 from carepath.web.pages import install_csrf
 from carepath.web.pages import router as web_router
 
@@ -95,7 +96,9 @@ def create_app(
     instrument_app(app, config.otel_exporter)
     for router in (episodes.router, tasks.router, definitions.router, tokens.router, codec_router, ops_router):
         app.include_router(router)
+    app.include_router(measures.router)
     app.include_router(web_router)
+    app.include_router(measures_page_router)
     app.include_router(docs_router)
     app.include_router(followup.router)  # the patients' check-in page
     app.include_router(followup.api)  # GET /notifications

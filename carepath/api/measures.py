@@ -1,0 +1,118 @@
+"""Cohort quality measures and the workload forecast over HTTP.
+
+Counts only, never a patient, except the drill-down (who did not meet a measure), which is for
+clinicians. ``admin`` reads no patient data, and a small cohort's counts are close to it, so the
+reports are for viewers, coordinators and physicians; the ``Measure`` definitions are for anyone.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse
+
+from carepath.api.deps import Anyone, Clinician, Reader, Service
+from carepath.engine.registry import DEFAULT_PATHWAY
+from carepath.fhir_measures import measures_bundle, report_bundle
+from carepath.measures import as_csv, drill_down, period, report, weekly_load
+from carepath.service import CarepathService, NotFound
+
+router = APIRouter(tags=["measures"])
+DateParam = Annotated[str | None, Query(description="YYYY-MM-DD", max_length=10)]
+
+
+def _pathway(service: CarepathService, pathway: str) -> Any:
+    try:
+        return service.pathway(pathway)
+    except LookupError as exc:
+        raise NotFound(str(exc), field="pathway") from None
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+@router.get("/measures")
+async def measures(
+    _: Reader,
+    service: Service,
+    start: Annotated[str | None, Query(alias="from", description="first day 0 of the cohort, YYYY-MM-DD")] = None,
+    to: DateParam = None,
+    as_of: DateParam = None,
+    pathway: str = DEFAULT_PATHWAY,
+    by: Annotated[str | None, Query(pattern="^month$", description="month: each month of enrollment too")] = None,
+) -> dict[str, Any]:
+    """The cohort's measures, keyed by measure id: episodes whose day 0 lies in [from, to]
+    (default: all), each observed to ``as_of`` (default today) or its withdrawal."""
+    which = period(service.today(), start, to, as_of)
+    found = await run_in_threadpool(report, service.engine, _pathway(service, pathway), which)
+    if by == "month":
+        return {"measures": found.totals(), "months": found.months()}
+    return found.totals()
+
+
+@router.get("/measures.csv", response_class=PlainTextResponse)
+async def measures_csv(
+    _: Reader,
+    service: Service,
+    start: Annotated[str | None, Query(alias="from")] = None,
+    to: DateParam = None,
+    as_of: DateParam = None,
+    pathway: str = DEFAULT_PATHWAY,
+) -> PlainTextResponse:
+    """The same report as CSV: the whole cohort, then each month of enrollment."""
+    which = period(service.today(), start, to, as_of)
+    found = await run_in_threadpool(report, service.engine, _pathway(service, pathway), which)
+    headers = {"Content-Disposition": f'attachment; filename="measures-{which.as_of}.csv"'}
+    return PlainTextResponse(as_csv(found), media_type="text/csv", headers=headers)
+
+
+@router.get("/measures/{measure_id}/not-met")
+async def not_met(
+    measure_id: str,
+    _: Clinician,
+    service: Service,
+    start: Annotated[str | None, Query(alias="from")] = None,
+    to: DateParam = None,
+    as_of: DateParam = None,
+    pathway: str = DEFAULT_PATHWAY,
+) -> list[dict[str, Any]]:
+    """The eligible episodes (or items) that did not meet the measure (at most 500)."""
+    which = period(service.today(), start, to, as_of)
+    rows = await run_in_threadpool(drill_down, service.engine, _pathway(service, pathway), which, measure_id)
+    return [{k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in row.items()} for row in rows]
+
+
+@router.get("/measures/fhir")
+async def measures_fhir(
+    request: Request,
+    _: Reader,
+    service: Service,
+    start: Annotated[str | None, Query(alias="from")] = None,
+    to: DateParam = None,
+    as_of: DateParam = None,
+    pathway: str = DEFAULT_PATHWAY,
+) -> dict[str, Any]:
+    """A FHIR R4 Bundle of summary MeasureReports, one per measure."""
+    which = period(service.today(), start, to, as_of)
+    found = await run_in_threadpool(report, service.engine, _pathway(service, pathway), which)
+    first = which.start or found.counts.first_day or which.as_of
+    return report_bundle(_base(request), found, first, which.end or which.as_of, datetime.now(UTC))
+
+
+@router.get("/measures/fhir/Measure")
+def measure_definitions(
+    request: Request, _: Anyone, service: Service, pathway: str = DEFAULT_PATHWAY
+) -> dict[str, Any]:
+    """The FHIR R4 Measure resources the reports refer to (definitions: no patient data)."""
+    return measures_bundle(_base(request), _pathway(service, pathway).measures())
+
+
+@router.get("/forecast")
+async def forecast(_: Reader, service: Service, weeks: Annotated[int, Query(ge=1, le=52)] = 12) -> list[dict[str, Any]]:
+    """Per coming week (week 1 starts today): how many of each code the running episodes' clocks
+    will raise, by assignee, if nothing else is recorded meanwhile."""
+    return await run_in_threadpool(weekly_load, service.engine, service.today(), weeks)

@@ -1,0 +1,447 @@
+"""Cohort measures and the workload forecast as SQL aggregates over the store.
+
+A pathway's declared measures (``carepath.engine.measures``) become one aggregate query each,
+grouped by month of enrollment, over a cohort: the episodes whose day 0 lies in a period (the
+live report) or a given list with each one's last observed day (``carepath simulate``). Every
+day is counted from the episode's day 0; an episode's end day E is the earliest of its
+observation limit and the day of the event that ends observation (withdrawal). Nothing is loaded
+row by row into Python: the database counts, and the indexes of migration 0013 serve the look-ups
+by code and by type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Date,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    insert,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+
+from carepath.engine.measures import Condition, Counts, FieldMatch, MeasureSet, MeasureSpec, Met
+from db.models import ComingItemRow, EpisodeRow, EventRow, TimelineItemRow
+
+EPISODES = EpisodeRow.__table__
+EVENTS = EventRow.__table__
+ITEMS = TimelineItemRow.__table__
+COMING = ComingItemRow.__table__
+ALL = "all"  # the bucket of the whole cohort beside its months
+DRILL_LIMIT = 500
+
+
+# ---- dialect helpers ------------------------------------------------------------------------
+
+
+class DayDiff(FunctionElement[int]):
+    """``later - earlier`` in whole days."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(DayDiff, "sqlite")
+def _day_diff_sqlite(element: DayDiff, compiler: Any, **kw: Any) -> str:
+    later, earlier = (compiler.process(c, **kw) for c in element.clauses)
+    return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
+
+
+@compiles(DayDiff, "postgresql")
+def _day_diff_postgresql(element: DayDiff, compiler: Any, **kw: Any) -> str:
+    later, earlier = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(CAST({later} AS DATE) - CAST({earlier} AS DATE))"
+
+
+class MonthOf(FunctionElement[str]):
+    """``YYYY-MM`` of a date."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(MonthOf, "sqlite")
+def _month_sqlite(element: MonthOf, compiler: Any, **kw: Any) -> str:
+    return f"strftime('%Y-%m', {compiler.process(element.clauses, **kw)})"
+
+
+@compiles(MonthOf, "postgresql")
+def _month_postgresql(element: MonthOf, compiler: Any, **kw: Any) -> str:
+    return f"to_char({compiler.process(element.clauses, **kw)}, 'YYYY-MM')"
+
+
+def _json_field(col: Any, match: FieldMatch) -> ColumnElement[Any]:
+    path = tuple(match.field.split("."))
+    element = col[path] if len(path) > 1 else col[path[0]]
+    first = match.values[0]
+    if isinstance(first, bool):
+        return element.as_boolean()
+    if isinstance(first, int):
+        return element.as_integer()
+    return element.as_string()
+
+
+def _matches(col: Any, match: FieldMatch) -> ColumnElement[bool]:
+    return _json_field(col, match).in_(match.values)
+
+
+# ---- the cohort -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Period:
+    """The live report's cohort: episodes whose day 0 lies in [start, end], observed to ``as_of``."""
+
+    as_of: date
+    start: date | None = None
+    end: date | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Given episodes, each observed to its own last day (a simulated story's ``until_day``)."""
+
+    until: Sequence[tuple[str, date]]
+
+
+REPORTED_STATUSES = ("active", "completed", "withdrawn")
+# An ``Observed`` cohort's limits, in a temporary table of the report's connection (VALUES lists
+# with column names are not SQLite syntax, and a compound SELECT is limited to 500 terms there).
+OBSERVED = Table(
+    "observed_until",
+    MetaData(),
+    Column("episode_id", String(64), primary_key=True),
+    Column("until", Date, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+
+
+def _prepare(db: Connection, which: Period | Observed) -> None:
+    if isinstance(which, Observed):
+        OBSERVED.drop(db, checkfirst=True)
+        OBSERVED.create(db)
+        if which.until:
+            db.execute(insert(OBSERVED), [{"episode_id": e, "until": u} for e, u in which.until])
+
+
+def _cohort(measures: MeasureSet, which: Period | Observed) -> Any:
+    """The cohort as a subquery: id, patient_ref, identified_on, enrolled_on, month, enrollment,
+    enrolled_day and end_day (E)."""
+    e = EPISODES
+    if isinstance(which, Observed):
+        source = e.join(OBSERVED, OBSERVED.c.episode_id == e.c.id)
+        until: Any = OBSERVED.c.until
+        where: list[Any] = []
+    else:
+        source, until = e, cast(literal(which.as_of, Date), Date)
+        where = [e.c.status.in_(REPORTED_STATUSES), not_(e.c.simulated), e.c.pathway_id == measures.pathway]
+        if which.start is not None:
+            where.append(e.c.identified_on >= which.start)
+        if which.end is not None:
+            where.append(e.c.identified_on <= which.end)
+    end_on: Any = until
+    ends_with = measures.observation.ends_with_event
+    if ends_with:
+        ended = (
+            select(EVENTS.c.episode_id, func.min(EVENTS.c.occurred_on).label("on"))
+            .where(EVENTS.c.type == ends_with)
+            .group_by(EVENTS.c.episode_id)
+            .subquery("ended")
+        )
+        source = source.outerjoin(ended, ended.c.episode_id == e.c.id)
+        end_on = case((and_(ended.c.on.is_not(None), ended.c.on < until), ended.c.on), else_=until)
+    return (
+        select(
+            e.c.id.label("episode_id"),
+            e.c.patient_ref,
+            e.c.identified_on,
+            e.c.enrolled_on,
+            MonthOf(e.c.enrolled_on).label("month"),
+            e.c.enrollment,
+            DayDiff(e.c.enrolled_on, e.c.identified_on).label("enrolled_day"),
+            DayDiff(end_on, e.c.identified_on).label("end_day"),
+        )
+        .select_from(source)
+        .where(*where)
+        .subquery("cohort")
+    )
+
+
+# ---- conditions ---------------------------------------------------------------------------------
+
+
+def _condition(c: Any, condition: Condition, item: Any | None) -> ColumnElement[bool]:
+    """``condition`` for the cohort row ``c`` (and the population item ``item``), inside E."""
+    if condition.enrollment is not None:
+        return _matches(c.c.enrollment, condition.enrollment)
+    if condition.event is not None:
+        match = condition.event
+        ev = EVENTS.alias("ev")
+        day = DayDiff(ev.c.occurred_on, c.c.identified_on)
+        where = [ev.c.episode_id == c.c.episode_id, ev.c.type.in_(match.types), day <= c.c.end_day]
+        if match.where is not None:
+            where.append(_matches(ev.c.payload, match.where))
+        low, high = match.days
+        where += [day >= low] if low is not None else []
+        where += [day <= high] if high is not None else []
+        if match.days_after_item is not None and item is not None:
+            where += [day >= item.c.day + match.days_after_item[0], day <= item.c.day + match.days_after_item[1]]
+        return exists().where(*where)
+    assert condition.item is not None
+    found = ITEMS.alias("found")
+    kinds = [found.c.code.in_(condition.item.codes)] if condition.item.codes else []
+    kinds += [and_(found.c.kind == "phase", found.c.code.like(f"%->{p}")) for p in condition.item.phases_entered]
+    where = [found.c.episode_id == c.c.episode_id, or_(*kinds), found.c.day <= c.c.end_day]
+    if condition.item.same_occasion and item is not None:
+        where.append(found.c.occasion == item.c.occasion)
+    return exists().where(*where)
+
+
+def _met(c: Any, met: Met, item: Any | None) -> ColumnElement[bool]:
+    parts: list[ColumnElement[bool]] = []
+    if met.any:
+        parts.append(or_(*(_condition(c, x, item) for x in met.any)))
+    parts += [not_(_condition(c, x, item)) for x in met.none]
+    return and_(*parts)
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """One measure's rows (episodes or items) with its eligible and met expressions."""
+
+    source: Any
+    eligible: ColumnElement[bool]
+    met: ColumnElement[bool]
+    observed: ColumnElement[bool]  # counted as the population before the window rule
+    item: Any | None
+
+
+def _frame(c: Any, spec: MeasureSpec) -> _Frame:
+    assert spec.met is not None
+    if spec.items is not None:
+        population = spec.items
+        item = ITEMS.alias("subject")
+        on = [item.c.episode_id == c.c.episode_id, item.c.code.in_(population.codes), item.c.day <= c.c.end_day]
+        if population.occasions:
+            on.append(item.c.occasion.in_(population.occasions))
+        met = _met(c, spec.met, item)
+        eligible = c.c.end_day >= item.c.day + population.observed_days
+        return _Frame(c.join(item, and_(*on)), eligible, met, true(), item)
+    episodes = spec.episodes
+    assert episodes is not None
+    threshold: Any = episodes.observed_days
+    if episodes.from_enrollment:
+        threshold = c.c.enrolled_day + episodes.observed_days
+    met = _met(c, spec.met, None)
+    eligible: ColumnElement[bool] = c.c.end_day >= threshold
+    if episodes.eligible_once_met:
+        eligible = or_(eligible, met)
+    having = or_(*(_condition(c, x, None) for x in episodes.having)) if episodes.having else true()
+    # Every cohort episode is observed; one outside ``having`` is not eligible.
+    return _Frame(c, and_(having, eligible), met, true(), None)
+
+
+def _one(flag: ColumnElement[bool]) -> Any:
+    return func.coalesce(func.sum(case((flag, 1), else_=0)), 0)
+
+
+def _proportion(db: Any, c: Any, spec: MeasureSpec) -> dict[str, Counts]:
+    frame = _frame(c, spec)
+    query = (
+        select(
+            c.c.month,
+            _one(frame.observed).label("observed"),
+            _one(frame.eligible).label("eligible"),
+            _one(and_(frame.eligible, frame.met)).label("numerator"),
+        )
+        .select_from(frame.source)
+        .group_by(c.c.month)
+    )
+    return {
+        row.month: Counts(numerator=row.numerator, eligible=row.eligible, observed=row.observed)
+        for row in db.execute(query)
+    }
+
+
+def _median(db: Any, c: Any, spec: MeasureSpec) -> dict[str, Counts]:
+    """Each eligible episode's latest value up to the day, then the median per month and overall
+    (window functions: SQLite has no percentile aggregate)."""
+    value, episodes = spec.value, spec.episodes
+    assert value is not None and episodes is not None
+    eligible = c.c.end_day >= episodes.observed_days
+    limit = value.up_to_day
+    parts = []
+    if value.enrollment_field:
+        number = c.c.enrollment[value.enrollment_field].as_integer()
+        parts.append(
+            select(
+                c.c.episode_id,
+                c.c.month,
+                c.c.enrolled_day.label("day"),
+                literal(0).label("seq"),
+                cast(literal(None), String).label("at"),
+                number.label("value"),
+            ).where(eligible, c.c.enrolled_day <= limit, c.c.enrolled_day <= c.c.end_day, number.is_not(None))
+        )
+    ev = EVENTS.alias("ev")
+    day = DayDiff(ev.c.occurred_on, c.c.identified_on)
+    number = ev.c.payload[value.field].as_integer()
+    parts.append(
+        select(
+            c.c.episode_id,
+            c.c.month,
+            day.label("day"),
+            literal(1).label("seq"),
+            cast(ev.c.recorded_at, String).label("at"),
+            number.label("value"),
+        )
+        .select_from(c.join(ev, ev.c.episode_id == c.c.episode_id))
+        .where(eligible, ev.c.type.in_(value.event_types), day <= limit, day <= c.c.end_day, number.is_not(None))
+    )
+    recorded = union_all(*parts).subquery("recorded")
+    order = (recorded.c.day.desc(), recorded.c.seq.desc(), recorded.c.at.desc())
+    ranked = select(
+        recorded.c.month,
+        recorded.c.value,
+        func.row_number().over(partition_by=recorded.c.episode_id, order_by=order).label("rn"),
+    ).subquery("ranked")
+    latest = select(ranked.c.month.label("bucket"), ranked.c.value).where(ranked.c.rn == 1)
+    buckets = union_all(latest, select(literal(ALL).label("bucket"), ranked.c.value).where(ranked.c.rn == 1)).subquery(
+        "b"
+    )
+    placed = select(
+        buckets.c.bucket,
+        buckets.c.value,
+        func.row_number().over(partition_by=buckets.c.bucket, order_by=buckets.c.value).label("k"),
+        func.count().over(partition_by=buckets.c.bucket).label("n"),
+    ).subquery("placed")
+    middle = or_(placed.c.k == (placed.c.n + 1) // 2, placed.c.k == (placed.c.n + 2) // 2)
+    query = (
+        select(placed.c.bucket, func.max(placed.c.n).label("n"), func.avg(placed.c.value).label("median"))
+        .where(middle)
+        .group_by(placed.c.bucket)
+    )
+    return {row.bucket: Counts(eligible=row.n, median=float(row.median)) for row in db.execute(query)}
+
+
+def _cohort_sizes(db: Any, c: Any) -> dict[str, int]:
+    return {row.month: row.n for row in db.execute(select(c.c.month, func.count().label("n")).group_by(c.c.month))}
+
+
+@dataclass(frozen=True)
+class MeasureCounts:
+    """Counts per measure id, for the whole cohort and per month of enrollment."""
+
+    total: dict[str, Counts]
+    months: dict[str, dict[str, Counts]]  # month -> measure id -> counts
+    sizes: dict[str, int]  # month -> episodes in the cohort
+    first_day: date | None  # the earliest day 0 in the cohort
+
+    @property
+    def cohort(self) -> int:
+        return sum(self.sizes.values())
+
+
+def measure_counts(engine: Engine, measures: MeasureSet, which: Period | Observed) -> MeasureCounts:
+    """Every declared measure over the cohort ``which``: one aggregate query per measure."""
+    total: dict[str, Counts] = {}
+    with engine.connect() as db:
+        _prepare(db, which)
+        c = _cohort(measures, which)
+        sizes = _cohort_sizes(db, c)
+        first_day = db.execute(select(func.min(c.c.identified_on))).scalar()
+        months = {month: {} for month in sorted(sizes)}
+        for spec in measures.measures:
+            if spec.scoring == "median":
+                found = _median(db, c, spec)
+                # Not eligible: the rest of the cohort (not observed to the day, or no value).
+                found = {k: v.model_copy(update={"observed": sizes.get(k, 0)}) for k, v in found.items()}
+                overall = found.pop(ALL, Counts()).model_copy(update={"observed": sum(sizes.values())})
+            else:
+                found = _proportion(db, c, spec)
+                overall = Counts(
+                    numerator=sum(x.numerator for x in found.values()),
+                    eligible=sum(x.eligible for x in found.values()),
+                    observed=sum(x.observed for x in found.values()),
+                )
+            total[spec.id] = overall
+            for month, by_measure in months.items():
+                empty = Counts(observed=sizes[month] if spec.items is None else 0)
+                by_measure[spec.id] = found.get(month, empty)
+    return MeasureCounts(total=total, months=months, sizes=dict(sorted(sizes.items())), first_day=first_day)
+
+
+# ---- drill-down -----------------------------------------------------------------------------------
+
+
+def not_met(engine: Engine, measures: MeasureSet, which: Period | Observed, measure_id: str) -> list[dict[str, Any]]:
+    """The eligible episodes (or items) that did not meet ``measure_id``, oldest enrollment first."""
+    spec = measures.measure(measure_id)
+    if spec.scoring == "median":
+        return []
+    with engine.connect() as db:
+        _prepare(db, which)
+        c = _cohort(measures, which)
+        frame = _frame(c, spec)
+        columns = [c.c.episode_id, c.c.patient_ref, c.c.identified_on, c.c.enrolled_on, c.c.end_day]
+        if frame.item is not None:
+            columns += [frame.item.c.code, frame.item.c.occasion, frame.item.c.day]
+        query = (
+            select(*columns)
+            .select_from(frame.source)
+            .where(frame.eligible, not_(frame.met))
+            .order_by(c.c.enrolled_on, c.c.episode_id)
+            .limit(DRILL_LIMIT)
+        )
+        return [dict(row._mapping) for row in db.execute(query)]
+
+
+# ---- forecast -------------------------------------------------------------------------------------
+
+
+def forecast(engine: Engine, as_of: date, weeks: int) -> list[dict[str, Any]]:
+    """Per coming week from ``as_of`` (week 1 starts on ``as_of``): how many of each code the
+    running episodes' clocks will raise, by assignee. One aggregate over ``coming_items``."""
+    end = as_of + timedelta(days=7 * weeks)
+    week = (DayDiff(COMING.c.due_on, cast(literal(as_of, Date), Date)) // 7).label("week")
+    query = (
+        select(week, COMING.c.code, COMING.c.assignee, func.count().label("count"))
+        .where(COMING.c.due_on >= as_of, COMING.c.due_on < end)
+        .group_by(week, COMING.c.code, COMING.c.assignee)
+        .order_by(week, COMING.c.assignee, COMING.c.code)
+    )
+    with engine.connect() as db:
+        return [
+            {
+                "week_start": (as_of + timedelta(days=7 * int(row.week))).isoformat(),
+                "code": row.code,
+                "assignee": row.assignee,
+                "count": row.count,
+            }
+            for row in db.execute(query)
+        ]
+
+
+__all__ = ["MeasureCounts", "Observed", "Period", "forecast", "measure_counts", "not_met"]

@@ -1,0 +1,47 @@
+"""measures and forecast: the enrollment kept with its episode, indexes the cohort measures read
+by (items by code, events by type, episodes by day 0), and each episode's coming items
+
+Revision ID: 0013_measures
+Revises: 0009_followup
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0013_measures"
+down_revision: str | None = "0009_followup"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    # A plain ADD COLUMN (no batch copy of the table, which would lose SQLite's expression index).
+    op.add_column("episodes", sa.Column("enrollment", sa.JSON(), nullable=True))
+    op.create_index("ix_episodes_identified_on", "episodes", ["identified_on"])
+    op.create_index("ix_timeline_items_code", "timeline_items", ["code", "episode_id", "occasion", "day"])
+    op.create_index("ix_events_type", "events", ["type", "episode_id", "occurred_on"])
+    op.create_table(
+        "coming_items",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("episode_id", sa.String(length=64), nullable=False),
+        sa.Column("due_on", sa.Date(), nullable=False),
+        sa.Column("code", sa.String(length=64), nullable=False),
+        sa.Column("assignee", sa.String(length=16), nullable=False),
+        sa.ForeignKeyConstraint(["episode_id"], ["episodes.id"]),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_coming_items_episode_id", "coming_items", ["episode_id"])
+    op.create_index("ix_coming_items_forecast", "coming_items", ["due_on", "code", "assignee"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_coming_items_forecast", table_name="coming_items")
+    op.drop_index("ix_coming_items_episode_id", table_name="coming_items")
+    op.drop_table("coming_items")
+    op.drop_index("ix_events_type", table_name="events")
+    op.drop_index("ix_timeline_items_code", table_name="timeline_items")
+    op.drop_index("ix_episodes_identified_on", table_name="episodes")
+    with op.batch_alter_table("episodes") as batch_op:
+        batch_op.drop_column("enrollment")
