@@ -132,6 +132,8 @@ def write_changes(
             | record.opened.model_dump(),
         )
     values: dict[str, Any] = {"phase": record.phase, "status": status, "updated_at": at}
+    if record.opened is not None and record.opened.enrollment is not None:
+        values["enrollment"] = record.opened.enrollment  # the row may be the service's reservation
     if record.pathway_version is not None:
         values["pathway_version"] = record.pathway_version
     # An abandoned reservation stays abandoned: its workflow started too late (the enrollment was

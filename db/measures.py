@@ -104,7 +104,9 @@ def _json_field(col: Any, match: FieldMatch) -> ColumnElement[Any]:
 
 
 def _matches(col: Any, match: FieldMatch) -> ColumnElement[bool]:
-    return _json_field(col, match).in_(match.values)
+    """True or false, never NULL (an absent field is no match: NOT of a NULL would drop rows)."""
+    field = _json_field(col, match)
+    return and_(field.is_not(None), field.in_(match.values))
 
 
 # ---- the cohort -------------------------------------------------------------------------------
@@ -155,7 +157,7 @@ def _cohort(measures: MeasureSet, which: Period | Observed) -> Any:
         until: Any = OBSERVED.c.until
         where: list[Any] = []
     else:
-        source, until = e, cast(literal(which.as_of, Date), Date)
+        source, until = e, literal(which.as_of, Date)
         where = [e.c.status.in_(REPORTED_STATUSES), not_(e.c.simulated), e.c.pathway_id == measures.pathway]
         if which.start is not None:
             where.append(e.c.identified_on >= which.start)
@@ -425,7 +427,7 @@ def forecast(engine: Engine, as_of: date, weeks: int) -> list[dict[str, Any]]:
     """Per coming week from ``as_of`` (week 1 starts on ``as_of``): how many of each code the
     running episodes' clocks will raise, by assignee. One aggregate over ``coming_items``."""
     end = as_of + timedelta(days=7 * weeks)
-    week = (DayDiff(COMING.c.due_on, cast(literal(as_of, Date), Date)) // 7).label("week")
+    week = (DayDiff(COMING.c.due_on, literal(as_of, Date)) // 7).label("week")
     query = (
         select(week, COMING.c.code, COMING.c.assignee, func.count().label("count"))
         .where(COMING.c.due_on >= as_of, COMING.c.due_on < end)

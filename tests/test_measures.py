@@ -195,3 +195,27 @@ def test_empty_cohort_gives_zero_denominators_and_null_rates(database_url: str) 
             assert as_csv(found).splitlines()[1].startswith("all,therapy_16w,")
     finally:
         engine.dispose()
+
+
+def test_drill_down_lists_exactly_what_did_not_meet_it(simulated) -> None:
+    url, paths, results, _ = simulated
+    from carepath.simulate.cohort import observed
+    from db.measures import not_met
+
+    engine = make_engine(url)
+    try:
+        missed = not_met(engine, OVCF_LUMBAR.measures(), observed(paths, results), "reassessment_on_time")
+        therapy = not_met(engine, OVCF_LUMBAR.measures(), observed(paths, results), "therapy_16w")
+    finally:
+        engine.dispose()
+    got = sorted((row["patient_ref"], row["occasion"]) for row in missed)
+    assert got == [
+        ("m-conservative-success", "week6"),
+        ("m-new-fracture", "month3"),
+        ("m-new-fracture", "week4"),
+        ("m-new-fracture", "week6"),
+        ("m-new-fracture", "week8"),
+        ("m-withdrawn", "week4"),
+        ("m-withdrawn", "week6"),
+    ]
+    assert [row["patient_ref"] for row in therapy] == ["m-new-fracture"]
