@@ -81,7 +81,8 @@ def dated(scenario: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]
     therapy = enrollment["osteoporosis_therapy"]
     if therapy is not None:
         last = therapy.get("last_dose_day")
-        enrollment["osteoporosis_therapy"] = {"agent": therapy["agent"], "last_dose_on": None if last is None else on(last)}
+        last_on = None if last is None else on(last)
+        enrollment["osteoporosis_therapy"] = {"agent": therapy["agent"], "last_dose_on": last_on}
     events = [{k: v for k, v in e.items() if k != "day"} | {"occurred_on": on(e["day"])} for e in scenario["events"]]
     return enrollment, events
 
@@ -118,7 +119,8 @@ async def cohort(dev_env, database_url):
             episode_id = ids[scenario["name"]] = answer.json()["episode_id"]
             for event in events:
                 if event["type"] == "withdraw":
-                    answer = await live.client.post(f"/episodes/{episode_id}/withdraw", json={"reason": event["reason"]})
+                    withdrawal = {"reason": event["reason"]}
+                    answer = await live.client.post(f"/episodes/{episode_id}/withdraw", json=withdrawal)
                 else:
                     answer = await live.client.post(f"/episodes/{episode_id}/events", json=event)
                 assert answer.status_code == 200, answer.text
