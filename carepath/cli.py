@@ -226,6 +226,15 @@ def _positive(value: str) -> int:
     return int(value)
 
 
+def _whatif(args: argparse.Namespace, base: str) -> str:
+    from carepath.simulate.whatif import forecast_command
+    from carepath.terminal import CommandError
+
+    if args.enrollments_per_week < 0:
+        raise CommandError("--enrollments-per-week: must be 0 or more", code=2)
+    return forecast_command(base, args.weeks, args.enrollments_per_week, args.json)
+
+
 def _terminal(action: Callable[[argparse.Namespace, str], str]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from carepath.terminal import CommandError, api_url
@@ -285,6 +294,14 @@ def _terminal_commands(sub: argparse._SubParsersAction) -> None:
     p = add("withdraw", "withdraw a patient from the pathway", lambda a, u: t.withdraw(u, a.episode, a.reason))
     p.add_argument("episode")
     p.add_argument("--reason", required=True, choices=["recovered", "transferred", "declined", "deceased", "other"])
+    p = add(
+        "forecast",
+        "coming work per week: the running episodes plus K new patients a week (simulated story mix)",
+        lambda a, u: _whatif(a, u),
+    )
+    p.add_argument("--weeks", type=_positive, default=12, help="weeks ahead, 1-52 (default 12)")
+    p.add_argument("--enrollments-per-week", type=int, default=0, metavar="K", help="new patients a week (default 0)")
+    p.add_argument("--json", action="store_true", help="rows {week_start, code, assignee, running, new, count}")
     p = add(
         "token",
         "create an API token (admin); the token is printed once",

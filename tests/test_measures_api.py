@@ -217,3 +217,22 @@ async def test_forecast_is_the_running_episodes_own_due_points(cohort) -> None:
     assert got[((TODAY + timedelta(days=28)).isoformat(), "PAIN_REASSESSMENT", "coordinator")] == 1
     # The withdrawn episode has nothing coming.
     assert all(r["count"] > 0 for r in rows)
+
+
+async def test_carepath_forecast_adds_new_patients_to_the_running_load(cohort, monkeypatch) -> None:
+    import asyncio
+
+    from carepath.simulate.whatif import forecast_command
+    from tests.support.live import served
+
+    live, _ = cohort
+    running = (await live.client.get("/forecast", params={"weeks": 2})).json()
+    monkeypatch.setenv("CAREPATH_TOKEN", live.tokens["viewer"])
+    async with served(live.app) as base:
+        rows = json.loads(await asyncio.to_thread(forecast_command, base, 2, 4, True))
+    by_key = {(r["week_start"], r["code"], r["assignee"]): r for r in rows}
+    for r in running:  # the running load is all there
+        assert by_key[(r["week_start"], r["code"], r["assignee"])]["running"] == r["count"]
+    # 4 new patients in week 1, 4 more in week 2: each gets CALCIUM_VITAMIN_D at enrollment.
+    calcium = [by_key[(w, "CALCIUM_VITAMIN_D", "coordinator")]["new"] for w in sorted({r["week_start"] for r in rows})]
+    assert calcium == [4.0, 4.0]
