@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -20,7 +21,7 @@ from sqlalchemy import Engine
 from carepath.engine.measures import Counts, MeasureSet, result
 from carepath.engine.pathway import Pathway
 from carepath.errors import FieldError, InvalidInput
-from db.measures import MeasureCounts, Observed, Period, forecast, measure_counts, not_met
+from db.measures import MeasureCounts, Observed, Period, forecast, measure_counts, not_met, store_version
 
 MAX_FORECAST_WEEKS = 52
 
@@ -46,9 +47,25 @@ def _results(measures: MeasureSet, counts: dict[str, Counts]) -> dict[str, dict[
     return {spec.id: result(spec, counts.get(spec.id, Counts())) for spec in measures.measures}
 
 
+# A live report is kept until the store changes (a new audit entry) and at most REPORT_TTL
+# seconds (a repair by `carepath reconcile` writes no audit entry): counting every episode's
+# measures is the one read here that grows with the store (seconds at 100,000 episodes).
+REPORT_TTL = 300.0
+_reports: dict[tuple[str, str, Period, int], tuple[float, Report]] = {}
+
+
 def report(engine: Engine, pathway: Pathway, which: Period | Observed) -> Report:
     measures = pathway.measures()
-    return Report(measures, measure_counts(engine, measures, which))
+    if isinstance(which, Observed):  # a simulated cohort: counted once, never kept
+        return Report(measures, measure_counts(engine, measures, which))
+    key = (str(engine.url), pathway.id, which, store_version(engine))
+    now = time.monotonic()
+    held = _reports.get(key)
+    if held is None or held[0] < now:
+        if len(_reports) > 100:
+            _reports.clear()
+        held = _reports[key] = (now + REPORT_TTL, Report(measures, measure_counts(engine, measures, which)))
+    return held[1]
 
 
 def drill_down(engine: Engine, pathway: Pathway, which: Period | Observed, measure_id: str) -> list[dict[str, Any]]:

@@ -42,13 +42,14 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from carepath.engine.measures import Condition, Counts, FieldMatch, MeasureSet, MeasureSpec, Met
-from db.models import ComingItemRow, EpisodeRow, EventRow, TimelineItemRow
+from carepath.engine.measures import Condition, Counts, EventMatch, FieldMatch, ItemMatch, MeasureSet, MeasureSpec, Met
+from db.models import AuditRow, ComingItemRow, EpisodeRow, EventRow, TimelineItemRow
 
 EPISODES = EpisodeRow.__table__
 EVENTS = EventRow.__table__
 ITEMS = TimelineItemRow.__table__
 COMING = ComingItemRow.__table__
+AUDIT = AuditRow.__table__
 ALL = "all"  # the bucket of the whole cohort beside its months
 DRILL_LIMIT = 500
 
@@ -194,38 +195,91 @@ def _cohort(measures: MeasureSet, which: Period | Observed) -> Any:
 # ---- conditions ---------------------------------------------------------------------------------
 
 
-def _condition(c: Any, condition: Condition, item: Any | None) -> ColumnElement[bool]:
+class _Joins:
+    """The first-occurrence tables a measure's conditions join (hash joins over one pass of the
+    look-up index each, instead of one correlated sub-query per cohort row)."""
+
+    def __init__(self) -> None:
+        self.tables: list[tuple[Any, Any]] = []
+
+    def first_day(self, query: Any, on: Any) -> Any:
+        table = query.subquery(f"first{len(self.tables)}")
+        self.tables.append((table, on(table)))
+        return table
+
+    def onto(self, source: Any) -> Any:
+        for table, on in self.tables:
+            source = source.outerjoin(table, on)
+        return source
+
+
+def _inside(first: Any, c: Any) -> ColumnElement[bool]:
+    """It happened, on or before the end day (the first occurrence decides)."""
+    return and_(first.is_not(None), first <= c.c.end_day)
+
+
+def _event_condition(c: Any, match: EventMatch, item: Any | None, joins: _Joins) -> ColumnElement[bool]:
+    ev = EVENTS.alias("ev")
+    if match.days_after_item is not None and item is not None:
+        # Relative to each population item: few items, so one probe of the index per item.
+        day = DayDiff(ev.c.occurred_on, c.c.identified_on)
+        low, high = match.days_after_item
+        where = [ev.c.episode_id == c.c.episode_id, ev.c.type.in_(match.types), day <= c.c.end_day]
+        where += [day >= item.c.day + low, day <= item.c.day + high]
+        if match.where is not None:
+            where.append(_matches(ev.c.payload, match.where))
+        return exists().where(*where)
+    owner = EPISODES.alias("owner")
+    day = DayDiff(ev.c.occurred_on, owner.c.identified_on)
+    where = [ev.c.type.in_(match.types)]
+    if match.where is not None:
+        where.append(_matches(ev.c.payload, match.where))
+    low, high = match.days
+    where += [day >= low] if low is not None else []
+    where += [day <= high] if high is not None else []
+    query = (
+        select(ev.c.episode_id, func.min(day).label("first"))
+        .select_from(ev.join(owner, owner.c.id == ev.c.episode_id))
+        .where(*where)
+        .group_by(ev.c.episode_id)
+    )
+    table = joins.first_day(query, lambda t: t.c.episode_id == c.c.episode_id)
+    return _inside(table.c.first, c)
+
+
+def _item_condition(c: Any, match: ItemMatch, item: Any | None, joins: _Joins) -> ColumnElement[bool]:
+    found = ITEMS.alias("found")
+    kinds = [found.c.code.in_(match.codes)] if match.codes else []
+    kinds += [and_(found.c.kind == "phase", found.c.code.like(f"%->{p}")) for p in match.phases_entered]
+    keys = [found.c.episode_id]
+    if match.same_occasion and item is not None:
+        keys.append(found.c.occasion)
+    query = select(*keys, func.min(found.c.day).label("first")).where(or_(*kinds)).group_by(*keys)
+
+    def on(table: Any) -> Any:
+        same = [table.c.episode_id == c.c.episode_id]
+        if match.same_occasion and item is not None:
+            same.append(table.c.occasion == item.c.occasion)
+        return and_(*same)
+
+    return _inside(joins.first_day(query, on).c.first, c)
+
+
+def _condition(c: Any, condition: Condition, item: Any | None, joins: _Joins) -> ColumnElement[bool]:
     """``condition`` for the cohort row ``c`` (and the population item ``item``), inside E."""
     if condition.enrollment is not None:
         return _matches(c.c.enrollment, condition.enrollment)
     if condition.event is not None:
-        match = condition.event
-        ev = EVENTS.alias("ev")
-        day = DayDiff(ev.c.occurred_on, c.c.identified_on)
-        where = [ev.c.episode_id == c.c.episode_id, ev.c.type.in_(match.types), day <= c.c.end_day]
-        if match.where is not None:
-            where.append(_matches(ev.c.payload, match.where))
-        low, high = match.days
-        where += [day >= low] if low is not None else []
-        where += [day <= high] if high is not None else []
-        if match.days_after_item is not None and item is not None:
-            where += [day >= item.c.day + match.days_after_item[0], day <= item.c.day + match.days_after_item[1]]
-        return exists().where(*where)
+        return _event_condition(c, condition.event, item, joins)
     assert condition.item is not None
-    found = ITEMS.alias("found")
-    kinds = [found.c.code.in_(condition.item.codes)] if condition.item.codes else []
-    kinds += [and_(found.c.kind == "phase", found.c.code.like(f"%->{p}")) for p in condition.item.phases_entered]
-    where = [found.c.episode_id == c.c.episode_id, or_(*kinds), found.c.day <= c.c.end_day]
-    if condition.item.same_occasion and item is not None:
-        where.append(found.c.occasion == item.c.occasion)
-    return exists().where(*where)
+    return _item_condition(c, condition.item, item, joins)
 
 
-def _met(c: Any, met: Met, item: Any | None) -> ColumnElement[bool]:
+def _met(c: Any, met: Met, item: Any | None, joins: _Joins) -> ColumnElement[bool]:
     parts: list[ColumnElement[bool]] = []
     if met.any:
-        parts.append(or_(*(_condition(c, x, item) for x in met.any)))
-    parts += [not_(_condition(c, x, item)) for x in met.none]
+        parts.append(or_(*(_condition(c, x, item, joins) for x in met.any)))
+    parts += [not_(_condition(c, x, item, joins)) for x in met.none]
     return and_(*parts)
 
 
@@ -242,27 +296,28 @@ class _Frame:
 
 def _frame(c: Any, spec: MeasureSpec) -> _Frame:
     assert spec.met is not None
+    joins = _Joins()
     if spec.items is not None:
         population = spec.items
         item = ITEMS.alias("subject")
         on = [item.c.episode_id == c.c.episode_id, item.c.code.in_(population.codes), item.c.day <= c.c.end_day]
         if population.occasions:
             on.append(item.c.occasion.in_(population.occasions))
-        met = _met(c, spec.met, item)
+        met = _met(c, spec.met, item, joins)
         eligible = c.c.end_day >= item.c.day + population.observed_days
-        return _Frame(c.join(item, and_(*on)), eligible, met, true(), item)
+        return _Frame(joins.onto(c.join(item, and_(*on))), eligible, met, true(), item)
     episodes = spec.episodes
     assert episodes is not None
     threshold: Any = episodes.observed_days
     if episodes.from_enrollment:
         threshold = c.c.enrolled_day + episodes.observed_days
-    met = _met(c, spec.met, None)
+    met = _met(c, spec.met, None, joins)
     eligible: ColumnElement[bool] = c.c.end_day >= threshold
     if episodes.eligible_once_met:
         eligible = or_(eligible, met)
-    having = or_(*(_condition(c, x, None) for x in episodes.having)) if episodes.having else true()
+    having = or_(*(_condition(c, x, None, joins) for x in episodes.having)) if episodes.having else true()
     # Every cohort episode is observed; one outside ``having`` is not eligible.
-    return _Frame(c, and_(having, eligible), met, true(), None)
+    return _Frame(joins.onto(c), and_(having, eligible), met, true(), None)
 
 
 def _one(flag: ColumnElement[bool]) -> Any:
@@ -328,7 +383,7 @@ def _median(db: Any, c: Any, spec: MeasureSpec) -> dict[str, Counts]:
         recorded.c.month,
         recorded.c.value,
         func.row_number().over(partition_by=recorded.c.episode_id, order_by=order).label("rn"),
-    ).subquery("ranked")
+    ).cte("ranked")  # read twice (by month and overall): computed once
     latest = select(ranked.c.month.label("bucket"), ranked.c.value).where(ranked.c.rn == 1)
     buckets = union_all(latest, select(literal(ALL).label("bucket"), ranked.c.value).where(ranked.c.rn == 1)).subquery(
         "b"
@@ -418,6 +473,13 @@ def not_met(engine: Engine, measures: MeasureSet, which: Period | Observed, meas
             .limit(DRILL_LIMIT)
         )
         return [dict(row._mapping) for row in db.execute(query)]
+
+
+def store_version(engine: Engine) -> int:
+    """Grows with every recording (each writes one audit entry): a report over an unchanged store
+    is the same report."""
+    with engine.connect() as db:
+        return db.execute(select(func.max(AUDIT.c.id))).scalar() or 0
 
 
 # ---- forecast -------------------------------------------------------------------------------------

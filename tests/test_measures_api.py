@@ -236,3 +236,14 @@ async def test_carepath_forecast_adds_new_patients_to_the_running_load(cohort, m
     # 4 new patients in week 1, 4 more in week 2: each gets CALCIUM_VITAMIN_D at enrollment.
     calcium = [by_key[(w, "CALCIUM_VITAMIN_D", "coordinator")]["new"] for w in sorted({r["week_start"] for r in rows})]
     assert calcium == [4.0, 4.0]
+
+
+async def test_the_report_follows_what_is_recorded(cohort) -> None:
+    live, ids = cohort
+    before = (await live.client.get("/measures")).json()["new_fracture_12m"]
+    fracture = {"type": "imaging", "occurred_on": TODAY.isoformat(), "modality": "xray", "new_fracture": True}
+    answer = await live.client.post(f"/episodes/{ids['day-40']}/events", json=fracture)
+    assert answer.status_code == 200, answer.text
+    after = (await live.client.get("/measures")).json()["new_fracture_12m"]
+    assert (before["numerator"], before["population"]) == (1, 1)
+    assert (after["numerator"], after["population"]) == (2, 2)
