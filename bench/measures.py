@@ -31,8 +31,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from bench.worklist import figures
-from carepath.api.app import create_app
 from carepath import measures as measures_module
+from carepath.api.app import create_app
 from carepath.api.auth import COOKIE
 from carepath.service import CarepathService
 from carepath.settings import Settings
