@@ -17,6 +17,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Column,
     Connection,
     Date,
@@ -141,12 +142,36 @@ OBSERVED = Table(
 )
 
 
-def _prepare(db: Connection, which: Period | Observed) -> None:
+# The cohort, built once per report into a temporary table that every measure's query reads.
+COHORT = Table(
+    "measure_cohort",
+    MetaData(),
+    Column("episode_id", String(64), primary_key=True),
+    Column("patient_ref", String(64)),
+    Column("identified_on", Date),
+    Column("enrolled_on", Date),
+    Column("month", String(7)),
+    Column("enrollment", JSON),
+    Column("enrolled_day", Integer),
+    Column("end_day", Integer),
+    prefixes=["TEMPORARY"],
+)
+
+
+def _prepare(db: Connection, measures: MeasureSet, which: Period | Observed) -> Table:
+    """The report's cohort as a temporary table of this connection."""
+    for table in (OBSERVED, COHORT):
+        table.drop(db, checkfirst=True)
     if isinstance(which, Observed):
-        OBSERVED.drop(db, checkfirst=True)
         OBSERVED.create(db)
         if which.until:
             db.execute(insert(OBSERVED), [{"episode_id": e, "until": u} for e, u in which.until])
+    COHORT.create(db)
+    query = _cohort(measures, which)
+    db.execute(insert(COHORT).from_select([c.name for c in COHORT.columns], select(*query.c)))
+    if db.dialect.name == "postgresql":
+        db.exec_driver_sql("ANALYZE measure_cohort")  # temporary tables get no statistics otherwise
+    return COHORT
 
 
 def _cohort(measures: MeasureSet, which: Period | Observed) -> Any:
@@ -425,8 +450,7 @@ def measure_counts(engine: Engine, measures: MeasureSet, which: Period | Observe
     """Every declared measure over the cohort ``which``: one aggregate query per measure."""
     total: dict[str, Counts] = {}
     with engine.connect() as db:
-        _prepare(db, which)
-        c = _cohort(measures, which)
+        c = _prepare(db, measures, which)
         sizes = _cohort_sizes(db, c)
         first_day = db.execute(select(func.min(c.c.identified_on))).scalar()
         months = {month: {} for month in sorted(sizes)}
@@ -459,8 +483,7 @@ def not_met(engine: Engine, measures: MeasureSet, which: Period | Observed, meas
     if spec.scoring == "median":
         return []
     with engine.connect() as db:
-        _prepare(db, which)
-        c = _cohort(measures, which)
+        c = _prepare(db, measures, which)
         frame = _frame(c, spec)
         columns = [c.c.episode_id, c.c.patient_ref, c.c.identified_on, c.c.enrolled_on, c.c.end_day]
         if frame.item is not None:
