@@ -23,6 +23,7 @@ from activities.notifications import NotificationDispatcher, NotificationSink
 from activities.recording import EpisodeRecorder
 from carepath.messages import DEFAULT_PUBLIC_URL
 from carepath.observability import configure_logging, tracing_interceptors, worker_runtime
+from carepath.pathways import register_shipped
 from carepath.schedules import ensure_schedules
 from carepath.settings import Settings, load_settings
 from carepath.temporal import connect
@@ -57,6 +58,7 @@ def build_worker(
     max_concurrent_activities: int = 50,
     public_url: str = DEFAULT_PUBLIC_URL,
 ) -> Worker:
+    register_shipped()  # before any workflow runs: pathways are never first imported in the sandbox
     cache_workflow_bytecode()
     recorder = EpisodeRecorder(engine, public_url)
     dispatcher = NotificationDispatcher(engine, sink, public_url, executor)

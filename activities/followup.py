@@ -23,8 +23,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from activities.notifications import NotificationDispatcher
 from carepath import checkin
 from carepath.engine.definition import local_date
+from carepath.engine.registry import default_pathway
 from carepath.messages import due_words, episode_link
-from carepath.pathways.ovcf_lumbar.definition import load_definition
 from db.models import EpisodeRow, NotificationRow, TaskRow, TimelineItemRow
 
 DIGEST_ROLES = ("coordinator", "physician")
@@ -101,7 +101,7 @@ class FollowUp:
     @activity.defn(name="send_digests")
     def send_digests(self, request: DigestRequest) -> list[Digest]:
         """One digest per role for the clinic's day of ``now``: written once per day, then delivered."""
-        definition = load_definition()
+        definition = default_pathway().definition()  # the clinic's day: the default pathway's clock
         today = local_date(definition, request.now)
         since = request.now - timedelta(hours=24)
         with Session(self.engine) as session, session.begin():

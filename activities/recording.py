@@ -21,6 +21,8 @@ from temporalio.exceptions import ApplicationError
 
 from carepath import checkin
 from carepath.engine.items import Changes, TimelineEntry
+from carepath.engine.presentation import CheckIn
+from carepath.engine.registry import pathway_for
 from carepath.messages import DEFAULT_PUBLIC_URL, patient_words
 from carepath.observability import count_recording_retry
 from db.models import AuditRow, ComingItemRow, EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
@@ -140,9 +142,12 @@ def write_changes(
     # released or replaced meanwhile), so it records nothing and fails instead of reviving it.
     # The row lock makes this and the release's conditional update exclusive: one of them wins.
     written = db.execute(
-        update(EPISODES).where(EPISODES.c.id == episode_id, EPISODES.c.status != "abandoned").values(values)
-    )
-    if written.rowcount == 0:
+        update(EPISODES)
+        .where(EPISODES.c.id == episode_id, EPISODES.c.status != "abandoned")
+        .values(values)
+        .returning(EPISODES.c.pathway_id, EPISODES.c.pathway_version, EPISODES.c.simulated)
+    ).first()
+    if written is None:
         if db.execute(select(EPISODES.c.id).where(EPISODES.c.id == episode_id)).first() is not None:
             raise ApplicationError(
                 f"episode {episode_id}'s enrollment was released before it was recorded",
@@ -163,8 +168,9 @@ def write_changes(
                 "recorded_by": record.actor,
             },
         )
+    follow = FollowUps(written.pathway_id, written.pathway_version, written.simulated, public_url)
     for item in record.changes.items:
-        _add_item(db, sql, record, item, repair, public_url)
+        _add_item(db, sql, record, item, repair, follow)
     for closure in record.changes.closures:
         db.execute(
             update(TASKS)
@@ -204,8 +210,27 @@ def _replace_coming(db: Connection, episode_id: str, coming: list[ComingItem]) -
         db.execute(insert(COMING), [{"episode_id": episode_id, **item.model_dump()} for item in coming])
 
 
+class FollowUps(NamedTuple):
+    """What the episode's pathway does beside a raised item: a patient check-in, patient words."""
+
+    pathway_id: str
+    pathway_version: int
+    simulated: bool  # stories are not patients: nobody to ask
+    public_url: str  # the base of the patients' check-in links
+
+    def check_in(self, code: str) -> CheckIn | None:
+        if self.simulated:
+            return None
+        pathway = pathway_for(self.pathway_id)
+        return pathway.check_in(pathway.definition(self.pathway_version), code)
+
+    def patient_words(self, code: str, title: str) -> tuple[str, str]:
+        pathway = pathway_for(self.pathway_id)
+        return patient_words(pathway.patient_message(pathway.definition(self.pathway_version), code), title)
+
+
 def _add_item(
-    db: Connection, sql: _Inserts, record: ChangeRecord, item: TimelineEntry, repair: bool, public_url: str
+    db: Connection, sql: _Inserts, record: ChangeRecord, item: TimelineEntry, repair: bool, follow: FollowUps
 ) -> None:
     rows = ItemRows(record.episode_id, item, record.at)
     item_id = db.execute(sql.item, rows.timeline()).scalar()
@@ -224,11 +249,15 @@ def _add_item(
         ).scalar_one()
     if item.actionable:
         db.execute(sql.task, rows.task(item_id))
-        # Follow-up beside the rules: the task row is new here, so each is written once.
-        if new and item.code == checkin.REASSESSMENT:
-            checkin.issue(db, sql.upsert, record.episode_id, item.key.occasion, item.on, record.at, public_url)
+        # Follow-up beside the rules, as the pathway declares it: the task row is new here, so
+        # each is written once.
+        plan = follow.check_in(item.code) if new else None
+        if plan is not None:
+            checkin.issue(
+                db, sql.upsert, plan, record.episode_id, item.key.occasion, item.on, record.at, follow.public_url
+            )
         if (new or repair) and item.assignee == checkin.PATIENT and not item.notify:  # keyed: once
-            db.execute(sql.notification, rows.notification(*patient_words(item.code, item.title)))
+            db.execute(sql.notification, rows.notification(*follow.patient_words(item.code, item.title)))
     if item.notify and item.assignee is not None:
         db.execute(sql.notification, rows.notification())
 

@@ -1,4 +1,6 @@
-"""Patient check-in links: issued with a PAIN_REASSESSMENT, answered on a page without signing in.
+"""Patient check-in links: issued with the item a pathway follows up by a check-in (ovcf-lumbar:
+PAIN_REASSESSMENT; ``Pathway.check_in``), answered on a page without signing in. The questions,
+the messages' words and the days are the pathway's data (``carepath.engine.presentation.CheckIn``).
 
 Why the link is safe to send by SMS or e-mail:
 
@@ -29,17 +31,15 @@ from typing import Any
 from sqlalchemy import Connection, Engine, or_, select, update
 from sqlalchemy.orm import Session
 
-from carepath.errors import InvalidInput
-from carepath.pathways.ovcf_lumbar.definition import PathwayDefinition, load_definition
-from carepath.pathways.ovcf_lumbar.inputs import PainAssessment, parse_model
+from carepath.engine.definition import DefinitionCore
+from carepath.engine.pathway import Pathway
+from carepath.engine.presentation import CheckIn
+from carepath.engine.registry import pathway_for
 from db.models import CheckInRow, EpisodeRow, NotificationRow, TaskRow
 
 CHECKIN_CODE = "CHECKIN"
 REMINDER_CODE = "CHECKIN_REMINDER"
-REASSESSMENT = "PAIN_REASSESSMENT"
 PATIENT = "patient"
-# Until the definition carries it (proposed: reassessment.patient_reminder_after_days), the one
-# place the default lives.
 
 CHECKINS = CheckInRow.__table__
 NOTIFICATIONS = NotificationRow.__table__
@@ -58,24 +58,50 @@ def link(public_url: str, token: str) -> str:
     return f"{public_url.rstrip('/')}/checkin/{token}"
 
 
-def reminder_days(definition: PathwayDefinition) -> int:
-    """Days without an answer before the patient gets one reminder (pathway data, default 2)."""
-    return definition.reassessment.patient_reminder_after_days
+@dataclass(frozen=True)
+class Plan:
+    """A check-in as its episode's pathway declares it, with the pathway and definition it is of."""
+
+    check_in: CheckIn
+    pathway: Pathway
+    definition: DefinitionCore
 
 
-def _patient_message(url: str, expires_on: date, reminder: bool) -> tuple[str, str]:
+def check_in_codes(pathway: Pathway, definition: DefinitionCore) -> list[str]:
+    """The codes whose raising the pathway follows up with a patient check-in."""
+    return [code for code in definition.actions if pathway.check_in(definition, code) is not None]
+
+
+def _plan(session: Session, episode_id: str, occasion: str) -> tuple[Plan, str] | None:
+    """The check-in of the episode's occasion and the status of the task it answers."""
+    episode = session.execute(
+        select(EpisodeRow.pathway_id, EpisodeRow.pathway_version, EpisodeRow.status).where(EpisodeRow.id == episode_id)
+    ).first()
+    if episode is None or episode.status != "active":
+        return None
+    pathway = pathway_for(episode.pathway_id)
+    definition = pathway.definition(episode.pathway_version)
+    task = session.execute(
+        select(TaskRow.code, TaskRow.status).where(
+            TaskRow.episode_id == episode_id,
+            TaskRow.code.in_(check_in_codes(pathway, definition)),
+            TaskRow.occasion == occasion,
+        )
+    ).first()
+    if task is None:
+        return None
+    check_in = pathway.check_in(definition, task.code)
+    assert check_in is not None  # its code was one of check_in_codes
+    return Plan(check_in, pathway, definition), task.status
+
+
+def _patient_message(plan: CheckIn, url: str, expires_on: date, reminder: bool) -> tuple[str, str]:
     last_day = (expires_on - timedelta(days=1)).isoformat()
-    if reminder:
-        subject = "Reminder: how is your back pain?"
-        opening = "A few days ago we asked how your back pain is. We have not heard from you yet."
-    else:
-        subject = "How is your back pain? A two-minute check-in"
-        opening = "Your care team would like to know how your back pain is going."
+    subject = plan.reminder_subject if reminder else plan.subject
+    opening = plan.reminder_opening if reminder else plan.opening
     body = (
         f"{opening} Please answer a few short questions here:\n{url}\n"
-        f"The link works once, until {last_day}. If you prefer, call your care team instead. "
-        "If you have new weakness or numbness in your legs, or trouble controlling your bladder or "
-        "bowels, call your doctor or emergency services now."
+        f"The link works once, until {last_day}. If you prefer, call your care team instead. {plan.safety}"
     )
     return subject, body
 
@@ -96,22 +122,22 @@ def _patient_outbox(episode_id: str, code: str, occasion: str, subject: str, bod
 
 
 def issue(
-    db: Connection, upsert: Any, episode_id: str, occasion: str, raised_on: date, at: datetime, public_url: str
+    db: Connection,
+    upsert: Any,
+    plan: CheckIn,
+    episode_id: str,
+    occasion: str,
+    raised_on: date,
+    at: datetime,
+    public_url: str,
 ) -> None:
-    """Inside the recording transaction: a check-in and its patient message for one reassessment.
+    """Inside the recording transaction: a check-in and its patient message for one raised item.
 
-    Called only where the PAIN_REASSESSMENT task row was really inserted, so a retried recording
-    issues nothing twice (and the unique (episode, occasion) would refuse it anyway).
+    Called only where the item's task row was really inserted (and never for a story: nobody to
+    ask), so a retried recording issues nothing twice (the unique (episode, occasion) would refuse
+    it anyway).
     """
-    episode = db.execute(
-        select(EpisodeRow.pathway_id, EpisodeRow.pathway_version, EpisodeRow.simulated).where(
-            EpisodeRow.id == episode_id
-        )
-    ).one()
-    if episode.simulated:  # stories are not patients: nobody to ask
-        return
-    definition = load_definition(episode.pathway_id, episode.pathway_version)
-    expires_on = raised_on + timedelta(days=definition.reassessment.overdue_after_days)
+    expires_on = raised_on + timedelta(days=plan.expires_after_days)
     token, digest = new_token()
     created = db.execute(
         upsert(CHECKINS).on_conflict_do_nothing(index_elements=["episode_id", "occasion"]).returning(CHECKINS.c.id),
@@ -120,13 +146,13 @@ def issue(
             "occasion": occasion,
             "token_hash": digest,
             "expires_on": expires_on,
-            "remind_after_days": reminder_days(definition),
+            "remind_after_days": plan.remind_after_days,
             "created_at": at,
         },
     ).scalar()
     if created is None:
         return
-    subject, body = _patient_message(link(public_url, token), expires_on, reminder=False)
+    subject, body = _patient_message(plan, link(public_url, token), expires_on, reminder=False)
     db.execute(
         upsert(NOTIFICATIONS).on_conflict_do_nothing(index_elements=["dedupe_key"]),
         _patient_outbox(episode_id, CHECKIN_CODE, occasion, subject, body, at),
@@ -144,17 +170,12 @@ def open_reminder_due(session: Session, episode_id: str) -> list[CheckInRow]:
     )
 
 
-def _still_open(session: Session, row: CheckInRow, today: date) -> bool:
-    """Unanswered, before its overdue day, its reassessment still open and the episode active."""
+def _still_open(session: Session, row: CheckInRow, today: date) -> Plan | None:
+    """Its plan if unanswered, before its overdue day, its task still open and the episode active."""
     if row.answered_at is not None or today >= row.expires_on:
-        return False
-    task = session.scalar(
-        select(TaskRow.status).where(
-            TaskRow.episode_id == row.episode_id, TaskRow.code == REASSESSMENT, TaskRow.occasion == row.occasion
-        )
-    )
-    status = session.scalar(select(EpisodeRow.status).where(EpisodeRow.id == row.episode_id))
-    return task == "open" and status == "active"
+        return None
+    found = _plan(session, row.episode_id, row.occasion)
+    return found[0] if found is not None and found[1] == "open" else None
 
 
 def remind(engine: Engine, checkin_id: int, now: datetime, public_url: str) -> str | None:
@@ -170,7 +191,8 @@ def remind(engine: Engine, checkin_id: int, now: datetime, public_url: str) -> s
             return None
         if row.reminded_at is not None:
             return row.episode_id
-        if not _still_open(session, row, now.date()):
+        plan = _still_open(session, row, now.date())
+        if plan is None:
             return None
         token, digest = new_token()
         claimed = session.execute(
@@ -180,7 +202,7 @@ def remind(engine: Engine, checkin_id: int, now: datetime, public_url: str) -> s
         )
         if claimed.rowcount == 0:
             return row.episode_id
-        subject, body = _patient_message(link(public_url, token), row.expires_on, reminder=True)
+        subject, body = _patient_message(plan.check_in, link(public_url, token), row.expires_on, reminder=True)
         session.add(NotificationRow(**_patient_outbox(row.episode_id, REMINDER_CODE, row.occasion, subject, body, now)))
         return row.episode_id
 
@@ -196,6 +218,7 @@ class Found:
     checkin_id: int | None = None
     episode_id: str | None = None
     occasion: str | None = None
+    plan: Plan | None = None  # the questions to ask, and the pathway that turns answers into an event
 
 
 UNUSABLE = Found("unusable")
@@ -209,9 +232,10 @@ def find(engine: Engine, token: str, today: date) -> Found:
         row = session.scalar(
             select(CheckInRow).where(or_(CheckInRow.token_hash == digest, CheckInRow.reminder_token_hash == digest))
         )
-        if row is None or not _still_open(session, row, today):
+        plan = None if row is None else _still_open(session, row, today)
+        if row is None or plan is None:
             return UNUSABLE
-        return Found("valid", row.id, row.episode_id, row.occasion)
+        return Found("valid", row.id, row.episode_id, row.occasion, plan)
 
 
 def mark_opened(engine: Engine, checkin_id: int, now: datetime) -> None:
@@ -237,27 +261,6 @@ def settle(engine: Engine, checkin_id: int, event_id: str | None) -> None:
     with Session(engine) as session, session.begin():
         values: dict[str, Any] = {"event_id": event_id} if event_id else {"answered_at": None}
         session.execute(update(CheckInRow).where(CheckInRow.id == checkin_id).values(values))
-
-
-def answer_event(form: dict[str, Any], today: date) -> PainAssessment:
-    """The form's answers as a pain assessment; a bad answer raises InvalidInput naming the field."""
-    raw_nrs = str(form.get("nrs", "")).strip()
-    if not raw_nrs.isdigit():
-        raise InvalidInput.one("nrs", "choose a number from 0 to 10")
-    analgesics = form.get("analgesics", [])
-    effects = form.get("opioid_effects", [])
-    payload = {
-        "type": "pain_assessment",
-        "occurred_on": today.isoformat(),
-        "nrs": int(raw_nrs),
-        "analgesics": [a for a in analgesics if a != "none"],
-        # The patient says whether the painkillers are enough; "not sure" counts as enough.
-        "oral_analgesia_adequate": form.get("adequate", "yes") != "no",
-        "mobility": form.get("mobility", ""),
-        "symptoms_changed": form.get("symptoms_changed") == "yes",
-        "opioid_effects": [e for e in effects if e != "none"],
-    }
-    return parse_model(PainAssessment, payload)
 
 
 def summary(engine: Engine, episode_id: str) -> list[dict[str, Any]]:

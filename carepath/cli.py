@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from carepath.errors import InvalidInput
+from carepath.pathways import register_shipped
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -430,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    register_shipped()  # the boot list (carepath/pathways/__init__.py)
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

@@ -29,8 +29,8 @@ from temporalio.converter import DataConverter
 
 from carepath.api.app import create_app
 from carepath.codec import EncryptionCodec, KeyRing
-from carepath.engine.registry import DEFAULT_PATHWAY, pathway_for
-from carepath.reconcile import reconcile_periodically, sweep_schedule
+from carepath.engine.registry import default_pathway
+from carepath.reconcile import drain_periodically, reconcile_periodically, sweep_schedule
 from carepath.schedules import ensure_schedules
 from carepath.service import CarepathService
 from carepath.settings import Settings, load_settings
@@ -193,6 +193,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
             settings.task_queue,
             pathway_version=settings.pathway_version,
             update_wait=settings.update_wait_seconds,
+            history_limit=settings.history_limit,
         )
         await ensure_schedules(client, settings.task_queue, settings.clinic_timezone or None)
         server = _Server(
@@ -206,6 +207,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
                 serving = asyncio.create_task(server.serve())
                 # Releases reservations a killed `carepath dev` left behind (and later ones).
                 sweep = asyncio.create_task(reconcile_periodically(service, *sweep_schedule(settings)))
+                outbox = asyncio.create_task(drain_periodically(service, settings.outbox_every_seconds))
                 while not server.started and not serving.done():
                     await asyncio.sleep(0.05)
                 if serving.done():
@@ -215,7 +217,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
                 print(f"carepath is running (pathway episodes on {address}, database {database_url})")
                 print(f"  worklist     {base}/")
                 print(f"  API          {base}/docs")
-                newest = pathway_for(DEFAULT_PATHWAY).definition(settings.pathway_version)
+                newest = default_pathway().definition(settings.pathway_version)
                 print(f"  new enrollments get pathway {newest.id} v{newest.version}")
                 if temporal is not None:
                     print(f"  Temporal UI  http://127.0.0.1:{options.ui_port}")
@@ -230,9 +232,10 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
                 await stop.wait()
                 print("stopping…", flush=True)
                 server.should_exit = True
-                sweep.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweep
+                for task in (sweep, outbox):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 await serving
         engine.dispose()
     finally:

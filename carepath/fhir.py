@@ -1,5 +1,6 @@
-"""FHIR R4 export: an episode as a Bundle (CarePlan, Tasks, and what people recorded: pain scores
-as Observations, notes as Communications), its audit trail as AuditEvents.
+"""FHIR R4 export: an episode as a Bundle (CarePlan, Tasks, and what people recorded, each event as
+the resource its pathway maps it to, e.g. ovcf-lumbar's pain scores as Observations and notes as
+Communications), its audit trail as AuditEvents.
 
 Validated with the ``fhir.resources`` R4B models (R4B's CarePlan, Task and AuditEvent match R4
 for what we use). The patient is referenced by identifier only: no other patient data leaves.
@@ -15,6 +16,9 @@ from fhir.resources.R4B.bundle import Bundle
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from carepath.engine.pathway import Pathway
+from carepath.engine.presentation import RecordedEvent
+from carepath.engine.registry import pathway_for
 from db.models import AuditRow, EpisodeRow, EventRow, TaskRow
 
 PATIENT_SYSTEM = "urn:carepath:patient"
@@ -63,12 +67,13 @@ def episode_bundle(engine: Engine, episode_id: str) -> dict[str, Any]:
         tasks = session.scalars(select(TaskRow).where(TaskRow.episode_id == episode_id).order_by(TaskRow.id)).all()
         recorded = session.scalars(
             select(EventRow)
-            .where(EventRow.episode_id == episode_id, EventRow.type.in_(RECORDED))
+            .where(EventRow.episode_id == episode_id)
             .order_by(EventRow.occurred_on, EventRow.recorded_at)
         ).all()
     plan_url = _full_url("CarePlan", episode.id)
     entries = [_task_entry(task, episode, plan_url) for task in tasks]
-    records = [RECORDED[row.type](row, episode, plan_url) for row in recorded]
+    pathway = pathway_for(episode.pathway_id)
+    records = [e for row in recorded if (e := _event_entry(row, episode, pathway, plan_url)) is not None]
     care_plan = {
         "resourceType": "CarePlan",
         "identifier": [{"system": EPISODE_SYSTEM, "value": episode.id}],
@@ -118,51 +123,41 @@ def _task_entry(task: TaskRow, episode: EpisodeRow, plan_url: str) -> dict[str, 
     return {"fullUrl": _full_url("Task", f"{episode.id}/{task.id}"), "resource": resource}
 
 
-# LOINC 72514-3: pain severity, 0-10 verbal numeric rating, reported (the SPEC's NRS).
-PAIN_CODE = {"system": "http://loinc.org", "code": "72514-3", "display": "Pain severity - 0-10 verbal numeric rating"}
-
-
-def _pain_observation(row: EventRow, episode: EpisodeRow, plan_url: str) -> dict[str, Any]:
-    payload = row.payload
-    resource: dict[str, Any] = {
-        "resourceType": "Observation",
-        "identifier": [{"system": EVENT_SYSTEM, "value": row.id}],
-        "basedOn": [{"reference": plan_url}],
-        "status": "final",
-        "category": [
-            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey"}]}
-        ],
-        "code": {"coding": [PAIN_CODE], "text": "pain NRS"},
-        "subject": _patient(episode.patient_ref),
-        "effectiveDateTime": row.occurred_on.isoformat(),
-        "issued": _instant(row.recorded_at),
-        "performer": [{"display": row.recorded_by}],
-        "valueInteger": payload["nrs"],
-    }
-    facts = [f"{k}: {v}" for k, v in payload.items() if k not in ("type", "occurred_on", "nrs") and v not in ([], None)]
-    if facts:
-        resource["note"] = [{"text": "; ".join(facts)}]
-    return {"fullUrl": _full_url("Observation", f"{episode.id}/{row.id}"), "resource": resource}
-
-
-def _note_communication(row: EventRow, episode: EpisodeRow, plan_url: str) -> dict[str, Any]:
-    resource = {
-        "resourceType": "Communication",
-        "identifier": [{"system": EVENT_SYSTEM, "value": row.id}],
-        "basedOn": [{"reference": plan_url}],
-        "status": "completed",
-        "subject": _patient(episode.patient_ref),
-        "sent": _instant(row.recorded_at),
-        "sender": {"display": row.payload.get("author") or row.recorded_by},
-        "payload": [{"contentString": row.payload["text"]}],
-        "note": [{"text": f"recorded by {row.recorded_by} for {row.occurred_on.isoformat()}"}],
-    }
-    return {"fullUrl": _full_url("Communication", f"{episode.id}/{row.id}"), "resource": resource}
-
-
 EVENT_SYSTEM = "urn:carepath:event"
-# Which recorded events the export carries, and as what.
-RECORDED = {"pain_assessment": _pain_observation, "note": _note_communication}
+
+
+def _event_entry(row: EventRow, episode: EpisodeRow, pathway: Pathway, plan_url: str) -> dict[str, Any] | None:
+    """The pathway's resource for one recorded event, with what every exported event carries:
+    its identifier, the plan, the patient, when and by whom."""
+    day = (row.occurred_on - episode.identified_on).days
+    recorded = RecordedEvent(id=row.id, type=row.type, occurred_on=row.occurred_on, day=day, payload=row.payload)
+    resource = pathway.fhir_resource(recorded)
+    if resource is None:
+        return None
+    kind = resource["resourceType"]
+    shared = {
+        "identifier": [{"system": EVENT_SYSTEM, "value": row.id}],
+        "basedOn": [{"reference": plan_url}],
+        "subject": _patient(episode.patient_ref),
+    }
+    if kind == "Communication":
+        shared |= {
+            "status": "completed",
+            "sent": _instant(row.recorded_at),
+            "sender": {"display": row.recorded_by},
+            "note": [{"text": f"recorded by {row.recorded_by} for {row.occurred_on.isoformat()}"}],
+        }
+    else:
+        shared |= {
+            "status": "final",
+            "effectiveDateTime": row.occurred_on.isoformat(),
+            "issued": _instant(row.recorded_at),
+            "performer": [{"display": row.recorded_by}],
+        }
+    return {
+        "fullUrl": _full_url(kind, f"{episode.id}/{row.id}"),
+        "resource": {"resourceType": kind} | shared | resource,
+    }
 
 
 def audit_bundle(engine: Engine, episode_id: str) -> dict[str, Any]:

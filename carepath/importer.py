@@ -18,8 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from carepath.engine.inputs import EnrollmentCore
+from carepath.engine.pathway import Pathway
 from carepath.errors import InvalidInput
-from carepath.pathways.ovcf_lumbar.inputs import Enrollment, parse_model
 from carepath.service import CarepathService, Conflict
 
 # Starts in flight at once: enough to hide the round trip to a busy server (measured on the dev
@@ -53,19 +54,19 @@ class ImportReport(BaseModel):
         )
 
 
-def parse_lines(lines: Iterable[str]) -> tuple[list[tuple[int, Enrollment]], list[RejectedLine]]:
-    """Enrollments by line number (1-based; blank lines skipped), and the lines that are not one."""
-    parsed: list[tuple[int, Enrollment]] = []
+def parse_lines(pathway: Pathway, lines: Iterable[str]) -> tuple[list[tuple[int, EnrollmentCore]], list[RejectedLine]]:
+    """``pathway``'s enrollments by line number (1-based; blank lines skipped), and the lines that are not one."""
+    parsed: list[tuple[int, EnrollmentCore]] = []
     rejected: list[RejectedLine] = []
     first_line: dict[str, int] = {}
     for number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
         try:
-            enrollment = parse_model(Enrollment, json.loads(text))
+            enrollment = pathway.parse_enrollment(json.loads(text))
             # Two lines of one patient would race for its reservation (the second could release the
             # first's before its workflow starts): the first line enrolls, the others are refused.
-            first = first_line.setdefault(enrollment.patient.ref, number)
+            first = first_line.setdefault(enrollment.patient_ref, number)
             if first != number:
                 rejected.append(RejectedLine(line=number, field="patient.ref", message=f"repeats line {first}"))
                 continue
@@ -84,16 +85,19 @@ async def import_enrollments(
     actor: str,
     concurrency: int = CONCURRENCY,
     progress: Callable[[int], Callable[[int], Any]] | None = None,
+    pathway_id: str | None = None,
 ) -> ImportReport:
-    """Enroll every valid line; ``progress(total)`` gives the callback told of each patient done."""
-    parsed, rejected = parse_lines(lines)
+    """Enroll every valid line in ``pathway_id`` (default: the default pathway); ``progress(total)``
+    gives the callback told of each patient done."""
+    pathway = service.pathway(pathway_id)
+    parsed, rejected = parse_lines(pathway, lines)
     report = ImportReport(rejected=rejected)
     advance = progress(len(parsed)) if progress is not None else None
     queue = iter(parsed)
 
-    async def one(number: int, enrollment: Enrollment) -> None:
+    async def one(number: int, enrollment: EnrollmentCore) -> None:
         try:
-            enrolled = await service.enroll(enrollment, actor, wait=False)
+            enrolled = await service.enroll(enrollment, actor, pathway.id, wait=False)
         except InvalidInput as exc:
             report.rejected += [RejectedLine(line=number, field=e.field, message=e.message) for e in exc.errors]
         except Conflict as exc:

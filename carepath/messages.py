@@ -8,19 +8,13 @@ from typing import Any
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 
-# Patient tasks in the words a patient uses (the definition's titles are written for clinicians).
-PATIENT_WORDS: dict[str, tuple[str, str]] = {
-    "AVOID_BED_REST": (
-        "Keep moving, even if it hurts a little",
-        "Staying in bed for long makes bones and muscles weaker and can cause blood clots. "
-        "Get up and walk around a few times a day, as far as your pain allows. "
-        "Ask your care team if you are unsure what is safe for you.",
-    ),
-}
+PLAIN_REQUEST = "Your care team has a request for you. Call them if anything is unclear."
 
 
-def patient_words(code: str, title: str) -> tuple[str, str]:
-    return PATIENT_WORDS.get(code, (title, "Your care team has a request for you. Call them if anything is unclear."))
+def patient_words(words: tuple[str, str] | None, title: str) -> tuple[str, str]:
+    """A patient task's message: the pathway's words for it (``Pathway.patient_message``), else
+    its title and a plain request (the definition's titles are written for clinicians)."""
+    return words if words is not None else (title, PLAIN_REQUEST)
 
 
 def episode_link(public_url: str, episode_id: str) -> str:

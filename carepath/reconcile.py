@@ -42,12 +42,31 @@ async def reconcile_periodically(service: CarepathService, every: float, older_t
     while True:
         try:
             report = await service.reconcile_enrollments(older_than)
-        except Exception:  # Temporal or the database unreachable: nothing is lost by waiting
-            log.warning("enrollment sweep failed; next try in %.0f s", every, exc_info=True)
+        except Exception as exc:  # Temporal or the database unreachable: nothing is lost by waiting
+            log.warning("enrollment sweep failed (%s); next try in %.0f s", _cause(exc), every)
         else:
             for episode_id in report.released:
                 log.warning("released enrollment reservation %s: no workflow backed it", episode_id)
         await asyncio.sleep(every)
+
+
+async def drain_periodically(service: CarepathService, every: float) -> None:
+    """Send the events left in the outbox (their request's process died, or gave up) every
+    ``every`` seconds until cancelled; each is sent until its workflow answers."""
+    while True:
+        try:
+            landed = await service.drain_outbox()
+        except Exception as exc:
+            log.warning("outbox sweep failed (%s); next try in %.0f s", _cause(exc), every)
+        else:
+            if landed:
+                log.warning("outbox: %d event(s) left unsent by an earlier request are recorded now", landed)
+        await asyncio.sleep(every)
+
+
+def _cause(exc: Exception) -> str:
+    """One line, no traceback: an outage is expected, its stack says nothing."""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 
 
 def sweep_schedule(settings: Settings) -> tuple[float, timedelta]:

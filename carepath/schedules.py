@@ -20,7 +20,7 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
-from carepath.pathways.ovcf_lumbar.definition import load_definition
+from carepath.engine.registry import default_pathway
 from workflows.digest import DigestWorkflow
 
 DIGEST_SCHEDULE = "carepath-daily-digest"
@@ -29,7 +29,7 @@ DIGEST_HOUR = 8
 
 def digest_schedule(task_queue: str, timezone: str | None = None) -> Schedule:
     # Clinic time: the pathway's clock (where 09:00 milestones run), unless a setting says otherwise.
-    zone = timezone or load_definition().clock.timezone
+    zone = timezone or default_pathway().definition().clock.timezone
     return Schedule(
         action=ScheduleActionStartWorkflow(DigestWorkflow.run, id="digest", task_queue=task_queue),
         spec=ScheduleSpec(

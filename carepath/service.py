@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -28,14 +27,14 @@ from carepath.engine.definition import DefinitionCore, local_date
 from carepath.engine.inputs import EnrollmentCore, EventCore
 from carepath.engine.items import TaskKey
 from carepath.engine.pathway import Pathway
-from carepath.engine.registry import DEFAULT_PATHWAY, pathway_for
+from carepath.engine.registry import default_pathway, pathway_for
 from carepath.engine.state import EpisodeCore
 from carepath.errors import FieldError, InvalidInput
-from carepath.observability import observe_update
+from carepath.outbox import Bounded, EventOutbox, Unavailable
 from db import idempotency
 from db.models import AuditRow, EpisodeRow, TaskRow
 from db.queries import EpisodeFacts, TaskFilter, TaskView, episode_facts, task_page, timeline
-from workflows.client import EpisodeClient, EpisodeClosed
+from workflows.client import UNREACHABLE, Attempts, EpisodeClient, EpisodeClosed, passing_cause
 from workflows.contracts import EpisodeView, EventOutcome, TaskClosing
 
 
@@ -56,19 +55,26 @@ class Conflict(Exception):
         super().__init__(str(self.error))
 
 
-class Unavailable(Exception):
-    """No answer within the wait bound (HTTP 503 + Retry-After): the write may still apply later."""
-
-    def __init__(self, field: str, message: str, retry_after: int) -> None:
-        self.error = FieldError(field, message)
-        self.retry_after = retry_after
-        super().__init__(str(self.error))
-
-
 # An outage makes an update wait as long as recording retries; a request answers after this bound.
 UPDATE_WAIT_SECONDS = 10.0
-UNAVAILABLE_RETRY_AFTER = 5
-BASELINE_PENDING = "the enrollment is started; its baseline is not recorded yet (retry: the same enrollment gets it)"
+# Unkeyed events get a claim too (the outbox), under a key no client can send (it has a space).
+SERVER_KEY = "server "
+EVENT_PENDING = (
+    "the event is not recorded yet ({cause}); it is kept and sent until it is: "
+    "retry with the same Idempotency-Key for its outcome"
+)
+EVENT_PENDING_UNKEYED = (
+    "the event is not recorded yet ({cause}); it is kept and sent until it is: "
+    "do not send it again (without an Idempotency-Key that would record it twice)"
+)
+NOT_SENT = (
+    "{what} is not recorded ({{cause}}); this server does not send it again: reload and retry "
+    "(if it was recorded meanwhile, the retry is refused as already done)"
+)
+NOT_ENROLLED = "the patient is not enrolled ({cause}); nothing was kept: retry the same enrollment later"
+BASELINE_PENDING = (
+    "the enrollment is started; its baseline is not recorded yet ({cause}): retry the same enrollment to get it"
+)
 
 
 class Reconciled(BaseModel):
@@ -144,17 +150,8 @@ KEY_STALE_AFTER = timedelta(seconds=30)
 _KEY = re.compile(r"[\x20-\x7e]{1,64}")
 
 
-def _forget(pending: set[asyncio.Future[Any]], what: str, began: float) -> Callable[[asyncio.Future[Any]], None]:
-    def done(task: asyncio.Future[Any]) -> None:
-        pending.discard(task)
-        failed = task.cancelled() or task.exception() is not None  # a detached failure was answered (503)
-        observe_update(what, time.perf_counter() - began, "error" if failed else "ok")
-
-    return done
-
-
 def _checked_key(key: str) -> str:
-    if not _KEY.fullmatch(key):
+    if not _KEY.fullmatch(key) or key.startswith(SERVER_KEY):
         raise InvalidInput.one("Idempotency-Key", "must be 1 to 64 printable ASCII characters")
     return key
 
@@ -168,16 +165,27 @@ class CarepathService:
         clock: Callable[[], datetime] = _utcnow,
         pathway_version: int | None = None,
         update_wait: float = UPDATE_WAIT_SECONDS,
+        history_limit: int | None = None,
     ) -> None:
-        self.update_wait = update_wait
-        # Writes that outlived their request's bound: they keep going (and complete their claim).
-        self._detached: set[asyncio.Future[Any]] = set()
+        # New episodes continue-as-new past this many history events (None: the workflow's default).
+        self.history_limit = history_limit
         # New enrollments get this version of the pathway (default: the newest shipped).
         self.pathway_version = pathway_version
         self.client = client
         self.episodes = EpisodeClient(client, task_queue)
         self.engine = engine
         self.clock = clock
+        self.bounded = Bounded(client, engine, update_wait)
+        self.outbox = EventOutbox(engine, self.episodes, lambda episode_id: self._episode_row(episode_id).phase)
+
+    @property
+    def update_wait(self) -> float:
+        """Seconds a write waits for its answer before 503 (CAREPATH_UPDATE_WAIT_SECONDS)."""
+        return self.bounded.wait
+
+    @update_wait.setter
+    def update_wait(self, seconds: float) -> None:
+        self.bounded.wait = seconds
 
     @property
     def task_queue(self) -> str:
@@ -193,7 +201,7 @@ class CarepathService:
     def pathway(self, pathway_id: str | None = None) -> Pathway:
         """The pathway ``pathway_id`` (default: the shipped default); errors name ``pathway``."""
         try:
-            return pathway_for(pathway_id or DEFAULT_PATHWAY)
+            return pathway_for(pathway_id) if pathway_id else default_pathway()
         except LookupError as exc:
             raise InvalidInput.one("pathway", str(exc)) from None
 
@@ -222,7 +230,7 @@ class CarepathService:
         pathway = self.pathway(pathway_id)
         enrollment = pathway.parse_enrollment(enrollment)
         # The configured version is the default pathway's; another pathway starts on its newest.
-        definition = pathway.definition(self.pathway_version if pathway.id == DEFAULT_PATHWAY else None)
+        definition = pathway.definition(self.pathway_version if pathway is default_pathway() else None)
         now = self.clock()
         pathway.validate_enrollment(definition, enrollment, now)
         enrolled_on = local_date(definition, now)
@@ -285,11 +293,18 @@ class CarepathService:
         """Start the workflow and wait for its baseline; with ``durable``, return that once Temporal has it."""
         try:
             # The workflow id is the reservation's, so whoever settles it later can ask Temporal.
+            limit = self.history_limit
             if durable is not None:
-                await self.episodes.start(episode_id, enrollment, definition, actor, wait=False)
+                await self.episodes.start(episode_id, enrollment, definition, actor, wait=False, history_limit=limit)
                 return durable
-            view, _ = await self._bounded(
-                self.episodes.start(episode_id, enrollment, definition, actor), BASELINE_PENDING, "enroll"
+            # Temporal unreachable: the start is given up and the reservation released at once (a
+            # start that reached Temporal after all fails at its first recording, see _release).
+            view, _ = await self.bounded.run(
+                self.episodes.start(episode_id, enrollment, definition, actor, history_limit=limit),
+                Attempts(),
+                lambda cause: (NOT_ENROLLED if cause == UNREACHABLE else BASELINE_PENDING).format(cause=cause),
+                "enroll",
+                keep=lambda cause: cause != UNREACHABLE,
             )
         except Exception as exc:
             await self._settle_failed_start(episode_id, actor, exc)
@@ -298,6 +313,14 @@ class CarepathService:
 
     async def _settle_failed_start(self, episode_id: str, actor: str, exc: Exception) -> None:
         """Release our reservation unless a workflow runs for it; 409 if another request replaced it."""
+        cause = exc.cause if isinstance(exc, Unavailable) else passing_cause(exc) if isinstance(exc, RPCError) else None
+        if cause == UNREACHABLE or (isinstance(exc, RPCError) and cause is not None):
+            await asyncio.to_thread(self._release, episode_id, actor, f"not started: {cause}")
+            if isinstance(exc, RPCError):
+                raise Unavailable("", NOT_ENROLLED.format(cause=cause)) from None
+            return
+        if isinstance(exc, Unavailable):
+            return  # started: its baseline is on its way
         try:
             status = await self._workflow_status(episode_id)
             if status != WorkflowExecutionStatus.RUNNING:
@@ -312,7 +335,7 @@ class CarepathService:
 
     async def _await_baseline(self, episode_id: str, enrollment: EnrollmentCore) -> Enrolled | None:
         try:
-            view = await self._bounded(self.episodes.catch_up(episode_id), BASELINE_PENDING, "enroll")
+            view = await self.bounded.run(self.episodes.catch_up(episode_id), Attempts(), BASELINE_PENDING, "enroll")
         except (WorkflowUpdateFailedError, RPCError, InvalidInput, EpisodeClosed):
             return None
         return _enrolled(episode_id, enrollment, view)
@@ -423,56 +446,34 @@ class CarepathService:
     async def record_event(
         self, episode_id: str, event: EventCore | dict[str, Any], actor: str, idempotency_key: str | None = None
     ) -> EventOutcome:
+        """Claim the event (its key, or one of the server's own), keeping it in the outbox, then
+        send it: answered within the bound, or 503 while it is sent on until it lands, once."""
         episode = await asyncio.to_thread(self._episode_row, episode_id)
         event = self.pathway(episode.pathway_id).parse_event(event)
-        if idempotency_key is None:
-            return await self._bounded(
-                self._apply_event(episode, event, actor, uuid.uuid4().hex),
-                "the event is not recorded yet; it will be once the database is back "
-                "(send an Idempotency-Key to retry safely)",
-            )
-        key = _checked_key(idempotency_key)
-        held = await self._claim_key(episode.id, key, idempotency.fingerprint(event.model_dump(mode="json")))
+        keyed = idempotency_key is not None
+        key = _checked_key(idempotency_key) if idempotency_key is not None else SERVER_KEY + uuid.uuid4().hex
+        payload = event.model_dump(mode="json")
+        held = await self._claim_key(episode.id, key, idempotency.fingerprint(payload), payload, actor)
         if held.response is not None:
             return EventOutcome.model_validate(held.response)
-        # Past the bound the write goes on detached and completes the claim when it lands, so a
-        # retry with the same key gets the real outcome (meanwhile: 409 in progress, or a resume).
-        return await self._bounded(
-            self._apply_keyed(episode, event, actor, key, held.event_id),
-            "the event is not recorded yet; it will be once the database is back: "
-            "retry with the same Idempotency-Key for its outcome",
+        attempts = Attempts()
+        return await self.bounded.run(
+            self.outbox.send(episode.id, key, held.event_id, payload, actor, attempts),
+            attempts,
+            EVENT_PENDING if keyed else EVENT_PENDING_UNKEYED,
         )
 
-    async def _apply_keyed(
-        self, episode: EpisodeRow, event: EventCore, actor: str, key: str, event_id: str
-    ) -> EventOutcome:
-        try:
-            outcome = await self._apply_event(episode, event, actor, event_id)
-        except InvalidInput:
-            await asyncio.to_thread(
-                idempotency.release, self.engine, episode.id, key
-            )  # refused: the key records nothing
-            raise
-        # Any other failure (timeout, cancellation) may or may not have applied the update: the claim
-        # stays in progress and a retry resumes it with the same event id (see db/idempotency.py).
-        await asyncio.to_thread(idempotency.complete, self.engine, episode.id, key, outcome.model_dump(mode="json"))
-        return outcome
+    async def drain_outbox(self, older_than: timedelta = timedelta(seconds=30)) -> int:
+        """Send the events still in the outbox that no request of this process is sending."""
+        return await self.outbox.drain(self.clock(), older_than)
 
-    async def _bounded(self, work: Any, pending: str, what: str = "event") -> Any:
-        """``work``'s result within ``update_wait`` seconds, else ``Unavailable`` while it goes on."""
-        task = asyncio.ensure_future(work)
-        self._detached.add(task)
-        task.add_done_callback(_forget(self._detached, what, time.perf_counter()))
-        done, _ = await asyncio.wait({task}, timeout=self.update_wait)
-        if not done:
-            raise Unavailable("", pending, retry_after=UNAVAILABLE_RETRY_AFTER)
-        return task.result()
-
-    async def _claim_key(self, episode_id: str, key: str, print_: str) -> idempotency.Claim:
+    async def _claim_key(
+        self, episode_id: str, key: str, print_: str, request: dict[str, Any], actor: str
+    ) -> idempotency.Claim:
         """The claim to act on: this request's own, a finished one (replay), or a stale one (resume)."""
         for _ in range(KEY_WAIT_STEPS):
             now = self.clock()
-            held = await asyncio.to_thread(idempotency.claim, self.engine, episode_id, key, print_, now)
+            held = await asyncio.to_thread(idempotency.claim, self.engine, episode_id, key, print_, now, request, actor)
             if held.fingerprint != print_:
                 raise InvalidInput.one(
                     "Idempotency-Key", "was already used with a different request body; use a new key"
@@ -481,14 +482,6 @@ class CarepathService:
                 return held
             await asyncio.sleep(KEY_WAIT_STEP)  # the first request with this key is still running
         raise Conflict("Idempotency-Key", "a request with this key is still in progress", retry_after=1)
-
-    async def _apply_event(self, episode: EpisodeRow, event: EventCore, actor: str, event_id: str) -> EventOutcome:
-        try:
-            # The update id makes a retried request (same key) apply once within the run.
-            return await self.episodes.record_event(episode.id, event, event_id, actor)
-        except EpisodeClosed:
-            phase = (await asyncio.to_thread(self._episode_row, episode.id)).phase
-            raise InvalidInput.one("episode", f"episode is {phase}; no further events are accepted") from None
 
     async def withdraw(self, episode_id: str, reason: str, text: str | None, actor: str) -> EventOutcome:
         episode = await asyncio.to_thread(self._episode_row, episode_id)
@@ -499,19 +492,27 @@ class CarepathService:
     async def migrate(self, episode_id: str, version: int, reason: str, actor: str) -> Migrated:
         # The version is checked before the episode is looked up, so that refusing a bad request
         # does not tell an admin (who reads no patient data) whether the episode exists.
-        self._definition("version", DEFAULT_PATHWAY, version)
+        self._definition("version", default_pathway().id, version)
         episode = await asyncio.to_thread(self._episode_row, episode_id)
         target = self._definition("version", episode.pathway_id, version)
         try:
-            await self._bounded(
-                self.episodes.migrate(episode_id, target, reason, actor),
-                "the migration is not recorded yet; it will be once the database is back",
+            attempts = Attempts()
+            await self.bounded.run(
+                self.episodes.migrate(episode_id, target, reason, actor, attempts),
+                attempts,
+                NOT_SENT.format(what="the migration"),
                 "migrate",
+                keep=lambda cause: False,
             )
         except EpisodeClosed:
             raise InvalidInput.one("episode", f"episode is {episode.phase}; nothing to migrate") from None
         row = await asyncio.to_thread(self._episode_row, episode_id)
         return Migrated(episode_id=row.id, pathway=f"{row.pathway_id}.v{row.pathway_version}", status=row.status)
+
+    def episode_pathway(self, episode_id: str) -> tuple[Pathway, DefinitionCore]:
+        """The episode's pathway and the definition version it follows (NotFound if none)."""
+        row = self._episode_row(episode_id)
+        return self.pathway(row.pathway_id), self._definition("pathway", row.pathway_id, row.pathway_version)
 
     def _definition(self, field: str, pathway_id: str, version: int) -> DefinitionCore:
         try:
@@ -525,10 +526,14 @@ class CarepathService:
             raise Conflict("task", f"task {task_id} is already {task.status}")
         closing = TaskClosing(code=task.code, milestone=task.occasion, status=status, reason=reason, actor=actor)
         try:
-            await self._bounded(
-                self.episodes.close_task(task.episode_id, TaskKey(task.code, task.occasion), status, reason, actor),
-                "the task's closing is not recorded yet; it will be once the database is back",
+            attempts = Attempts()
+            key = TaskKey(task.code, task.occasion)
+            await self.bounded.run(
+                self.episodes.close_task(task.episode_id, key, status, reason, actor, attempts),
+                attempts,
+                NOT_SENT.format(what="the task's closing"),
                 "close_task",
+                keep=lambda cause: False,
             )
         except EpisodeClosed:
             await asyncio.to_thread(self._close_after_workflow, task_id, closing)

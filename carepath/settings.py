@@ -61,9 +61,14 @@ class Settings(BaseSettings):
     # reservation must be before it may be released (well above an enrollment's few seconds).
     reconcile_every_seconds: float = Field(60, gt=0)
     reservation_timeout_seconds: float = Field(120, gt=0)
+    # How often the API sends the events left in the outbox (answered 503, then their process died).
+    outbox_every_seconds: float = Field(10, gt=0)
     # How long a request waits for its write to be recorded before answering 503 + Retry-After
     # (in an outage the write goes on and lands later; a retry with its Idempotency-Key gets it).
     update_wait_seconds: float = Field(10, gt=0)
+    # An episode's workflow continues as new past this many history events (or when Temporal
+    # suggests it); small values exercise continue-as-new (bench/load.py), not for production.
+    history_limit: int = Field(10_000, ge=100)
     # Observability (carepath/observability.py): the worker's Prometheus endpoint (host:port; empty:
     # off), the trace exporter ("" off, "console", "otlp" with OTEL_EXPORTER_OTLP_* env), log lines.
     worker_metrics_address: str = ""

@@ -7,6 +7,10 @@ claim and gets the stored answer (or waits for it). Keys are forgotten after ``K
 The event id is chosen with the claim (derived from the episode, the key and a nonce) and kept
 in it: a request that failed without a definite answer leaves its claim in progress, and the
 retry that resumes it sends the same event id, which Temporal's update id deduplicates.
+
+The claim is also the event's outbox: it keeps the event's JSON and who sent it (``request``,
+``actor``) until the workflow answers, so a write answered 503 is sent again by the API's sweep
+(carepath/outbox.py) even after its process died; an unanswered claim is never expired.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, null, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -47,18 +51,40 @@ class Claim:
     created_at: datetime
 
 
-def claim(engine: Engine, episode_id: str, key: str, print_: str, now: datetime) -> Claim:
-    """Claim ``key`` for ``episode_id``, or return the claim that holds it already."""
+@dataclass(frozen=True)
+class Pending:
+    """An outbox entry: a claimed event not yet answered by its workflow."""
+
+    episode_id: str
+    key: str
+    event_id: str
+    request: dict[str, Any]
+    actor: str
+
+
+def claim(
+    engine: Engine,
+    episode_id: str,
+    key: str,
+    print_: str,
+    now: datetime,
+    request: dict[str, Any] | None = None,
+    actor: str | None = None,
+) -> Claim:
+    """Claim ``key`` for ``episode_id`` (keeping ``request`` to send), or return the claim that holds it."""
     with Session(engine) as session, session.begin():
         db = session.connection()
-        db.execute(delete(KEYS).where(KEYS.c.created_at < now - KEY_LIFETIME))
+        expired = KEYS.c.created_at < now - KEY_LIFETIME
+        db.execute(delete(KEYS).where(expired, or_(KEYS.c.status == DONE, KEYS.c.request.is_(None))))
         upsert = postgresql_insert if db.dialect.name == "postgresql" else sqlite_insert
         # A new event id per claim: a key reused after it expired must not meet the old update's id.
         event_id = "k-" + hashlib.sha256(f"{episode_id}\n{key}\n{secrets.token_hex(8)}".encode()).hexdigest()[:40]
         values = {"event_id": event_id, "fingerprint": print_, "status": IN_PROGRESS, "created_at": now}
         inserted = db.execute(
             upsert(KEYS)
-            .values(episode_id=episode_id, key=key, **values)
+            .values(
+                episode_id=episode_id, key=key, request=null() if request is None else request, actor=actor, **values
+            )
             .on_conflict_do_nothing(index_elements=["episode_id", "key"])
             .returning(KEYS.c.key)
         ).scalar()
@@ -83,8 +109,30 @@ def complete(engine: Engine, episode_id: str, key: str, response: dict[str, Any]
         session.execute(
             update(KEYS)
             .where(KEYS.c.episode_id == episode_id, KEYS.c.key == key)
-            .values(status=DONE, response=response)
+            .values(status=DONE, response=response, request=null(), last_cause=None)  # SQL NULL, not JSON null
         )
+
+
+def note_cause(engine: Engine, episode_id: str, key: str, cause: str) -> None:
+    """Why the claim's event has not landed yet (shown by ``carepath`` ops and the sweep's log)."""
+    with Session(engine) as session, session.begin():
+        session.execute(
+            update(KEYS)
+            .where(KEYS.c.episode_id == episode_id, KEYS.c.key == key, KEYS.c.status == IN_PROGRESS)
+            .values(last_cause=cause[:300])
+        )
+
+
+def pending(engine: Engine, older_than: datetime, limit: int = 200) -> list[Pending]:
+    """Unanswered claims with something to send, created before ``older_than``, oldest first."""
+    with Session(engine) as session:
+        rows = session.execute(
+            select(KEYS.c.episode_id, KEYS.c.key, KEYS.c.event_id, KEYS.c.request, KEYS.c.actor)
+            .where(KEYS.c.status == IN_PROGRESS, KEYS.c.request.is_not(None), KEYS.c.created_at < older_than)
+            .order_by(KEYS.c.created_at)
+            .limit(limit)
+        ).all()
+    return [Pending(r.episode_id, r.key, r.event_id, r.request, r.actor or "system") for r in rows]
 
 
 def release(engine: Engine, episode_id: str, key: str) -> None:

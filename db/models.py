@@ -199,6 +199,11 @@ class IdempotencyKeyRow(Base):
     status: Mapped[str] = mapped_column(String(16))  # in_progress | done
     response: Mapped[dict[str, Any] | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)  # expiry sweeps by it
+    # The outbox: what the claim sends (the event's JSON, by whom) until the workflow answers, so
+    # a write answered 503 is sent again by the API's sweep even if its process died.
+    request: Mapped[dict[str, Any] | None] = mapped_column()
+    actor: Mapped[str | None] = mapped_column(String(200))
+    last_cause: Mapped[str | None] = mapped_column(String(300))  # why the last sending did not land
 
 
 class NotificationRow(Base):
@@ -275,3 +280,16 @@ class ApiTokenRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(200))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SessionRow(Base):
+    """A signed-in browser session: its own random id (only its SHA-256 stored), apart from the
+    API token it was opened with; ended at logout, on expiry, or when the token is revoked."""
+
+    __tablename__ = "sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -5,16 +5,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import Engine, Select, case, func, select, tuple_
 from sqlalchemy.orm import Session
 
+from carepath.engine.presentation import RecordedEvent
 from carepath.engine.registry import pathway_for
 from carepath.errors import InvalidInput
-from db.models import EpisodeRow, EventRow, TaskRow, TimelineItemRow
+from db.models import EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
 
 V = TypeVar("V", bound=BaseModel)
 
@@ -306,12 +307,9 @@ def _summary(today: date, row: EpisodeRow, open_tasks: int) -> EpisodeSummary:
 
 def next_milestone(row: EpisodeRow, today: date) -> tuple[date, str] | None:
     """The episode's next milestone after today, from its definition (cached per version)."""
-    definition = pathway_for(row.pathway_id).definition(row.pathway_version)
-    for spec in getattr(definition, "milestones", ()):  # a pathway's milestones, if it has them
-        on = row.identified_on + timedelta(days=spec.day)
-        if on > today:
-            return on, spec.name
-    return None
+    pathway = pathway_for(row.pathway_id)
+    ahead = pathway.planned(pathway.definition(row.pathway_version), row.identified_on, today)
+    return (ahead[0].on, ahead[0].ref) if ahead else None
 
 
 class EventView(BaseModel):
@@ -328,58 +326,49 @@ class EventView(BaseModel):
 
 
 def events(engine: Engine, episode_id: str) -> list[EventView]:
+    """The episode's recorded events, each summed up in one line by its pathway."""
     with Session(engine) as session:
-        identified_on = session.scalar(select(EpisodeRow.identified_on).where(EpisodeRow.id == episode_id))
+        episode = session.execute(
+            select(EpisodeRow.identified_on, EpisodeRow.pathway_id).where(EpisodeRow.id == episode_id)
+        ).first()
         rows = session.scalars(
             select(EventRow)
             .where(EventRow.episode_id == episode_id)
             .order_by(EventRow.occurred_on, EventRow.recorded_at)
         ).all()
-    return [
-        EventView(
-            id=row.id,
-            type=row.type,
-            occurred_on=row.occurred_on,
-            day=(row.occurred_on - identified_on).days if identified_on else 0,
-            recorded_at=row.recorded_at,
-            recorded_by=row.recorded_by,
-            summary=event_summary(row.payload),
-            payload=row.payload,
+    if episode is None:
+        return []
+    pathway = pathway_for(episode.pathway_id)
+    views = []
+    for row in rows:
+        day = (row.occurred_on - episode.identified_on).days
+        shown = RecordedEvent(id=row.id, type=row.type, occurred_on=row.occurred_on, day=day, payload=row.payload)
+        views.append(
+            EventView(
+                id=row.id,
+                type=row.type,
+                occurred_on=row.occurred_on,
+                day=day,
+                recorded_at=row.recorded_at,
+                recorded_by=row.recorded_by,
+                summary=pathway.event_summary(shown),
+                payload=row.payload,
+            )
         )
-        for row in rows
-    ]
+    return views
 
 
-# What each event type shows in one line, in the order people read it.
-_SUMMARY_FIELDS = {
-    "pain_assessment": (
-        "nrs",
-        "analgesics",
-        "oral_analgesia_adequate",
-        "mobility",
-        "symptoms_changed",
-        "opioid_effects",
-    ),
-    "medication_started": ("agent",),
-    "medication_stopped": ("agent",),
-    "dose_given": ("agent",),
-    "imaging": ("modality", "new_fracture", "marrow_edema"),
-    "red_flag": ("flag",),
-    "note": ("author", "text"),
-    "override": ("author", "skip_milestone", "close_task", "reason"),
-    "withdraw": ("reason", "text"),
-}
+def notifications(engine: Engine, status: str | None, limit: int) -> list[NotificationRow]:
+    """The outbox, newest first; ``status`` pending | failed | delivered, or all."""
+    query = select(NotificationRow).order_by(NotificationRow.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(NotificationRow.status == status)
+    with Session(engine) as session:
+        return list(session.scalars(query))
 
 
-def event_summary(payload: dict[str, Any]) -> str:
-    parts = []
-    for name in _SUMMARY_FIELDS.get(payload.get("type", ""), ()):
-        value = payload.get(name)
-        if value is None or value == []:
-            continue
-        if isinstance(value, list):
-            value = ", ".join(map(str, value))
-        elif isinstance(value, bool):
-            value = "yes" if value else "no"
-        parts.append(f"{name.replace('_', ' ')}: {value}")
-    return "; ".join(parts)
+def failed_count(engine: Engine) -> int:
+    """How many deliveries failed and are being retried (the worklist tells coordinators)."""
+    with Session(engine) as session:
+        failed = select(func.count()).select_from(NotificationRow).where(NotificationRow.status == "failed")
+        return session.scalar(failed) or 0

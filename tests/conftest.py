@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from carepath.pathways import register_shipped
 from db.engine import normalise_url
 from db.migrate import upgrade
 from tests.support.postgres import postgres_available, running_postgres, temporary_database
 
 POSTGRES_URL_ENV = "CAREPATH_TEST_POSTGRES_URL"
+register_shipped()  # as every entry point does at boot
 
 
 def _in_ci() -> bool:

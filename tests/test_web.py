@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -56,6 +57,16 @@ def csrf_token(html: str) -> str:
     found = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert found, "the page's form carries no CSRF token"
     return found.group(1)
+
+
+async def browser_page(browser: Any, base: str, token: str, width: int = 1280) -> Any:
+    """A new browser page signed in with ``token`` through the sign-in form, on the worklist."""
+    page = await browser.new_page(viewport={"width": width, "height": 900})
+    await page.goto(f"{base}/login")
+    await page.fill("#token", token)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{base}/")
+    return page
 
 
 async def sign_in(client: httpx.AsyncClient, token: str) -> httpx.Response:

@@ -12,7 +12,17 @@ import httpx
 import pytest
 
 from tests.support.live import api_client, served, sqlite_url, start_dev_server
-from tests.test_web import BASE, BROWSER_ARGS, CHROMIUM, _need_chromium, attacker, csrf_token, enrollment, sign_in
+from tests.test_web import (
+    BASE,
+    BROWSER_ARGS,
+    CHROMIUM,
+    _need_chromium,
+    attacker,
+    browser_page,
+    csrf_token,
+    enrollment,
+    sign_in,
+)
 
 # Screenshots go here (or CAREPATH_SCREENSHOTS) so that a person can look at them after a run.
 SHOTS = Path(os.environ.get("CAREPATH_SCREENSHOTS", Path(__file__).parent / "screenshots"))
@@ -56,26 +66,28 @@ async def test_a_coordinators_morning_in_a_real_browser(live):
             # Enroll, forgetting the age.
             await page.click("header >> text=Enroll")
             await page.fill("#f-patient-ref", ref)
-            await page.select_option("#f-fracture-levels", ["L2", "L3"])
+            await page.check("#f-fracture-levels-L2")
+            await page.check("#f-fracture-levels-L3")
             await page.select_option("#f-pain_nrs", "7")
-            await page.check("#f-an-nsaid")
+            await page.check("#f-analgesics-nsaid")
             await page.select_option("#f-imaging-0-modality", "xray")
             await page.fill("#f-imaging-0-performed_on", (await page.input_value("#f-identified_on")))
             await page.click("form.enroll button[type=submit]")
             error = page.locator("#err-patient-age")
             assert "required" in (await error.inner_text())
             assert await page.input_value("#f-patient-ref") == ref  # refilled
-            assert await page.is_checked("#f-an-nsaid")
+            assert await page.is_checked("#f-analgesics-nsaid")
             await page.screenshot(path=str(SHOTS / "enroll-error.png"), full_page=True)
             listed = (await live.client.get("/episodes", params={"patient_ref": ref})).json()
             assert listed == []  # nothing was created
             await page.fill("#f-patient-age", "81")
+            await page.select_option("#f-patient-sex", "female")  # nothing is pre-selected for the person
             await page.click("form.enroll button[type=submit]")
             await page.wait_for_url(f"{base}/ui/episodes/*")
             assert ref in await page.locator("h1").inner_text()
             episode_id = page.url.split("/ui/episodes/")[1].split("?")[0]
             # A pain assessment.
-            await page.select_option("#pa-nrs", "5")
+            await page.select_option("#f-pain_assessment-nrs", "5")
             await page.click("#form-pain_assessment button[type=submit]")
             await page.wait_for_url("**notice=recorded")
             assert "nrs: 5" in await page.locator("table.events").inner_text()
@@ -187,6 +199,22 @@ async def test_a_double_submitted_form_records_once(live):
         assert "&lt;b&gt;called&lt;/b&gt;" in page and "<b>called</b>" not in page  # escaped
     notes = [e for e in (await live.client.get(f"/episodes/{episode_id}/events")).json() if e["type"] == "note"]
     assert len(notes) == 1 and notes[0]["payload"]["text"] == "<b>called</b>"
+
+
+async def test_withdrawing_on_the_page_names_a_missing_reason_then_withdraws(live):
+    """The withdrawal form is the pathway's (its reasons in words); no reason is refused, named."""
+    episode_id = await _enroll(live, f"leave-{uuid.uuid4().hex[:6]}")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=live.app), base_url=BASE) as client:
+        await sign_in(client, live.tokens["coordinator"])
+        html = (await client.get(f"/ui/episodes/{episode_id}")).text
+        assert '<option value="transferred">Transferred</option>' in html
+        body = f"csrf_token={csrf_token(html)}&reason=&text=moved"
+        refused = await client.post(f"/ui/episodes/{episode_id}/withdraw", content=body, headers=FORM)
+        assert refused.status_code == 422 and 'id="err-reason"' in refused.text
+        body = f"csrf_token={csrf_token(refused.text)}&reason=transferred&text=moved"
+        done = await client.post(f"/ui/episodes/{episode_id}/withdraw", content=body, headers=FORM)
+        assert done.status_code == 303
+    assert (await live.client.get(f"/episodes/{episode_id}")).json()["status"] == "withdrawn"
 
 
 async def test_a_forged_cross_site_post_is_refused_in_a_real_browser(live):
@@ -317,11 +345,7 @@ async def test_the_year_picture_of_a_back_dated_episode_in_a_real_browser(live):
     async with served(live.app) as base, async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         try:
-            page = await browser.new_page(viewport={"width": 1280, "height": 900})
-            await page.goto(f"{base}/login")
-            await page.fill("#token", live.tokens["viewer"])
-            await page.click("button[type=submit]")
-            await page.wait_for_url(f"{base}/")
+            page = await browser_page(browser, base, live.tokens["viewer"])
             await page.goto(f"{base}/ui/episodes/{episode_id}")
             await page.locator("svg.year").screenshot(path=str(SHOTS / "year.png"))
             await page.emulate_media(media="print")

@@ -26,6 +26,13 @@ def workflow_id(episode_id: str) -> str:
     return f"episode-{episode_id}"
 
 
+class EventOutcome(BaseModel):
+    event_id: str
+    phase: str
+    raised: list[str]
+    closed: list[str]
+
+
 class EpisodeStart(BaseModel):
     """Workflow input: a new enrollment, or the carried state after continue-as-new."""
 
@@ -40,6 +47,8 @@ class EpisodeStart(BaseModel):
     change_seq: int = 0
     # Continue-as-new once history passes this many events (or when Temporal suggests it).
     history_limit: int = Field(10_000, ge=100)
+    # The last events recorded (event id -> outcome), carried so that one sent again applies once.
+    recorded_events: dict[str, EventOutcome] = {}
 
 
 class EventRequest(BaseModel):
@@ -63,13 +72,6 @@ class Migration(BaseModel):
     definition: WireDefinition
     reason: str = Field(min_length=1, max_length=4000)
     actor: str = "system"
-
-
-class EventOutcome(BaseModel):
-    event_id: str
-    phase: str
-    raised: list[str]
-    closed: list[str]
 
 
 class EpisodeView(BaseModel):

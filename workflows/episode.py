@@ -34,6 +34,13 @@ with workflow.unsafe.imports_passed_through():
     )
 
 INVALID_INPUT = "InvalidInput"
+# An update refused while this run drains before continuing as new: the client sends it again
+# and the next run takes it (workflows/client.py).
+RUN_ENDING = "RunEnding"
+# Event ids the workflow remembers (with their outcome) across continue-as-new, so an event
+# sent again after its first sending landed (an outbox retry) applies once. A year's episode
+# has a few hundred events; the bound keeps a flooded episode's carried state small.
+REMEMBERED_EVENTS = 2_000
 # A running episode takes its pathway's newest rules revision at its first decision made by this
 # code (e.g. ovcf-lumbar SPEC section 8 amended on 2026-12-01), marked in its history by a patch
 # "rules-r<N>@<k>". patched() answers once per id for a whole run, so one id asked at every
@@ -65,6 +72,8 @@ class EpisodeWorkflow:
         self._pending: Changes | None = None
         self._delivery: asyncio.Task[None] | None = None
         self._delivery_wanted = False
+        self._ending = False  # draining in-flight updates before continue-as-new
+        self._recorded: dict[str, EventOutcome] = dict(start.recorded_events)
         if start.state is not None:
             self._state: EpisodeCore = start.state  # its definition is the shared instance
             self._pathway: Pathway = pathway_for(self._state.definition.id)
@@ -108,6 +117,7 @@ class EpisodeWorkflow:
                 if not changes.empty:
                     await self._record(changes, "clock", "pathway")
             if self._history_full() and not self._state.finished:
+                self._ending = True  # new updates are refused (RUN_ENDING) and go to the next run
                 await self._quiesce()
                 workflow.continue_as_new(
                     EpisodeStart(
@@ -116,15 +126,22 @@ class EpisodeWorkflow:
                         change_seq=self._seq,
                         history_limit=start.history_limit,
                         simulated=start.simulated,
+                        recorded_events=self._recorded,
                     )
                 )
         await self._quiesce()
         return self._state.phase
 
     async def _quiesce(self) -> None:
-        """Let running updates and notification deliveries finish before this run ends."""
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        await workflow.wait_condition(lambda: self._delivery is None or self._delivery.done())
+        """Let running updates and notification deliveries finish before this run ends: in one
+        condition, so an update accepted while a delivery finishes is waited for too."""
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() and (self._delivery is None or self._delivery.done())
+        )
+
+    def _refuse_while_ending(self) -> None:
+        if self._ending:
+            raise ApplicationError("the run is continuing as new; send again", type=RUN_ENDING, non_retryable=True)
 
     # ---- events and decisions ---------------------------------------------------------------
     # Every update runs the same way: wait until enrollment is recorded, then under the lock ask
@@ -170,6 +187,8 @@ class EpisodeWorkflow:
 
     @workflow.update
     async def record_event(self, request: EventRequest) -> EventOutcome:
+        if request.event_id in self._recorded:  # sent again after it landed: its first outcome
+            return self._recorded[request.event_id]
         event = self._event(request)
         recorded = RecordedEvent(
             event_id=request.event_id,
@@ -184,10 +203,20 @@ class EpisodeWorkflow:
             event=recorded,
             reason=getattr(event, "reason", None),
         )
-        return self._outcome(changes, request.event_id)
+        outcome = self._outcome(changes, request.event_id)
+        self._remember(outcome)
+        return outcome
+
+    def _remember(self, outcome: EventOutcome) -> None:
+        self._recorded[outcome.event_id] = outcome
+        while len(self._recorded) > REMEMBERED_EVENTS:
+            del self._recorded[next(iter(self._recorded))]  # the oldest (dicts keep insertion order)
 
     @record_event.validator
     def _validate_event(self, request: EventRequest) -> None:
+        self._refuse_while_ending()
+        if request.event_id in self._recorded:
+            return
         event = self._event(request)
         self._check(lambda: self._pathway.validate_event(self._state, event, workflow.now()))
 
@@ -205,6 +234,7 @@ class EpisodeWorkflow:
 
     @close_task.validator
     def _validate_close_task(self, request: TaskClosing) -> None:
+        self._refuse_while_ending()
         self._check(lambda: self._closing(request))
 
     def _migrating(self, request: Migration) -> tuple[EpisodeCore, Changes]:
@@ -224,6 +254,7 @@ class EpisodeWorkflow:
 
     @migrate.validator
     def _validate_migrate(self, request: Migration) -> None:
+        self._refuse_while_ending()
         self._check(lambda: self._migrating(request))
 
     @workflow.update
@@ -231,6 +262,10 @@ class EpisodeWorkflow:
         """Run whatever the clock owes now and return the episode as it then stands."""
         await self._decide(lambda: self._pathway.advance(self._state, workflow.now()), "clock", "pathway")
         return self.view()
+
+    @catch_up.validator
+    def _validate_catch_up(self) -> None:
+        self._refuse_while_ending()
 
     @workflow.query
     def view(self) -> EpisodeView:

@@ -14,18 +14,19 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from carepath import __version__
-from carepath.api import checkin as followup
-from carepath.api import definitions, episodes, errors, measures, security, tasks, tokens
+from carepath.api import definitions, episodes, errors, measures, notifications, security, tasks, tokens
 from carepath.api.codec import router as codec_router
 from carepath.api.deps import MAX_ID
 from carepath.api.ops import router as ops_router
 from carepath.codec import EncryptionCodec
 from carepath.observability import instrument_app, measure_request
+from carepath.pathways import register_shipped
 from carepath.service import CarepathService
 from carepath.settings import Settings, load_settings
+from carepath.web import checkin as checkin_page
 from carepath.web.docs import router as docs_router
+from carepath.web.guard import install_csrf
 from carepath.web.measures import router as measures_page_router
-from carepath.web.pages import install_csrf
 from carepath.web.pages import router as web_router
 
 __all__ = ["MAX_ID", "create_app"]
@@ -36,6 +37,7 @@ def create_app(
 ) -> FastAPI:
     """The app; with no ``service`` it connects to Temporal and the database from ``settings``."""
     config = settings or load_settings()
+    register_shipped()  # the boot list: the engine and the edges know pathways only through it
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -43,7 +45,7 @@ def create_app(
             yield
             return
         from carepath.observability import tracing_interceptors
-        from carepath.reconcile import reconcile_periodically, sweep_schedule
+        from carepath.reconcile import drain_periodically, reconcile_periodically, sweep_schedule
         from carepath.temporal import connect
         from db.engine import make_engine
 
@@ -60,14 +62,19 @@ def create_app(
             config.task_queue,
             pathway_version=config.pathway_version,
             update_wait=config.update_wait_seconds,
+            history_limit=config.history_limit,
         )
         ring = config.key_ring()
         app.state.codec = EncryptionCodec(ring) if ring else None
-        sweep = asyncio.create_task(reconcile_periodically(app.state.service, *sweep_schedule(config)))
+        sweeps = [
+            asyncio.create_task(reconcile_periodically(app.state.service, *sweep_schedule(config))),
+            asyncio.create_task(drain_periodically(app.state.service, config.outbox_every_seconds)),
+        ]
         yield
-        sweep.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweep
+        for sweep in sweeps:
+            sweep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweep
         engine.dispose()
 
     app = FastAPI(
@@ -100,6 +107,6 @@ def create_app(
     app.include_router(web_router)
     app.include_router(measures_page_router)
     app.include_router(docs_router)
-    app.include_router(followup.router)  # the patients' check-in page
-    app.include_router(followup.api)  # GET /notifications
+    app.include_router(checkin_page.router)  # the patients' check-in page
+    app.include_router(notifications.router)  # GET /notifications
     return app

@@ -11,14 +11,13 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from carepath import upcoming
 from carepath.api.auth import CLINICIANS, PHYSICIANS, Principal, allow, ensure
 from carepath.api.deps import Clinician, EpisodeId, Migrator, Reader, Service
 from carepath.api.tasks import PatientRefPrefix, paged
 from carepath.engine.inputs import Text
-from carepath.engine.registry import DEFAULT_PATHWAY
+from carepath.engine.presentation import DuePoint, Fact
+from carepath.engine.registry import pathways
 from carepath.service import AuditEntry, Enrolled, EpisodeDetail, Migrated
-from carepath.upcoming import DuePoint
 from db.queries import EpisodeSummary, EventView, episode_page, events
 from workflows.contracts import EventOutcome
 
@@ -33,8 +32,9 @@ async def event_author(request: Request, who: Annotated[Principal, Depends(allow
         body = await request.json()
     except (ValueError, RecursionError):  # malformed JSON: the body's validation names it
         return who
-    if isinstance(body, dict) and body.get("type") == "override":
-        ensure(who, PHYSICIANS, "an override")
+    kind = body.get("type") if isinstance(body, dict) else None
+    if isinstance(kind, str) and any(kind in pathway.physician_events() for pathway in pathways()):
+        ensure(who, PHYSICIANS, f"recording {kind}")
     return who
 
 
@@ -56,7 +56,11 @@ class MigrateRequest(BaseModel):
 class EpisodeWithUpcoming(EpisodeDetail):
     next_due: datetime | None = Field(None, description="when the workflow's clock next acts (its view)")
     upcoming: list[DuePoint] = Field(
-        default_factory=list, description="milestones, due checks and denosumab doses still to come"
+        default_factory=list,
+        description="what comes next (milestones, due checks, doses): the clock's own due points, titled",
+    )
+    facts: list[Fact] = Field(
+        default_factory=list, description="the pathway's header facts in words (from the running workflow)"
     )
 
 
@@ -65,7 +69,9 @@ async def enroll(
     enrollment: Annotated[dict[str, Any], Body(description="the pathway's enrollment (see /definitions)")],
     who: Clinician,
     service: Service,
-    pathway: Annotated[str, Query(min_length=1, max_length=64)] = DEFAULT_PATHWAY,
+    pathway: Annotated[
+        str | None, Query(min_length=1, max_length=64, description="default: the default pathway")
+    ] = None,
 ) -> Enrolled:
     """Enroll a patient in ``pathway`` (``identified_on`` is day 0). 409 if the patient has an
     active episode. The body is that pathway's enrollment; errors name its fields."""
@@ -98,12 +104,15 @@ async def episode_with_upcoming(service: Service, episode_id: str) -> EpisodeWit
     state = await service.workflow_state(episode_id)
     if state is None:  # no answer in time (no worker): milestones from the definition alone
         pathway_id, version = detail.pathway.rsplit(".v", 1)
-        points = upcoming.from_definition(pathway_id, int(version), detail.identified_on, service.today())
+        pathway = service.pathway(pathway_id)
+        points = pathway.planned(pathway.definition(int(version)), detail.identified_on, service.today())
         return EpisodeWithUpcoming(**detail.model_dump(), upcoming=points)
+    pathway = service.pathway(state.definition.id)
     return EpisodeWithUpcoming(
         **detail.model_dump(),
-        next_due=service.pathway(state.definition.id).next_due(state),
-        upcoming=upcoming.from_state(state),
+        next_due=pathway.next_due(state),
+        upcoming=pathway.upcoming(state),
+        facts=pathway.header_facts(state),
     )
 
 

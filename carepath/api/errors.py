@@ -6,14 +6,17 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError
 
 from carepath.api.auth import Forbidden, Unauthorized
 from carepath.errors import FieldError, InvalidInput, from_error_list
-from carepath.pathways.ovcf_lumbar.inputs import EVENT_TYPES
+from carepath.outbox import RETRY_AFTER_SECONDS
 from carepath.service import Conflict, NotFound, Unavailable
+from carepath.web.guard import unavailable_page
+from workflows.client import passing_cause
 
 log = logging.getLogger("carepath.api")
 
@@ -33,11 +36,26 @@ def request_errors(exc: RequestValidationError) -> list[FieldError]:
             continue
         # An event body's union tag (its own "type") sits between "body" and the field.
         body = exc.body
-        if rest and isinstance(body, dict) and rest[0] in EVENT_TYPES and body.get("type") == rest[0]:
+        if rest and isinstance(body, dict) and body.get("type") == rest[0]:
             rest = rest[1:]
         field = from_error_list([{**err, "loc": tuple(rest)}]).errors[0]
         errors.append(FieldError(field.field or str(source), field.message))
     return errors
+
+
+# The pages and their forms answer HTML, also when the service is unavailable.
+_PAGES = ("/ui/", "/login", "/logout", "/checkin/")
+
+
+def _is_page(request: Request) -> bool:
+    return request.url.path == "/" or request.url.path.startswith(_PAGES)
+
+
+def _unavailable_answer(request: Request, message: str, retry_after: int) -> Response:
+    headers = {"Retry-After": str(retry_after)}
+    if _is_page(request):
+        return unavailable_page(request, message, headers)
+    return JSONResponse(status_code=503, content=_body([FieldError("", message)]), headers=headers)
 
 
 # Starlette's own refusals (no such route, wrong method, an unparsable body) in the same shape.
@@ -68,8 +86,17 @@ def install(app: FastAPI) -> None:
         return JSONResponse(status_code=409, content=_body([exc.error]), headers=headers)
 
     @app.exception_handler(Unavailable)
-    async def _unavailable(_: Request, exc: Unavailable) -> JSONResponse:
-        return JSONResponse(status_code=503, content=_body([exc.error]), headers={"Retry-After": str(exc.retry_after)})
+    async def _unavailable(request: Request, exc: Unavailable) -> Response:
+        return _unavailable_answer(request, exc.error.message, exc.retry_after)
+
+    @app.exception_handler(RPCError)
+    async def _temporal_refused(request: Request, exc: RPCError) -> Response:
+        """Temporal unreachable (or refusing for now) outside a bounded write: nothing was changed."""
+        cause = passing_cause(exc)
+        if cause is None:
+            return await _unexpected(request, exc)
+        log.warning("%s on %s %s (%s)", cause, request.method, request.url.path, exc.status.name if exc.status else "")
+        return _unavailable_answer(request, f"{cause}; nothing was changed, retry shortly", RETRY_AFTER_SECONDS)
 
     @app.exception_handler(Unauthorized)
     async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
@@ -88,12 +115,10 @@ def install(app: FastAPI) -> None:
         return JSONResponse(status_code=404, content=_body([FieldError(exc.field, str(exc))]))
 
     @app.exception_handler(OperationalError)
-    async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
+    async def _database_down(request: Request, exc: OperationalError) -> Response:
         log.warning("database unavailable on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            status_code=503,
-            content=_body([FieldError("", "the database is unavailable; nothing was changed, retry shortly")]),
-            headers={"Retry-After": "5"},
+        return _unavailable_answer(
+            request, "the database is unavailable; nothing was changed, retry shortly", RETRY_AFTER_SECONDS
         )
 
     @app.exception_handler(Exception)

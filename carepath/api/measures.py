@@ -15,20 +15,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
 from carepath.api.deps import Anyone, Clinician, Reader, Service
-from carepath.engine.registry import DEFAULT_PATHWAY
 from carepath.fhir_measures import measures_bundle, report_bundle
 from carepath.measures import as_csv, drill_down, period, report, weekly_load
-from carepath.service import CarepathService, NotFound
+from carepath.service import CarepathService
 
 router = APIRouter(tags=["measures"])
 DateParam = Annotated[str | None, Query(description="YYYY-MM-DD", max_length=10)]
 
 
-def _pathway(service: CarepathService, pathway: str) -> Any:
-    try:
-        return service.pathway(pathway)
-    except LookupError as exc:
-        raise NotFound(str(exc), field="pathway") from None
+def _pathway(service: CarepathService, pathway: str | None) -> Any:
+    return service.pathway(pathway)  # an unknown one is 422 naming ``pathway``
 
 
 def _base(request: Request) -> str:
@@ -42,7 +38,7 @@ async def measures(
     start: Annotated[str | None, Query(alias="from", description="first day 0 of the cohort, YYYY-MM-DD")] = None,
     to: DateParam = None,
     as_of: DateParam = None,
-    pathway: str = DEFAULT_PATHWAY,
+    pathway: str | None = None,
     by: Annotated[str | None, Query(pattern="^month$", description="month: each month of enrollment too")] = None,
 ) -> dict[str, Any]:
     """The cohort's measures, keyed by measure id: episodes whose day 0 lies in [from, to]
@@ -61,7 +57,7 @@ async def measures_csv(
     start: Annotated[str | None, Query(alias="from")] = None,
     to: DateParam = None,
     as_of: DateParam = None,
-    pathway: str = DEFAULT_PATHWAY,
+    pathway: str | None = None,
 ) -> PlainTextResponse:
     """The same report as CSV: the whole cohort, then each month of enrollment."""
     which = period(service.today(), start, to, as_of)
@@ -78,7 +74,7 @@ async def not_met(
     start: Annotated[str | None, Query(alias="from")] = None,
     to: DateParam = None,
     as_of: DateParam = None,
-    pathway: str = DEFAULT_PATHWAY,
+    pathway: str | None = None,
 ) -> list[dict[str, Any]]:
     """The eligible episodes (or items) that did not meet the measure (at most 500)."""
     which = period(service.today(), start, to, as_of)
@@ -94,7 +90,7 @@ async def measures_fhir(
     start: Annotated[str | None, Query(alias="from")] = None,
     to: DateParam = None,
     as_of: DateParam = None,
-    pathway: str = DEFAULT_PATHWAY,
+    pathway: str | None = None,
 ) -> dict[str, Any]:
     """A FHIR R4 Bundle of summary MeasureReports, one per measure."""
     which = period(service.today(), start, to, as_of)
@@ -104,9 +100,7 @@ async def measures_fhir(
 
 
 @router.get("/measures/fhir/Measure")
-def measure_definitions(
-    request: Request, _: Anyone, service: Service, pathway: str = DEFAULT_PATHWAY
-) -> dict[str, Any]:
+def measure_definitions(request: Request, _: Anyone, service: Service, pathway: str | None = None) -> dict[str, Any]:
     """The FHIR R4 Measure resources the reports refer to (definitions: no patient data)."""
     return measures_bundle(_base(request), _pathway(service, pathway).measures())
 

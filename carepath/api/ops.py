@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from carepath.api.auth import CLINICIANS, Principal, allow
 from carepath.engine.definition import local_date
-from carepath.engine.registry import DEFAULT_PATHWAY, pathway_for
+from carepath.engine.registry import default_pathway
 from carepath.errors import InvalidInput
 from carepath.importer import ImportReport, import_enrollments
 from carepath.observability import metrics_text
@@ -32,7 +32,7 @@ def _service(request: Request) -> CarepathService:
 async def metrics(request: Request) -> Response:
     """Prometheus text format: no patient data (counts by phase, code and status; route templates)."""
     service = _service(request)
-    definition = pathway_for(DEFAULT_PATHWAY).definition()
+    definition = default_pathway().definition()
     body = await asyncio.to_thread(metrics_text, service.engine, lambda: local_date(definition, service.clock()))
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 

@@ -19,6 +19,7 @@ def between(lo: int, hi: int):
             raise ValueError(f"must be between {lo} and {hi}")
         return value
 
+    check.bounds = (lo, hi)  # type: ignore[attr-defined]  # read by forms (engine.presentation)
     return AfterValidator(check)
 
 
@@ -29,6 +30,10 @@ def unique(values: list[Any]) -> list[Any]:
 
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# No clinical date a clinic records is older than this: an earlier one is a typing slip ("0001-01-01"),
+# and would put a task centuries overdue at the top of the worklist. Later-than-today is the
+# rules' check (it needs the clinic's clock).
+EARLIEST_DATE = date(1900, 1, 1)
 
 
 def _iso_date(value: Any) -> Any:
@@ -43,8 +48,16 @@ def _iso_date(value: Any) -> Any:
     return value
 
 
+def _not_too_early(value: date) -> date:
+    if value < EARLIEST_DATE:
+        raise PydanticCustomError(
+            "date_too_early", "must not be before {earliest}", {"earliest": EARLIEST_DATE.isoformat()}
+        )
+    return value
+
+
 # Strict inputs: "yes" is not true, 1.0 is not 1, a datetime or a number is not a date.
-IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+IsoDate = Annotated[date, BeforeValidator(_iso_date), AfterValidator(_not_too_early)]
 Flag = Annotated[bool, Field(strict=True)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]

@@ -11,12 +11,29 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Literal, Protocol, TypeVar, get_args, get_origin, runtime_checkable
+
+from pydantic import BaseModel
 
 from carepath.engine.definition import DefinitionCore, DefinitionFiles, local_date, shared
 from carepath.engine.inputs import EnrollmentCore, EventCore, parse_model
 from carepath.engine.items import Changes, TaskKey, TimelineEntry
 from carepath.engine.measures import MeasureSet, load_measures
+from carepath.engine.presentation import (
+    CheckIn,
+    Choice,
+    DuePoint,
+    EventForm,
+    Fact,
+    FormSection,
+    Mark,
+    RecordedEvent,
+    form_fields,
+    layout,
+    model_fields_flat,
+    summary_line,
+    words,
+)
 from carepath.engine.state import EpisodeCore
 from carepath.engine.step import Step
 from carepath.errors import FieldError, InvalidInput
@@ -60,6 +77,119 @@ class Pathway(Protocol):
     def upgrade(self, state: Any) -> EpisodeCore: ...
     def coming(self, state: Any, now: datetime, days: int = ...) -> list[TimelineEntry]: ...
     def measures(self) -> MeasureSet: ...
+
+    # ---- what the edges show (pages, API, FHIR, follow-up); pure, like the rest ----------------
+
+    def upcoming(self, state: Any) -> list[DuePoint]:
+        """What comes next for a running episode, soonest first, for display: built from the same
+        ``due_points`` the clock runs by (titled in words), plus what the pathway expects without
+        acting on it (e.g. the next dose's own day)."""
+        ...
+
+    def planned(self, definition: Any, identified_on: date, today: date) -> list[DuePoint]:
+        """What the definition alone says is ahead after ``today`` (no running workflow answered):
+        the milestones by date, no checks or doses."""
+        ...
+
+    def milestone_days(self, definition: Any) -> list[tuple[str, int]]:
+        """The named milestones of the pathway's year and their day (day 0: identification), in
+        order: the year picture's diamonds, the override form's choices."""
+        ...
+
+    def label(self, definition: Any, code: str) -> str:
+        """Words for a code a person would otherwise read raw: a timeline code (the action's
+        title), a phase, an event type, a milestone, a vocabulary value (``bed_rest``)."""
+        ...
+
+    def event_forms(self, definition: Any) -> list[EventForm]:
+        """One form per event type a clinician records on the episode page, built from the
+        pathway's input models: fields in order, labels in words, choices with human labels
+        (closed vocabularies from the models, open ones such as agents from ``definition``).
+        Withdrawal is left out: every page has its own withdraw form."""
+        ...
+
+    def enrollment_form(self, definition: Any) -> list[FormSection]:
+        """The enroll page's form for this pathway, in sections, built from its enrollment model
+        (dotted names such as ``patient.ref``, the names the API's errors use), labels in words,
+        choices from the model's vocabularies and the definition's lists."""
+        ...
+
+    def withdraw_form(self, definition: Any) -> EventForm | None:
+        """The withdrawal form (reasons in words; the day is today), or None when the pathway
+        takes no ``withdraw`` event."""
+        ...
+
+    def physician_events(self) -> frozenset[str]:
+        """Event types only a physician may record (checked before the body is validated)."""
+        ...
+
+    def header_facts(self, state: Any) -> list[Fact]:
+        """The facts an episode's header shows, label and value in words (e.g. age, levels,
+        latest pain score, analgesics, therapy, red flags)."""
+        ...
+
+    def row_facts(self, definition: Any, identified_on: date, today: date) -> list[Fact]:
+        """What a worklist or patients row says of the episode beyond its phase, from the store
+        and the definition alone (no workflow call per row), e.g. the next milestone."""
+        ...
+
+    def event_summary(self, event: RecordedEvent) -> str:
+        """A recorded event in one line of words (e.g. "Pain 6 of 10; analgesics: opioid")."""
+        ...
+
+    def picture_marks(self, definition: Any, events: list[RecordedEvent], upcoming: list[DuePoint]) -> list[Mark]:
+        """The pathway's own markers on the year picture, from what was recorded and what is
+        coming (e.g. doses given and the next one due)."""
+        ...
+
+    def picture_legend(self, definition: Any) -> list[str]:
+        """What the picture's own markers are, in words, for its legend (empty: it draws none)."""
+        ...
+
+    def phases(self) -> list[str]:
+        """Every phase an episode of this pathway can be in, in order (filters' choices)."""
+        ...
+
+    def fhir_resource(self, event: RecordedEvent) -> dict[str, Any] | None:
+        """The FHIR R4 resource one recorded event exports as, without identifiers, subject or
+        plan (the exporter adds those): ``resourceType`` ``Observation`` (``code``, ``value*``,
+        optional ``category`` and ``note``) or ``Communication`` (``payload``, ``sender``), or None
+        when the event is not exported."""
+        ...
+
+    def check_in(self, definition: Any, code: str) -> CheckIn | None:
+        """The patient check-in that raising ``code`` triggers, if any (the follow-up beside the
+        rules: a link to a page with the check-in's questions)."""
+        ...
+
+    def story_enrollment(self, data: Any) -> Any:
+        """An enrollment as a story (``carepath simulate``) writes it, in days since day 0, parsed
+        (InvalidInput naming the field); its ``dated(identified_on)`` is the enrollment."""
+        ...
+
+    def story_fields(self) -> dict[str, str]:
+        """The enrollment's dated field names and the story keys that hold their days instead."""
+        ...
+
+    def patient_message(self, definition: Any, code: str) -> tuple[str, str] | None:
+        """A patient task's message in the patient's words (subject, body), or None: then the
+        action's title and a plain request to call the care team."""
+        ...
+
+    def check_in_event(self, definition: Any, check_in: CheckIn, answers: dict[str, Any], today: date) -> EventCore:
+        """A patient's check-in answers as the event they record; InvalidInput naming the
+        question when an answer is missing or wrong."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Dated:
+    """A story enrollment that was written with dates already: dated is itself."""
+
+    enrollment: EnrollmentCore
+
+    def dated(self, identified_on: date) -> EnrollmentCore:
+        return self.enrollment
 
 
 @dataclass(frozen=True, order=True)
@@ -117,6 +247,153 @@ class PathwayRules(Generic[D, S]):
     def closed_by_person(self, step: Step[S], code: str, occasion: str | None, status: str, why: str) -> None:
         """A person closed a task (done, cancelled, overridden): what waited on it moves on."""
         step.close(code, status, why, occasion)
+
+    # ---- what the edges show (see ``Pathway``); a pathway overrides what it has more of ------
+
+    due_titles: dict[str, str] = {"milestone": "{ref} milestone"}
+    event_labels: dict[str, dict[str, str]] = {}  # per event type: field name -> words
+
+    def due_title(self, point: Due) -> str:
+        """A clock point in words (``due_titles`` by its ``what``, formatted with its ``ref``)."""
+        template = self.due_titles.get(point.what)
+        return template.format(ref=point.ref) if template else f"{words(point.what)} {point.ref}".strip()
+
+    def expected(self, state: S) -> list[DuePoint]:
+        """What the pathway expects on a day without the clock acting on it (none by default)."""
+        return []
+
+    def upcoming(self, state: S) -> list[DuePoint]:
+        if state.finished:
+            return []
+        day0 = state.identified_on
+        points = [
+            DuePoint(
+                on=(on := local_date(state.definition, p.at)),
+                day=(on - day0).days,
+                what=p.what,
+                ref=p.ref,
+                title=self.due_title(p),
+            )
+            for p in self.due_points(state)
+        ]
+        return sorted([*points, *self.expected(state)], key=lambda p: (p.on, p.day))
+
+    def milestone_days(self, definition: D) -> list[tuple[str, int]]:
+        return [(m.name, m.day) for m in getattr(definition, "milestones", ())]
+
+    def planned(self, definition: D, identified_on: date, today: date) -> list[DuePoint]:
+        points = []
+        for name, day in self.milestone_days(definition):
+            on = identified_on + timedelta(days=day)
+            if on > today:
+                title = self.due_titles["milestone"].format(ref=self.label(definition, name))
+                points.append(DuePoint(on=on, day=day, what="milestone", ref=name, title=title))
+        return points
+
+    def label(self, definition: D, code: str) -> str:
+        action = definition.actions.get(code)
+        return action.title if action is not None else words(code)
+
+    def event_models(self) -> list[type[EventCore]]:
+        """The pathway's event input models (one per event type)."""
+        raise NotImplementedError
+
+    def event_forms(self, definition: D) -> list[EventForm]:
+        forms = []
+        for model in self.event_models():
+            kind = model.model_fields["type"].default
+            if kind == "withdraw":
+                continue
+            fields = form_fields(
+                model,
+                self.event_labels.get(kind, {}),
+                self.form_choices(definition, kind),
+                lambda code: self.label(definition, code),
+            )
+            forms.append(
+                EventForm(
+                    type=kind,
+                    title=self.label(definition, kind),
+                    fields=fields,
+                    physicians_only=kind in self.physician_events(),
+                )
+            )
+        return forms
+
+    enrollment_labels: dict[str, str] = {}  # dotted field name -> words
+    enrollment_layout: list[tuple[str, list[str], int]] = []  # (heading, dotted names, rows); empty: one section
+
+    def enrollment_choices(self, definition: D) -> dict[str, list[Choice]]:
+        """Choices for enrollment fields the model leaves open, by dotted name."""
+        return {}
+
+    def enrollment_form(self, definition: D) -> list[FormSection]:
+        fields = model_fields_flat(
+            self.enrollment_model,
+            self.enrollment_labels,
+            self.enrollment_choices(definition),
+            lambda code: self.label(definition, code),
+        )
+        if self.enrollment_layout:
+            return layout(fields, self.enrollment_layout)
+        return [FormSection(title="Enrollment", fields=[f for f in fields if "[]" not in f.name])]
+
+    def withdraw_form(self, definition: D) -> EventForm | None:
+        model = next((m for m in self.event_models() if m.model_fields["type"].default == "withdraw"), None)
+        if model is None:
+            return None
+        labels = {"reason": "Reason", "text": "Details"} | self.event_labels.get("withdraw", {})
+        fields = form_fields(model, labels, None, lambda code: self.label(definition, code), ("type", "occurred_on"))
+        return EventForm(type="withdraw", title=self.label(definition, "withdraw"), fields=fields)
+
+    def form_choices(self, definition: D, event_type: str) -> dict[str, list[Choice]]:
+        """Choices for fields the input model leaves open (e.g. agents from the definition)."""
+        return {}
+
+    def physician_events(self) -> frozenset[str]:
+        return frozenset()
+
+    def header_facts(self, state: S) -> list[Fact]:
+        return []
+
+    def row_facts(self, definition: D, identified_on: date, today: date) -> list[Fact]:
+        ahead = self.planned(definition, identified_on, today)
+        return [Fact(label="Next", value=f"{ahead[0].title} on {ahead[0].on.isoformat()}")] if ahead else []
+
+    def event_summary(self, event: RecordedEvent) -> str:
+        return summary_line(event.payload, [name for name in event.payload if name not in ("type", "occurred_on")])
+
+    def picture_marks(self, definition: D, events: list[RecordedEvent], upcoming: list[DuePoint]) -> list[Mark]:
+        return []
+
+    def picture_legend(self, definition: D) -> list[str]:
+        return []
+
+    def phases(self) -> list[str]:
+        annotation = self.state_model.model_fields["phase"].annotation
+        return [str(v) for v in get_args(annotation)] if get_origin(annotation) is Literal else []
+
+    def fhir_resource(self, event: RecordedEvent) -> dict[str, Any] | None:
+        return None
+
+    def check_in(self, definition: D, code: str) -> CheckIn | None:
+        return None
+
+    def patient_message(self, definition: D, code: str) -> tuple[str, str] | None:
+        return None
+
+    story_model: type[BaseModel] | None = None  # the enrollment in days; None: stories give dates
+
+    def story_enrollment(self, data: Any) -> Any:
+        if self.story_model is None:
+            return _Dated(self.parse_enrollment(data))
+        return data if isinstance(data, self.story_model) else parse_model(self.story_model, data)
+
+    def story_fields(self) -> dict[str, str]:
+        return {}
+
+    def check_in_event(self, definition: D, check_in: CheckIn, answers: dict[str, Any], today: date) -> EventCore:
+        raise InvalidInput.one("check-in", "this pathway asks no check-in questions")
 
     # ---- definitions --------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""A simulated cohort's measures: the stories' episodes, each observed to its ``until_day``.
+"""A simulated cohort's measures: the stories' episodes, each observed to its ``until_day``
+(stories run on the default pathway, so its measures are the ones counted).
 
 The same SQL as the live report (``db.measures``) over the run's store; the cohort is the
 stories' episodes rather than a period, and each one's as-of day is its story's end.
@@ -12,8 +13,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from carepath.engine.registry import default_pathway
 from carepath.measures import report
-from carepath.pathways.ovcf_lumbar import OVCF_LUMBAR
 from carepath.simulate.runner import run_files
 from carepath.simulate.scenario import load_scenario
 from db.engine import make_engine
@@ -32,7 +33,7 @@ def observed(paths: list[str], results: list[dict[str, Any]]) -> Observed:
 def cohort_measures(database_url: str, paths: list[str], results: list[dict[str, Any]]) -> dict[str, Any]:
     engine = make_engine(database_url)
     try:
-        return report(engine, OVCF_LUMBAR, observed(paths, results)).totals()
+        return report(engine, default_pathway(), observed(paths, results)).totals()
     finally:
         engine.dispose()
 

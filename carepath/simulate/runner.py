@@ -26,9 +26,10 @@ from sqlalchemy import Engine
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notifications import FileSink
+from carepath.engine.definition import DefinitionCore
+from carepath.engine.registry import default_pathway, pathway_for
 from carepath.errors import FieldError, InvalidInput
-from carepath.pathways.ovcf_lumbar import OVCF_LUMBAR
-from carepath.pathways.ovcf_lumbar.definition import PathwayDefinition, load_definition
+from carepath.pathways import register_shipped
 from carepath.simulate.scenario import (
     PlannedEvent,
     Scenario,
@@ -47,7 +48,7 @@ ENROLL_TIME = time(8, 0)
 EVENT_TIME = time(12, 0)
 TASK_QUEUE = "carepath-simulate"
 MAX_SIMULATED_DAYS = 3650
-# Scenarios are written against SPEC ovcf-lumbar v1, so that is what they run on unless asked.
+# Scenarios are written against the default pathway's (ovcf-lumbar's SPEC) v1, so that is what they run on unless asked.
 SPEC_VERSION = 1
 # Stories run at once per process, each on its own server: while one waits on its server,
 # another uses the CPU (measured: the main thread waits ~70% of the time with one lane).
@@ -62,16 +63,16 @@ class Job:
     path: str
 
 
-def check_enrollment(scenario: Scenario, definition: PathwayDefinition) -> None:
+def check_enrollment(scenario: Scenario, definition: DefinitionCore) -> None:
     """Raise ``InvalidInput`` (scenario field names) if the enrollment would be refused."""
     enrollment = scenario.enrollment.dated(_NOMINAL_DAY0)
     now = datetime.combine(
         _NOMINAL_DAY0 + timedelta(days=scenario.enroll_day), ENROLL_TIME, ZoneInfo(definition.clock.timezone)
     )
     try:
-        OVCF_LUMBAR.validate_enrollment(definition, enrollment, now)
+        pathway_for(definition.id).validate_enrollment(definition, enrollment, now)
     except InvalidInput as exc:
-        renamed = in_scenario_terms(exc, "")
+        renamed = in_scenario_terms(exc, "", pathway_for(definition.id))
         # enroll_day is the scenario's root key; everything else lives under enrollment.
         raise InvalidInput(
             e if e.field == "enroll_day" else FieldError(f"enrollment.{e.field}", e.message) for e in renamed.errors
@@ -80,7 +81,7 @@ def check_enrollment(scenario: Scenario, definition: PathwayDefinition) -> None:
         raise InvalidInput.one("until_day", f"must be at most {MAX_SIMULATED_DAYS} days after enroll_day")
 
 
-def load_all(paths: list[str], definition: PathwayDefinition) -> list[Scenario]:
+def load_all(paths: list[str], definition: DefinitionCore) -> list[Scenario]:
     """Every scenario validated before any runs, so one bad file creates nothing at all."""
     scenarios, errors = [], []
     for path in paths:
@@ -109,8 +110,9 @@ def run_files(
     ``processes`` worker processes each run ``lanes`` stories at once, every lane on its own
     time-skipping server (the server's clock is global, so one story per server at a time).
     """
+    register_shipped()
     try:
-        definition = load_definition(version=pathway_version)
+        definition = default_pathway().definition(pathway_version)
     except LookupError as exc:
         raise InvalidInput.one("--pathway-version", str(exc)) from None
     load_all(paths, definition)
@@ -155,7 +157,8 @@ def _run_chunk_in_process(
 
 async def _run_chunk(jobs: list[Job], database_url: str, version: int, lanes: int) -> list[tuple[int, dict[str, Any]]]:
     """Run ``jobs`` in ``lanes`` concurrent lanes, each with its own server, sharing one database."""
-    definition = load_definition(version=version)
+    register_shipped()  # a fresh worker process: the boot list
+    definition = default_pathway().definition(version)
     engine = make_engine(database_url)
     try:
         per_lane = await asyncio.gather(*(_run_lane(jobs[i::lanes], engine, definition) for i in range(lanes)))
@@ -164,7 +167,7 @@ async def _run_chunk(jobs: list[Job], database_url: str, version: int, lanes: in
     return [item for lane in per_lane for item in lane]
 
 
-async def _run_lane(jobs: list[Job], engine: Engine, definition: PathwayDefinition) -> list[tuple[int, dict[str, Any]]]:
+async def _run_lane(jobs: list[Job], engine: Engine, definition: DefinitionCore) -> list[tuple[int, dict[str, Any]]]:
     from worker import build_worker  # the production worker, activities and all
 
     env = await WorkflowEnvironment.start_time_skipping(
@@ -212,7 +215,7 @@ class _Clock:
 
 
 async def simulate(
-    env: WorkflowEnvironment, engine: Engine, scenario: Scenario, definition: PathwayDefinition
+    env: WorkflowEnvironment, engine: Engine, scenario: Scenario, definition: DefinitionCore
 ) -> dict[str, Any]:
     """Run one story: enroll, submit each event on its day, stop after ``until_day``."""
     zone = ZoneInfo(definition.clock.timezone)

@@ -12,65 +12,32 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
+from carepath.engine.inputs import EventCore, InputModel, parse_model
+from carepath.engine.pathway import Pathway
+from carepath.engine.registry import default_pathway, pathway_for
 from carepath.errors import FieldError, InvalidInput
-from carepath.pathways.ovcf_lumbar.inputs import (
-    CurrentTherapy,
-    Enrollment,
-    EnrollmentBase,
-    Event,
-    ImagingStudy,
-    InputModel,
-    Modality,
-    parse_event,
-    parse_model,
-)
 
 Day = Annotated[int, Field(strict=True)]
 
 
-class ScenarioImaging(InputModel):
-    day: Day
-    modality: Modality
-
-
-class ScenarioTherapy(InputModel):
-    agent: str
-    last_dose_day: Day | None = None
-
-
-class ScenarioEnrollment(EnrollmentBase):
-    osteoporosis_therapy: ScenarioTherapy | None = None
-    imaging: list[ScenarioImaging] = []
-
-    def dated(self, identified_on: date) -> Enrollment:
-        def on(day: int) -> date:
-            return identified_on + timedelta(days=day)
-
-        therapy = self.osteoporosis_therapy
-        return Enrollment(
-            **self.model_dump(exclude={"osteoporosis_therapy", "imaging"}),
-            identified_on=identified_on,
-            osteoporosis_therapy=None
-            if therapy is None
-            else CurrentTherapy(
-                agent=therapy.agent,
-                last_dose_on=None if therapy.last_dose_day is None else on(therapy.last_dose_day),
-            ),
-            imaging=[ImagingStudy(performed_on=on(i.day), modality=i.modality) for i in self.imaging],
-        )
-
-
 class Scenario(InputModel):
     name: str = ""
+    pathway: str = ""  # the pathway's id (default: the default pathway)
     enroll_day: Day = 0
     until_day: Day = 400
-    enrollment: ScenarioEnrollment
+    # The pathway's enrollment as a story writes it (days, not dates): ``Pathway.story_enrollment``.
+    enrollment: Any
     # Events stay raw here: each one is validated when it is submitted on its day, so one bad
     # event is rejected on its own while the story goes on.
     events: list[Any] = []
     expect: dict[str, Any] | None = None  # expectations for check.py; ignored by simulate
+
+    @field_validator("enrollment", mode="before")
+    @classmethod
+    def _the_pathways_enrollment(cls, value: Any, info: ValidationInfo) -> Any:
+        return story_pathway(info.data.get("pathway") or "").story_enrollment(value)
 
     def model_post_init(self, __context: Any) -> None:
         if self.enroll_day < 0:
@@ -79,25 +46,30 @@ class Scenario(InputModel):
             raise InvalidInput.one("until_day", f"must not be before enroll_day ({self.enroll_day})")
 
 
-# Dated field names the rules report, and the scenario keys a person wrote instead.
-_SCENARIO_FIELDS = {
-    "identified_on": "enroll_day",
-    "performed_on": "day",
-    "last_dose_on": "last_dose_day",
-    "occurred_on": "day",
-}
+def story_pathway(pathway_id: str) -> Pathway:
+    """The pathway a story is written for (its ``pathway`` key, else the default one)."""
+    try:
+        return pathway_for(pathway_id) if pathway_id else default_pathway()
+    except LookupError as exc:
+        raise InvalidInput.one("pathway", str(exc)) from None
 
 
-def scenario_field(field: str) -> str:
+# Dated field names the rules report, and the scenario keys a person wrote instead (the pathway
+# adds its own: ``Pathway.story_fields``).
+_SCENARIO_FIELDS = {"identified_on": "enroll_day", "occurred_on": "day"}
+
+
+def scenario_field(field: str, pathway: Pathway | None = None) -> str:
     """``imaging[0].performed_on`` -> ``imaging[0].day``: name what the scenario called it."""
     head, _, last = field.rpartition(".")
-    renamed = _SCENARIO_FIELDS.get(last, last)
+    names = _SCENARIO_FIELDS | (pathway or default_pathway()).story_fields()
+    renamed = names.get(last, last)
     return f"{head}.{renamed}" if head else renamed
 
 
-def in_scenario_terms(error: InvalidInput, prefix: str) -> InvalidInput:
+def in_scenario_terms(error: InvalidInput, prefix: str, pathway: Pathway | None = None) -> InvalidInput:
     """Rename dated fields to the scenario's keys and nest them under ``prefix``."""
-    renamed = InvalidInput(FieldError(scenario_field(e.field), e.message) for e in error.errors)
+    renamed = InvalidInput(FieldError(scenario_field(e.field, pathway), e.message) for e in error.errors)
     return renamed.under(prefix) if prefix else renamed
 
 
@@ -114,7 +86,7 @@ def load_scenario(path: Path) -> Scenario:
     if isinstance(data, dict) and isinstance(data.get("enrollment"), dict):
         # Name enrollment errors from the scenario's root: ``enrollment.patient.age``.
         try:
-            parse_model(ScenarioEnrollment, data["enrollment"])
+            story_pathway(str(data.get("pathway") or "")).story_enrollment(data["enrollment"])
         except InvalidInput as exc:
             raise exc.under("enrollment") from None
     return parse_model(Scenario, data)
@@ -124,7 +96,7 @@ def load_scenario(path: Path) -> Scenario:
 class PlannedEvent:
     index: int
     day: int
-    event: Event | None  # None: rejected before submission
+    event: EventCore | None  # None: rejected before submission
     error: InvalidInput | None = None
 
     @property
@@ -135,6 +107,7 @@ class PlannedEvent:
 def plan_events(scenario: Scenario, identified_on: date) -> list[PlannedEvent]:
     """Each event parsed against its day; shape errors are kept for the ``rejected`` list."""
     planned: list[PlannedEvent] = []
+    pathway = story_pathway(scenario.pathway)
     for index, raw in enumerate(scenario.events):
         prefix = f"events[{index}]"
         if not isinstance(raw, dict):
@@ -149,9 +122,9 @@ def plan_events(scenario: Scenario, identified_on: date) -> list[PlannedEvent]:
         body = {k: v for k, v in raw.items() if k != "day"}
         body["occurred_on"] = (identified_on + timedelta(days=day)).isoformat()
         try:
-            planned.append(PlannedEvent(index, day, parse_event(body)))
+            planned.append(PlannedEvent(index, day, pathway.parse_event(body)))
         except InvalidInput as exc:
-            planned.append(PlannedEvent(index, day, None, in_scenario_terms(exc, prefix)))
+            planned.append(PlannedEvent(index, day, None, in_scenario_terms(exc, prefix, pathway)))
     # Stable: events of one day keep the order given (SPEC section 1).
     return sorted(planned, key=lambda p: p.day)
 

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from carepath.engine.registry import default_pathway
 from carepath.engine.vocabulary import ACTIONABLE_KINDS
 from carepath.simulate.runner import run_files
 
@@ -26,7 +27,11 @@ PATIENT = {"ref": "forecast", "age": 76, "sex": "female"}
 
 
 def story_mix() -> list[dict[str, Any]]:
-    path = resources.files("carepath.pathways.ovcf_lumbar") / "forecast_mix.json"
+    """The default pathway's ``forecast_mix.json`` (stories run on the default pathway)."""
+    package = default_pathway().files.package  # type: ignore[attr-defined]  # a PathwayRules
+    path = resources.files(package) / "forecast_mix.json"
+    if not path.is_file():
+        raise LookupError(f"pathway {default_pathway().id} ships no forecast_mix.json")
     return json.loads(path.read_text(encoding="utf-8"))["stories"]
 
 

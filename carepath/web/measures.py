@@ -12,10 +12,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response
 
 from carepath.api.auth import CLINICIANS, READERS
-from carepath.engine.registry import DEFAULT_PATHWAY
 from carepath.errors import InvalidInput
 from carepath.measures import as_csv, drill_down, period, report, weekly_load
-from carepath.web.pages import _common, _signed_in, render
+from carepath.web.guard import render
+from carepath.web.pages import _common, _signed_in
 
 router = APIRouter(include_in_schema=False)
 FORECAST_WEEKS = 8
@@ -75,11 +75,12 @@ def _forecast_table(rows: list[dict[str, Any]], titles: dict[str, str]) -> dict[
 def _page_context(request: Request, who: Any) -> dict[str, Any]:
     service = request.app.state.service
     query = request.query_params
-    pathway = service.pathway(DEFAULT_PATHWAY)
+    pathway = service.pathway()
     which = period(service.today(), query.get("from"), query.get("to"), query.get("as_of"))
     found = report(service.engine, pathway, which)
     months = found.months()
-    titles = {code: spec.title for code, spec in pathway.definition().actions.items()}
+    definition = pathway.definition()
+    titles = {code: pathway.label(definition, code) for code in definition.actions}
     cards = []
     for spec in found.measures.measures:
         values = found.totals()[spec.id]
@@ -131,6 +132,6 @@ async def measures_csv(request: Request) -> Response:
         which = period(service.today(), query.get("from"), query.get("to"), query.get("as_of"))
     except InvalidInput as exc:
         return render("message.html", 422, request, heading="Cannot export these measures", message=str(exc), who=who)
-    found = await run_in_threadpool(report, service.engine, service.pathway(DEFAULT_PATHWAY), which)
+    found = await run_in_threadpool(report, service.engine, service.pathway(), which)
     headers = {"Content-Disposition": f'attachment; filename="measures-{which.as_of}.csv"'}
     return PlainTextResponse(as_csv(found), media_type="text/csv", headers=headers)

@@ -4,10 +4,8 @@ People sign in by pasting their API token once; it is kept in an HttpOnly, SameS
 cookie that only these pages accept (the JSON API wants a bearer token). The pages load one
 stylesheet and no scripts, and say so in their Content-Security-Policy.
 
-Forms that change something (sign in, sign out) are guarded twice against cross-site request
-forgery: a POST must come from this origin (``Origin`` / ``Sec-Fetch-Site``; SameSite=Strict
-alone lets another port of the same host through) and carry the CSRF token of the page it came
-from (fastapi-csrf-protect: a signed double-submit cookie).
+Every form that changes something is guarded by ``carepath.web.guard`` (this origin and the
+page's CSRF token), which also renders every page.
 """
 
 from __future__ import annotations
@@ -21,12 +19,9 @@ from pathlib import Path
 from typing import Any, TypeVar, get_args
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from fastapi_csrf_protect import CsrfProtect
-from fastapi_csrf_protect.exceptions import CsrfProtectError
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.datastructures import FormData
 
 from carepath.api.auth import (
@@ -41,97 +36,32 @@ from carepath.api.auth import (
     ensure,
 )
 from carepath.api.deps import CLOSERS, MAX_ID
-from carepath.engine.registry import pathway_for
-from carepath.engine.vocabulary import Assignee, Priority, Sex, TaskStatus
+from carepath.engine.pathway import Pathway
+from carepath.engine.presentation import EventForm, sections_values
+from carepath.engine.registry import default_pathway, pathway_for, pathways
+from carepath.engine.vocabulary import Assignee, Priority, TaskStatus
 from carepath.errors import InvalidInput
-from carepath.pathways.ovcf_lumbar.definition import load_definition
-from carepath.pathways.ovcf_lumbar.inputs import Enrollment, Event, parse_event, parse_model
-from carepath.pathways.ovcf_lumbar.vocabulary import Level, Modality, Phase
 from carepath.service import CarepathService, Conflict, NotFound, enrollment_digest
+from carepath.web.guard import FORGED, checked_form, render
 from carepath.web.timeline import timeline_svg
 from db.models import EPISODE_ID_PATTERN
-from db.queries import LISTED_STATUSES, TaskFilter, episode_page, events, task_counts, task_page
+from db.queries import LISTED_STATUSES, TaskFilter, episode_page, events, failed_count, task_counts, task_page
 from db.tokens import verify
 
-HERE = Path(__file__).resolve().parent
-PAGE_CSP = (
-    "default-src 'self'; style-src 'self'; script-src 'none'; img-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
 GROUPS = [("urgent", "Urgent"), ("high", "High"), ("routine", "Routine")]
-TEMPLATES = Environment(
-    loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True, default_for_string=True)
-)
 EPISODE_ID = re.compile(EPISODE_ID_PATTERN)
-CSRF_FIELD = "csrf_token"
-CSRF_COOKIE = "carepath_csrf"
-CSRF_LIFETIME = 8 * 3600  # seconds: a page left open for a shift can still sign out
-FORGED = "This form expired or came from another site; nothing was changed. Try again from this page."
+HERE = Path(__file__).resolve().parent
 
 P = TypeVar("P")
 ASSIGNEES: tuple[str, ...] = get_args(Assignee)
 PRIORITIES: tuple[str, ...] = get_args(Priority)
 STATUSES: tuple[str, ...] = get_args(TaskStatus)
-PHASES: tuple[str, ...] = get_args(Phase)
 
 router = APIRouter(include_in_schema=False)
 
 
-def install_csrf(app: FastAPI, secret: str) -> None:
-    """A CsrfProtect configured for this app (the library keeps its settings on the class)."""
-    csrf = type("PageCsrf", (CsrfProtect,), {})
-    settings = {
-        "secret_key": secret or secrets.token_urlsafe(32),
-        "cookie_key": CSRF_COOKIE,
-        "cookie_samesite": "strict",
-        "httponly": True,
-        "max_age": CSRF_LIFETIME,
-        "token_location": "body",
-        "token_key": CSRF_FIELD,
-    }
-    csrf.load_config(lambda: list(settings.items()))
-    app.state.csrf = csrf()
-
-
-def render(template: str, status: int = 200, request: Request | None = None, **context: Any) -> HTMLResponse:
-    """The page; with ``request``, its forms get a fresh CSRF token (and its cookie)."""
-    signed = None
-    if request is not None:
-        context["csrf_token"], signed = request.app.state.csrf.generate_csrf_tokens()
-    html = TEMPLATES.get_template(template).render(**context)
-    # same-origin, not no-referrer: the browser then sends our own Origin with the forms' POSTs.
-    headers = {"Content-Security-Policy": PAGE_CSP, "Referrer-Policy": "same-origin"}
-    response = HTMLResponse(html, status_code=status, headers=headers)
-    if signed is not None:
-        request.app.state.csrf.set_csrf_cookie(signed, response)
-    return response
-
-
 def _service(request: Request) -> CarepathService:
     return request.app.state.service
-
-
-def _from_this_page(request: Request) -> bool:
-    """A POST sent from this origin: ``Origin`` is ours, and ``Sec-Fetch-Site`` (sent by browsers
-    since 2020) is not "same-site", which is what another port of this host is."""
-    site = request.headers.get("sec-fetch-site", "same-origin")
-    origin = request.headers.get("origin")
-    if origin == "null":  # a page with no-referrer sends that, ours or not: Sec-Fetch-Site decides
-        origin = None
-    ours = origin is None or origin == str(request.base_url).rstrip("/")
-    return ours and site in ("same-origin", "none")
-
-
-async def _checked_form(request: Request) -> FormData | None:
-    """The posted form when it passes the origin and CSRF checks, else None."""
-    if not _from_this_page(request):
-        return None
-    try:
-        form = await request.form()  # validate_csrf reads the token from the parsed form
-        await request.app.state.csrf.validate_csrf(request)
-    except (CsrfProtectError, ValueError, HTTPException):  # HTTPException: an unparsable form
-        return None
-    return form
 
 
 def _signed_in(request: Request, roles: tuple[str, ...], what: str) -> Principal | Response:
@@ -155,7 +85,7 @@ async def _action(request: Request, roles: tuple[str, ...], what: str) -> tuple[
     who = await run_in_threadpool(_signed_in, request, roles, what)  # the token's look-up: off the loop
     if isinstance(who, Response):
         return who
-    form = await _checked_form(request)
+    form = await checked_form(request)
     if form is None:
         return render("message.html", 403, request, heading="Nothing was changed", message=FORGED, who=who)
     return who, form
@@ -172,6 +102,21 @@ def _redirect(target: str, notice: str) -> RedirectResponse:
     _counted.clear()
     joiner = "&" if "?" in target else "?"
     return RedirectResponse(f"{target}{joiner}notice={notice}", status_code=303)
+
+
+def _text(form: FormData, name: str) -> str | None:
+    value = form.get(name)
+    return value if isinstance(value, str) else None
+
+
+def _all(form: FormData, name: str) -> list[str]:
+    return [v for v in form.getlist(name) if isinstance(v, str)]
+
+
+def _refill(kind: str, form: FormData) -> dict[str, Any]:
+    """What was typed into form ``kind``, to refill it: ``kind.name`` its value, ``kind.name[]``
+    every value (the choices that were ticked)."""
+    return {f"{kind}.{k}": _text(form, k) or "" for k in form} | {f"{kind}.{k}[]": _all(form, k) for k in form}
 
 
 def _errors(exc: InvalidInput) -> dict[str, str]:
@@ -262,8 +207,6 @@ def worklist(
     groups = [(key, label, [t for t in page.items if t.priority == key]) for key, label in GROUPS]
     filters = {"assignee": f.assignee, "priority": f.priority, "status": f.status, "patient": f.patient_ref}
     next_url = str(request.url.include_query_params(cursor=page.next_cursor)) if page.next_cursor else None
-    from carepath.api.checkin import failed_count  # follow-up: failed deliveries, for coordinators
-
     failed = failed_count(service.engine) if who.role == "coordinator" else 0
     return render(
         "worklist.html",
@@ -315,6 +258,11 @@ def _task_refused(request: Request, who: Principal, back: str, why: str, status:
     return render("message.html", status, request, heading="Nothing was changed", message=why, who=who, back=back)
 
 
+def _phases() -> tuple[str, ...]:
+    """Every registered pathway's phases, in order, once each (the patients filter's choices)."""
+    return tuple(dict.fromkeys(phase for pathway in pathways() for phase in pathway.phases()))
+
+
 @router.get("/ui/patients")
 def patients(
     request: Request,
@@ -329,7 +277,7 @@ def patients(
     service = _service(request)
     query = {
         "patient_ref": (patient or "").strip()[:64] or None,
-        "phase": _choice(phase, PHASES),
+        "phase": _choice(phase, _phases()),
         "status": _choice(status, LISTED_STATUSES),
     }
     page = _from_cursor(lambda at: episode_page(service.engine, service.today(), PAGE_SIZE, cursor=at, **query), cursor)
@@ -341,7 +289,7 @@ def patients(
         **_common(request, who),
         episodes=page.items,
         query=query,
-        phases=PHASES,
+        phases=_phases(),
         statuses=LISTED_STATUSES,
         next_url=next_url if page.next_cursor else None,
     )
@@ -384,8 +332,10 @@ async def _episode_view(
     recorded = await run_in_threadpool(events, service.engine, episode_id)
     trail = await run_in_threadpool(service.audit, episode_id)
     pathway_id, version = episode.pathway.rsplit(".v", 1)
-    definition = pathway_for(pathway_id).definition(int(version))
+    pathway = pathway_for(pathway_id)
+    definition = pathway.definition(int(version))
     today = service.today()
+    chosen = {k.removesuffix("[]"): v for k, v in (values or {}).items() if k.endswith("[]")}
     return render(
         "episode.html",
         status,
@@ -395,55 +345,22 @@ async def _episode_view(
         events=recorded,
         audit=trail,
         definition=definition,
-        newer=[v for v in pathway_for(pathway_id).versions() if v > int(version)],
-        picture=timeline_svg(episode, recorded, definition, today),
+        newer=[v for v in pathway.versions() if v > int(version)],
+        picture=timeline_svg(episode, recorded, pathway, definition, today),
+        marks_legend=", ".join(pathway.picture_legend(definition)),
         today=today.isoformat(),
         form_errors=form_errors or {},
-        values=values or {},
-        event_forms=EVENT_FORMS,
+        values={k: v for k, v in (values or {}).items() if not k.endswith("[]")},
+        chosen=chosen,
+        event_forms=pathway.event_forms(definition),
+        withdraw_form=pathway.withdraw_form(definition),
         active=episode.status == "active",
         checkins=summary(service.engine, episode_id),
     )
 
 
-# The fields of each event form, in the order the page shows them (the rest of the page's
-# vocabulary comes from the episode's definition).
-EVENT_FORMS = [
-    ("pain_assessment", "Pain assessment"),
-    ("medication_started", "Medication started"),
-    ("medication_stopped", "Medication stopped"),
-    ("dose_given", "Dose given"),
-    ("imaging", "Imaging"),
-    ("hospital_admission", "Hospital admission"),
-    ("parenteral_narcotics", "Parenteral narcotics"),
-    ("red_flag", "Red flag"),
-    ("note", "Note"),
-    ("override", "Override (physicians)"),
-]
-_LISTS = {"analgesics", "opioid_effects"}
-_FLAGS = {"oral_analgesia_adequate", "symptoms_changed", "new_fracture", "marrow_edema"}
-
-
-def event_from_form(form: FormData) -> dict[str, Any]:
-    """The event as the API takes it: lists from multi-selects, checkboxes as booleans, NRS as a number."""
-    data: dict[str, Any] = {}
-    kind = str(form.get("type") or "")
-    for name in EVENT_FIELDS.get(kind, ()):
-        if name in _LISTS:
-            data[name] = [str(v) for v in form.getlist(name) if v]
-        elif name in _FLAGS:
-            data[name] = form.get(name) == "yes"
-        elif (value := str(form.get(name) or "").strip()) != "":
-            data[name] = int(value) if name == "nrs" and value.isdigit() else value
-    return {"type": kind, **data}
-
-
-# Each event form's fields are its input model's (the page records what the API takes).
-EVENT_FIELDS: dict[str, tuple[str, ...]] = {
-    model.model_fields["type"].default: tuple(name for name in model.model_fields if name != "type")
-    for model in get_args(get_args(Event)[0])
-    if model.model_fields["type"].default != "withdraw"  # withdrawal has its own form
-}
+def _event_form(pathway: Pathway, definition: Any, kind: str) -> EventForm | None:
+    return next((form for form in pathway.event_forms(definition) if form.type == kind), None)
 
 
 @router.post("/ui/episodes/{episode_id}/events")
@@ -452,21 +369,24 @@ async def record_event(request: Request, episode_id: str) -> Response:
     if isinstance(checked, Response):
         return checked
     who, form = checked
-    data = event_from_form(form)
-    kind = data["type"]
+    kind = str(form.get("type") or "")
     back = f"/ui/episodes/{episode_id}"
+    service = _service(request)
     try:
-        if kind not in EVENT_FIELDS:
+        if not EPISODE_ID.fullmatch(episode_id):
+            raise NotFound(episode_id)
+        pathway, definition = await run_in_threadpool(service.episode_pathway, episode_id)
+        spec = _event_form(pathway, definition, kind)
+        if spec is None:
             raise InvalidInput.one("type", "is not an event this page records")
-        if kind == "override":
-            ensure(who, PHYSICIANS, "an override")
-        event = parse_event(data)
+        if spec.physicians_only:
+            ensure(who, PHYSICIANS, f"recording {spec.title.lower()}")
+        event = pathway.parse_event(spec.values(lambda name: _text(form, name), lambda name: _all(form, name)))
         # The page's form key is the Idempotency-Key: a double click or a resubmission applies once.
         key = f"form-{str(form.get('form_key') or '')[:40]}" if form.get("form_key") else None
-        await _service(request).record_event(episode_id, event, who.actor, key)
+        await service.record_event(episode_id, event, who.actor, key)
     except InvalidInput as exc:
-        values = {f"{kind}.{k}": str(v) for k, v in form.items() if isinstance(v, str)}
-        return await _episode_view(request, who, episode_id, 422, {kind: _errors(exc)}, values)
+        return await _episode_view(request, who, episode_id, 422, {kind: _errors(exc)}, _refill(kind, form))
     except Forbidden as exc:
         return await _episode_view(request, who, episode_id, 403, {kind: {"form": str(exc)}})
     except NotFound:
@@ -481,19 +401,17 @@ async def withdraw(request: Request, episode_id: str) -> Response:
         return checked
     who, form = checked
     service = _service(request)
-    data = {
-        "type": "withdraw",
-        "occurred_on": service.today().isoformat(),
-        "reason": str(form.get("reason") or ""),
-        **({"text": str(form["text"])} if str(form.get("text") or "").strip() else {}),
-    }
     try:
-        event = parse_event(data)
+        pathway, definition = await run_in_threadpool(service.episode_pathway, episode_id)
+        spec = pathway.withdraw_form(definition)
+        if spec is None:
+            raise InvalidInput.one("episode", "this pathway takes no withdrawal on this page")
+        data = spec.values(lambda name: _text(form, name), lambda name: _all(form, name))
+        data["occurred_on"] = service.today(definition).isoformat()
         key = f"form-{str(form.get('form_key') or '')[:40]}" if form.get("form_key") else None
-        await service.record_event(episode_id, event, who.actor, key)
+        await service.record_event(episode_id, data, who.actor, key)
     except InvalidInput as exc:
-        values = {f"withdraw.{k}": str(v) for k, v in form.items() if isinstance(v, str)}
-        return await _episode_view(request, who, episode_id, 422, {"withdraw": _errors(exc)}, values)
+        return await _episode_view(request, who, episode_id, 422, {"withdraw": _errors(exc)}, _refill("withdraw", form))
     except NotFound:
         return await _episode_view(request, who, episode_id, 404)
     return _redirect(f"/ui/episodes/{episode_id}", "withdrawn")
@@ -514,71 +432,34 @@ async def migrate(request: Request, episode_id: str) -> Response:
             raise InvalidInput.one("reason", "a migration needs a reason")
         await _service(request).migrate(episode_id, int(version), reason, who.actor)
     except InvalidInput as exc:
-        values = {f"migrate.{k}": str(v) for k, v in form.items() if isinstance(v, str)}
-        return await _episode_view(request, who, episode_id, 422, {"migrate": _errors(exc)}, values)
+        return await _episode_view(request, who, episode_id, 422, {"migrate": _errors(exc)}, _refill("migrate", form))
     except NotFound:
         return await _episode_view(request, who, episode_id, 404)
     return _redirect(f"/ui/episodes/{episode_id}", "migrated")
 
 
-IMAGING_ROWS = 3  # blank imaging rows on the enrollment form
+def _enroll_pathway(request: Request, form: FormData | None = None) -> Pathway:
+    """The pathway the enroll page is for (``?pathway=``), the default one when none or unknown."""
+    wanted = str((form.get("pathway") if form is not None else None) or request.query_params.get("pathway") or "")
+    try:
+        return pathway_for(wanted) if wanted else default_pathway()
+    except LookupError:
+        return default_pathway()
 
 
-def enrollment_from_form(form: FormData) -> dict[str, Any]:
-    """The enrollment as the API takes it, from the form's dotted field names."""
-
-    def text(name: str) -> str:
-        return str(form.get(name) or "").strip()
-
-    def number(name: str) -> int | str | None:
-        value = text(name)
-        return int(value) if value.isdigit() else (value or None)
-
-    def present(data: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in data.items() if v is not None and v != ""}
-
-    agent = text("osteoporosis_therapy.agent")
-    data: dict[str, Any] = {
-        "identified_on": text("identified_on") or None,
-        "patient": present({"ref": text("patient.ref"), "age": number("patient.age"), "sex": text("patient.sex")}),
-        "fracture": {
-            "levels": [str(v) for v in form.getlist("fracture.levels")],
-            "acute_injury": form.get("fracture.acute_injury") == "yes",
-            "correlating_symptoms": form.get("fracture.correlating_symptoms") == "yes",
-        },
-        "pain_nrs": number("pain_nrs"),
-        "analgesics": [str(v) for v in form.getlist("analgesics")],
-        "contraindications": [str(v) for v in form.getlist("contraindications")],
-        "calcium_vitamin_d": form.get("calcium_vitamin_d") == "yes",
-        "red_flags": [str(v) for v in form.getlist("red_flags")],
-        "imaging": [
-            {"performed_on": text(f"imaging[{i}].performed_on"), "modality": text(f"imaging[{i}].modality")}
-            for i in range(IMAGING_ROWS)
-            if text(f"imaging[{i}].performed_on") or text(f"imaging[{i}].modality")
-        ],
-    }
-    if agent:
-        data["osteoporosis_therapy"] = present(
-            {"agent": agent, "last_dose_on": text("osteoporosis_therapy.last_dose_on") or None}
-        )
-    return present(data)
-
-
-def _enroll_form(request: Request, who: Principal, status: int = 200, **context: Any) -> Response:
+def _enroll_form(request: Request, who: Principal, pathway: Pathway, status: int = 200, **context: Any) -> Response:
     service = _service(request)
-    definition = load_definition(version=service.pathway_version)
+    definition = pathway.definition(service.pathway_version if pathway is default_pathway() else None)
     return render(
         "enroll.html",
         status,
         request,
         **_common(request, who),
+        pathway=pathway,
+        pathways=pathways(),
         definition=definition,
-        levels=get_args(Level),
-        sexes=get_args(Sex),
-        contraindications=definition.pain_medication_contraindication,
-        modalities=get_args(Modality),
-        imaging_rows=IMAGING_ROWS,
-        today=service.today().isoformat(),
+        sections=pathway.enrollment_form(definition),
+        today=service.today(definition).isoformat(),
         **{"errors": {}, "values": None, "existing": None, **context},
     )
 
@@ -588,7 +469,7 @@ def enroll_form(request: Request) -> Response:
     who = _signed_in(request, CLINICIANS, "enrolling patients")
     if isinstance(who, Response):
         return who
-    return _enroll_form(request, who)
+    return _enroll_form(request, who, _enroll_pathway(request))
 
 
 @router.post("/ui/enroll")
@@ -598,19 +479,22 @@ async def enroll(request: Request) -> Response:
         return checked
     who, form = checked
     service = _service(request)
+    pathway = _enroll_pathway(request, form)
     values = _form_values(form)
     try:
-        enrollment = parse_model(Enrollment, enrollment_from_form(form))
-        enrolled = await service.enroll(enrollment, who.actor)
+        definition = pathway.definition(service.pathway_version if pathway is default_pathway() else None)
+        data = sections_values(pathway.enrollment_form(definition), lambda n: _text(form, n), lambda n: _all(form, n))
+        enrollment = pathway.parse_enrollment(data)
+        enrolled = await service.enroll(enrollment, who.actor, pathway.id)
     except InvalidInput as exc:
-        return _enroll_form(request, who, 422, errors=_errors(exc), values=values)
+        return _enroll_form(request, who, pathway, 422, errors=_errors(exc), values=values)
     except Conflict as exc:
-        held = await run_in_threadpool(service.active_episode_of, enrollment.patient.ref)
+        held = await run_in_threadpool(service.active_episode_of, enrollment.patient_ref)
         if held is not None and held.enrollment_digest == enrollment_digest(enrollment):
             # The same form sent twice (a double click): the first made the episode; show it.
             return _redirect(f"/ui/episodes/{held.id}", "enrolled")
         return _enroll_form(
-            request, who, 409, errors={exc.error.field: exc.error.message}, values=values, existing=held
+            request, who, pathway, 409, errors={exc.error.field: exc.error.message}, values=values, existing=held
         )
     return _redirect(f"/ui/episodes/{enrolled.episode_id}", "enrolled")
 
@@ -627,7 +511,7 @@ async def login_form(request: Request) -> Response:
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    form = await _checked_form(request)
+    form = await checked_form(request)
     if form is None:
         return render("login.html", 403, request, who=None, error=FORGED)
     token = str(form.get("token") or "").strip()
@@ -640,7 +524,7 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    if await _checked_form(request) is None:
+    if await checked_form(request) is None:
         return render("message.html", 403, request, heading="Not signed out", message=FORGED, who=None)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)

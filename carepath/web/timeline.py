@@ -1,8 +1,9 @@
 """The year at a glance: an SVG picture of an episode, computed here and drawn by a template.
 
 Day 0 to 365+ across; phases as bands; milestones (done, skipped, upcoming); tasks as markers
-by priority (row) and status (fill); recorded events; denosumab doses and the next one due.
-No script: it is plain markup, so it prints and passes the pages' CSP.
+by priority (row) and status (fill); recorded events; the pathway's own markers (ovcf-lumbar:
+denosumab doses and the next one due). The milestones and markers come from the pathway through
+the protocol. No script: it is plain markup, so it prints and passes the pages' CSP.
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ from typing import Any
 
 from markupsafe import Markup
 
-from carepath.pathways.ovcf_lumbar.definition import PathwayDefinition
+from carepath.engine.pathway import Pathway
+from carepath.engine.presentation import RecordedEvent
+from carepath.web.guard import TEMPLATES  # one template environment (autoescaped) for the pages
 from db.queries import EventView
 
 WIDTH, LEFT, RIGHT = 1000, 60, 20
-ROWS = {"phase": 30, "milestone": 70, "urgent": 100, "high": 120, "routine": 140, "event": 170, "dose": 195}
+ROWS = {"phase": 30, "milestone": 70, "urgent": 100, "high": 120, "routine": 140, "event": 170, "marks": 195}
 HEIGHT = 235
 
 
-def timeline_svg(episode: Any, events: list[EventView], definition: PathwayDefinition, today: date) -> Markup:
-    from carepath.web.pages import TEMPLATES  # one template environment (autoescaped) for the pages
+def timeline_svg(episode: Any, events: list[EventView], pathway: Pathway, definition: Any, today: date) -> Markup:
 
     day0 = episode.identified_on
     today_day = (today - day0).days
@@ -44,14 +46,14 @@ def timeline_svg(episode: Any, events: list[EventView], definition: PathwayDefin
     skipped = {i["occasion"] for i in items if i["kind"] == "skipped"}
     due_names = {p.ref for p in getattr(episode, "upcoming", []) if p.what == "milestone"}
     milestones = []
-    for spec in definition.milestones:
-        if spec.name in skipped:
+    for name, day in pathway.milestone_days(definition):
+        if name in skipped:
             state = "skipped"
-        elif spec.name in due_names or (spec.day > today_day and episode.status == "active"):
+        elif name in due_names or (day > today_day and episode.status == "active"):
             state = "upcoming"
         else:
-            state = "done" if spec.day <= today_day or any(i["occasion"] == spec.name for i in items) else "not-reached"
-        milestones.append({"x": x(spec.day), "name": spec.name, "day": spec.day, "state": state})
+            state = "done" if day <= today_day or any(i["occasion"] == name for i in items) else "not-reached"
+        milestones.append({"x": x(day), "name": name, "day": day, "state": state})
 
     tasks = [
         {
@@ -65,13 +67,12 @@ def timeline_svg(episode: Any, events: list[EventView], definition: PathwayDefin
         if i.get("status")
     ]
     marks = [{"x": x(e.day), "label": f"day {e.day}: {e.type} {e.summary}"} for e in events]
-    denosumab = definition.denosumab.agent
-    doses = [
-        {"x": x(e.day), "label": f"day {e.day}: {denosumab} given"}
-        for e in events
-        if e.type in ("dose_given", "medication_started") and e.payload.get("agent") == denosumab
+    recorded = [
+        RecordedEvent(id=e.id, type=e.type, occurred_on=e.occurred_on, day=e.day, payload=e.payload) for e in events
     ]
-    next_dose = next((p for p in getattr(episode, "upcoming", []) if p.what == "denosumab_dose"), None)
+    own_marks = pathway.picture_marks(definition, recorded, list(getattr(episode, "upcoming", [])))
+    doses = [{"x": x(m.day), "label": m.label} for m in own_marks if m.kind == "given"]
+    next_dose = next((m for m in own_marks if m.kind == "expected"), None)
     ticks = [{"x": x(d), "day": d} for d in range(0, last + 1, 30)]
     months = [{"x": x(d), "label": (day0 + timedelta(days=d)).strftime("%b %Y")} for d in range(0, last + 1, 91)]
     return Markup(
@@ -85,7 +86,7 @@ def timeline_svg(episode: Any, events: list[EventView], definition: PathwayDefin
             tasks=tasks,
             events=marks,
             doses=doses,
-            next_dose={"x": x(next_dose.day), "label": f"next {denosumab} dose {next_dose.on}"} if next_dose else None,
+            next_dose={"x": x(next_dose.day), "label": next_dose.label} if next_dose else None,
             ticks=ticks,
             months=months,
             today={"x": x(today_day), "label": f"today, day {today_day}"} if 0 <= today_day <= last else None,

@@ -1,7 +1,8 @@
 """A deliberately tiny pathway, defined outside carepath: two milestones and one event.
 
 It proves the plug-in protocol: registered with ``carepath.engine.registry.register``, it runs
-through the production workflow, recording, API and worklist without any engine change.
+through the production workflow, recording, API, worklist, the episode page (its year picture,
+event form and what comes next) and the FHIR export without any engine change.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from carepath.engine.definition import DefinitionCore, DefinitionData, Definitio
 from carepath.engine.inputs import EnrollmentCore, EventCore, InputModel, PatientRef, between, parse_model
 from carepath.engine.items import Changes
 from carepath.engine.pathway import Due, PathwayRules
+from carepath.engine.presentation import Fact, RecordedEvent
 from carepath.engine.state import EpisodeCore
 from carepath.engine.step import Step
 from carepath.errors import InvalidInput
@@ -58,6 +60,9 @@ class ToyKnee(PathwayRules[ToyDefinition, ToyState]):
     files = DefinitionFiles("tests.toy_pathway", "toy-knee", ToyDefinition)
     state_model = ToyState
     enrollment_model = ToyEnrollment
+    due_titles = {"milestone": "{ref} check"}
+    enrollment_labels = {"identified_on": "Sprained on (day 0)", "patient.ref": "Patient ref"}
+    event_labels = {"flare": {"occurred_on": "Flared up on", "severity": "Severity (0-10)"}}
 
     def parse_event(self, data: Any, prefix: str = "") -> EventCore:
         return data if isinstance(data, BaseModel) else parse_model(Flare, data, prefix)
@@ -102,6 +107,29 @@ class ToyKnee(PathwayRules[ToyDefinition, ToyState]):
     def apply(self, step: Step[ToyState], event: Flare) -> None:  # type: ignore[override]
         if event.severity >= 5:
             step.raise_("FLARE_ALERT", extra=f"Severity {event.severity}.")
+
+    # ---- what the edges show ------------------------------------------------------------------
+
+    def event_models(self) -> list[type[EventCore]]:
+        return [Flare]
+
+    def label(self, definition: ToyDefinition, code: str) -> str:
+        return {"flare": "Knee flare-up", "recovering": "Recovering"}.get(code) or super().label(definition, code)
+
+    def phases(self) -> list[str]:
+        return ["recovering", "completed", "withdrawn"]
+
+    def header_facts(self, state: ToyState) -> list[Fact]:
+        return [Fact(label="Checks done", value=", ".join(state.done) or "none yet")]
+
+    def fhir_resource(self, event: RecordedEvent) -> dict[str, Any] | None:
+        if event.type != "flare":
+            return None
+        return {
+            "resourceType": "Observation",
+            "code": {"text": "knee flare-up severity (0-10)"},
+            "valueInteger": event.payload["severity"],
+        }
 
 
 TOY_KNEE = ToyKnee()

@@ -17,20 +17,23 @@ Nothing in this package does I/O or imports Temporal.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from carepath.engine.definition import action_time, local_date
+from carepath.engine.inputs import EventCore
 from carepath.engine.items import Changes
 from carepath.engine.pathway import Due, PathwayRules
+from carepath.engine.presentation import CheckIn, Choice, DuePoint, Fact, Mark, RecordedEvent
 from carepath.errors import FieldError
-from carepath.pathways.ovcf_lumbar import events, milestones
+from carepath.pathways.ovcf_lumbar import display, events, milestones
 from carepath.pathways.ovcf_lumbar.baseline import baseline
 from carepath.pathways.ovcf_lumbar.definition import DEFINITIONS, PATHWAY_ID, PathwayDefinition
 from carepath.pathways.ovcf_lumbar.evaluation import evaluate, evaluation_milestone
-from carepath.pathways.ovcf_lumbar.inputs import Enrollment, Event, parse_event
+from carepath.pathways.ovcf_lumbar.inputs import EVENT_MODELS, Enrollment, Event, parse_event
 from carepath.pathways.ovcf_lumbar.state import RULES_REVISION, EpisodeState, MilestoneProgress
 from carepath.pathways.ovcf_lumbar.step import OvcfStep
+from carepath.pathways.ovcf_lumbar.stories import STORY_FIELDS, ScenarioEnrollment
 from carepath.pathways.ovcf_lumbar.validation import event_errors, validate_enrollment
 from carepath.pathways.ovcf_lumbar.vocabulary import Phase
 
@@ -77,6 +80,8 @@ class OvcfLumbar(PathwayRules[PathwayDefinition, EpisodeState]):
             identified_on=enrollment.identified_on,
             enrolled_on=today,
             age=enrollment.patient.age,
+            sex=enrollment.patient.sex,
+            red_flags=list(dict.fromkeys(enrollment.red_flags)),
             levels=list(enrollment.fracture.levels),
             acute_injury=enrollment.fracture.acute_injury,
             correlating_symptoms=enrollment.fracture.correlating_symptoms,
@@ -125,6 +130,63 @@ class OvcfLumbar(PathwayRules[PathwayDefinition, EpisodeState]):
 
     def closed_by_person(self, step: OvcfStep, code: str, occasion: str | None, status: str, why: str) -> None:  # type: ignore[override]
         events.close_by_person(step, code, occasion, status, why)
+
+    # ---- what the edges show (carepath.engine.pathway.Pathway; words in display.py) ----------
+
+    due_titles = display.DUE_TITLES
+    event_labels = display.EVENT_LABELS
+    enrollment_labels = display.ENROLLMENT_LABELS
+    enrollment_layout = display.ENROLLMENT_LAYOUT
+    story_model = ScenarioEnrollment
+
+    def story_fields(self) -> dict[str, str]:
+        return STORY_FIELDS
+
+    def enrollment_choices(self, definition: PathwayDefinition) -> dict[str, list[Choice]]:
+        return display.enrollment_choices(definition)
+
+    def event_models(self) -> list[type[EventCore]]:
+        return list(EVENT_MODELS)
+
+    def expected(self, state: EpisodeState) -> list[DuePoint]:
+        return display.expected(state)
+
+    def label(self, definition: PathwayDefinition, code: str) -> str:
+        return display.label(definition, code)
+
+    def form_choices(self, definition: PathwayDefinition, event_type: str) -> dict[str, list[Choice]]:
+        return display.form_choices(definition, event_type)
+
+    def physician_events(self) -> frozenset[str]:
+        return frozenset({"override"})
+
+    def header_facts(self, state: EpisodeState) -> list[Fact]:
+        return display.header_facts(state)
+
+    def event_summary(self, event: RecordedEvent) -> str:
+        return display.event_summary(event)
+
+    def picture_marks(
+        self, definition: PathwayDefinition, events: list[RecordedEvent], upcoming: list[DuePoint]
+    ) -> list[Mark]:
+        return display.picture_marks(definition, events, upcoming)
+
+    def picture_legend(self, definition: PathwayDefinition) -> list[str]:
+        return [f"{definition.denosumab.agent} dose (outlined: next due)"]
+
+    def fhir_resource(self, event: RecordedEvent) -> dict[str, Any] | None:
+        return display.fhir_resource(event)
+
+    def check_in(self, definition: PathwayDefinition, code: str) -> CheckIn | None:
+        return display.check_in(definition, code)
+
+    def patient_message(self, definition: PathwayDefinition, code: str) -> tuple[str, str] | None:
+        return display.PATIENT_WORDS.get(code)
+
+    def check_in_event(
+        self, definition: PathwayDefinition, check_in: CheckIn, answers: dict[str, Any], today: date
+    ) -> EventCore:
+        return display.check_in_event(answers, today)
 
     def migration_errors(self, state: EpisodeState, target: PathwayDefinition) -> list[FieldError]:
         missing = set(state.milestones) - {m.name for m in target.milestones}

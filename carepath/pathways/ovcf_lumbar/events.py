@@ -181,6 +181,8 @@ def red_flag(step: OvcfStep, event: RedFlagRaised) -> None:
     """| red flag | `SURGICAL_CONSULTATION` (escalation / urgent / physician) at once; SPEC 8: a red
     flag the open consultation does not name raises a new one |"""
     step.raise_("SURGICAL_CONSULTATION", extra=red_flag_text(step, [event.flag]), subjects=[event.flag])
+    if event.flag not in step.state.red_flags:
+        step.state.red_flags.append(event.flag)
 
 
 def override(step: OvcfStep, event: Override) -> None:

@@ -179,22 +179,21 @@ Event = Annotated[
     | Withdraw,
     Field(discriminator="type"),
 ]
-EVENT_TYPES: frozenset[str] = frozenset(
-    m.model_fields["type"].default
-    for m in (
-        PainAssessment,
-        MedicationStarted,
-        MedicationStopped,
-        DoseGiven,
-        Imaging,
-        HospitalAdmission,
-        ParenteralNarcotics,
-        RedFlagRaised,
-        ClinicianNote,
-        Override,
-        Withdraw,
-    )
+# Every event model, in the order the episode page shows their forms.
+EVENT_MODELS: tuple[type[EventBase], ...] = (
+    PainAssessment,
+    MedicationStarted,
+    MedicationStopped,
+    DoseGiven,
+    Imaging,
+    HospitalAdmission,
+    ParenteralNarcotics,
+    RedFlagRaised,
+    ClinicianNote,
+    Override,
+    Withdraw,
 )
+EVENT_TYPES: frozenset[str] = frozenset(m.model_fields["type"].default for m in EVENT_MODELS)
 _EVENT = TypeAdapter(Event)
 
 

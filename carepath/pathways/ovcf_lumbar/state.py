@@ -30,6 +30,9 @@ class MilestoneProgress(BaseModel):
 class EpisodeState(EpisodeCore):
     definition: SharedDefinition
     age: int
+    # For the episode's header only (the rules never read them); absent in states recorded before.
+    sex: str | None = None
+    red_flags: list[str] = []
     levels: list[str]
     acute_injury: bool
     correlating_symptoms: bool

@@ -2,7 +2,7 @@
 by (items by code, events by type, episodes by day 0), and each episode's coming items
 
 Revision ID: 0013_measures
-Revises: 0009_followup
+Revises: 0010_sessions
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013_measures"
-down_revision: str | None = "0009_followup"
+down_revision: str | None = "0010_sessions"  # was 0009_followup; relinked after merging issue-19 (which brings 0010)
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
