@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
+    Boolean,
     Column,
     Connection,
     Date,
@@ -94,21 +94,28 @@ def _month_postgresql(element: MonthOf, compiler: Any, **kw: Any) -> str:
     return f"to_char({compiler.process(element.clauses, **kw)}, 'YYYY-MM')"
 
 
-def _json_field(col: Any, match: FieldMatch) -> ColumnElement[Any]:
-    path = tuple(match.field.split("."))
+def _json_path(col: Any, field: str, kind: type) -> ColumnElement[Any]:
+    path = tuple(field.split("."))
     element = col[path] if len(path) > 1 else col[path[0]]
-    first = match.values[0]
-    if isinstance(first, bool):
+    if kind is Boolean:
         return element.as_boolean()
-    if isinstance(first, int):
+    if kind is Integer:
         return element.as_integer()
     return element.as_string()
 
 
-def _matches(col: Any, match: FieldMatch) -> ColumnElement[bool]:
+def _kind(match: FieldMatch) -> type:
+    first = match.values[0]
+    return Boolean if isinstance(first, bool) else Integer if isinstance(first, int) else String
+
+
+def _holds(value: ColumnElement[Any], match: FieldMatch) -> ColumnElement[bool]:
     """True or false, never NULL (an absent field is no match: NOT of a NULL would drop rows)."""
-    field = _json_field(col, match)
-    return and_(field.is_not(None), field.in_(match.values))
+    return and_(value.is_not(None), value.in_(match.values))
+
+
+def _matches(col: Any, match: FieldMatch) -> ColumnElement[bool]:
+    return _holds(_json_path(col, match.field, _kind(match)), match)
 
 
 # ---- the cohort -------------------------------------------------------------------------------
@@ -142,36 +149,67 @@ OBSERVED = Table(
 )
 
 
-# The cohort, built once per report into a temporary table that every measure's query reads.
-COHORT = Table(
-    "measure_cohort",
-    MetaData(),
-    Column("episode_id", String(64), primary_key=True),
-    Column("patient_ref", String(64)),
-    Column("identified_on", Date),
-    Column("enrolled_on", Date),
-    Column("month", String(7)),
-    Column("enrollment", JSON),
-    Column("enrolled_day", Integer),
-    Column("end_day", Integer),
-    prefixes=["TEMPORARY"],
-)
+def _enrollment_fields(measures: MeasureSet) -> dict[str, type]:
+    """Each enrollment field a measure reads, with its SQL type (from the values it is matched to)."""
+    fields: dict[str, type] = {}
+    for spec in measures.measures:
+        conditions = [
+            *(spec.met.any + spec.met.none if spec.met else []),
+            *(spec.episodes.having if spec.episodes else []),
+        ]
+        for condition in conditions:
+            if condition.enrollment is not None:
+                first = condition.enrollment.values[0]
+                fields[condition.enrollment.field] = (
+                    Boolean if isinstance(first, bool) else Integer if isinstance(first, int) else String
+                )
+        if spec.value is not None and spec.value.enrollment_field:
+            fields[spec.value.enrollment_field] = Integer
+    return fields
+
+
+def _column_name(field: str) -> str:
+    return "enrollment_" + field.replace(".", "__")
+
+
+def _cohort_table(measures: MeasureSet) -> Table:
+    """The report's cohort as a temporary table: built once per report, read by every measure.
+    The enrollment facts the measures read are extracted into typed columns once (a JSON document
+    parsed once per episode, not once per measure)."""
+    extra = [Column(_column_name(f), kind) for f, kind in _enrollment_fields(measures).items()]
+    return Table(
+        "measure_cohort",
+        MetaData(),
+        Column("episode_id", String(64), primary_key=True),
+        Column("patient_ref", String(64)),
+        Column("identified_on", Date),
+        Column("enrolled_on", Date),
+        Column("month", String(7)),
+        Column("enrolled_day", Integer),
+        Column("end_day", Integer),
+        *extra,
+        prefixes=["TEMPORARY"],
+    )
 
 
 def _prepare(db: Connection, measures: MeasureSet, which: Period | Observed) -> Table:
     """The report's cohort as a temporary table of this connection."""
-    for table in (OBSERVED, COHORT):
+    if db.dialect.name == "postgresql":
+        # Sorts and hashes of a report over 100,000 episodes stay in memory (default 4 MB).
+        db.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+    cohort = _cohort_table(measures)
+    for table in (OBSERVED, cohort):
         table.drop(db, checkfirst=True)
     if isinstance(which, Observed):
         OBSERVED.create(db)
         if which.until:
             db.execute(insert(OBSERVED), [{"episode_id": e, "until": u} for e, u in which.until])
-    COHORT.create(db)
+    cohort.create(db)
     query = _cohort(measures, which)
-    db.execute(insert(COHORT).from_select([c.name for c in COHORT.columns], select(*query.c)))
+    db.execute(insert(cohort).from_select([c.name for c in cohort.columns], select(*query.c)))
     if db.dialect.name == "postgresql":
         db.exec_driver_sql("ANALYZE measure_cohort")  # temporary tables get no statistics otherwise
-    return COHORT
+    return cohort
 
 
 def _cohort(measures: MeasureSet, which: Period | Observed) -> Any:
@@ -207,9 +245,12 @@ def _cohort(measures: MeasureSet, which: Period | Observed) -> Any:
             e.c.identified_on,
             e.c.enrolled_on,
             MonthOf(e.c.enrolled_on).label("month"),
-            e.c.enrollment,
             DayDiff(e.c.enrolled_on, e.c.identified_on).label("enrolled_day"),
             DayDiff(end_on, e.c.identified_on).label("end_day"),
+            *(
+                _json_path(e.c.enrollment, field, kind).label(_column_name(field))
+                for field, kind in _enrollment_fields(measures).items()
+            ),
         )
         .select_from(source)
         .where(*where)
@@ -254,7 +295,7 @@ def _event_condition(c: Any, match: EventMatch, item: Any | None, joins: _Joins)
         if match.where is not None:
             where.append(_matches(ev.c.payload, match.where))
         return exists().where(*where)
-    owner = EPISODES.alias("owner")
+    owner = c.alias("owner")  # the cohort: only its episodes, with their day 0
     day = DayDiff(ev.c.occurred_on, owner.c.identified_on)
     where = [ev.c.type.in_(match.types)]
     if match.where is not None:
@@ -264,7 +305,7 @@ def _event_condition(c: Any, match: EventMatch, item: Any | None, joins: _Joins)
     where += [day <= high] if high is not None else []
     query = (
         select(ev.c.episode_id, func.min(day).label("first"))
-        .select_from(ev.join(owner, owner.c.id == ev.c.episode_id))
+        .select_from(ev.join(owner, owner.c.episode_id == ev.c.episode_id))
         .where(*where)
         .group_by(ev.c.episode_id)
     )
@@ -293,7 +334,7 @@ def _item_condition(c: Any, match: ItemMatch, item: Any | None, joins: _Joins) -
 def _condition(c: Any, condition: Condition, item: Any | None, joins: _Joins) -> ColumnElement[bool]:
     """``condition`` for the cohort row ``c`` (and the population item ``item``), inside E."""
     if condition.enrollment is not None:
-        return _matches(c.c.enrollment, condition.enrollment)
+        return _holds(c.c[_column_name(condition.enrollment.field)], condition.enrollment)
     if condition.event is not None:
         return _event_condition(c, condition.event, item, joins)
     assert condition.item is not None
@@ -368,64 +409,74 @@ def _proportion(db: Any, c: Any, spec: MeasureSpec) -> dict[str, Counts]:
 
 
 def _median(db: Any, c: Any, spec: MeasureSpec) -> dict[str, Counts]:
-    """Each eligible episode's latest value up to the day, then the median per month and overall
-    (window functions: SQLite has no percentile aggregate)."""
+    """Each eligible episode's latest value up to the day (ranked on narrow rows; the value read
+    from the winning event only), counted by value per month and overall: the median is read
+    off that histogram (SQLite has no percentile aggregate)."""
     value, episodes = spec.value, spec.episodes
     assert value is not None and episodes is not None
-    eligible = c.c.end_day >= episodes.observed_days
-    limit = value.up_to_day
-    parts = []
+    eligible, limit = c.c.end_day >= episodes.observed_days, value.up_to_day
+    ev = EVENTS.alias("ev")
+    day = DayDiff(ev.c.occurred_on, c.c.identified_on)
+    parts = [
+        select(
+            c.c.episode_id,
+            c.c.month,
+            day.label("day"),
+            literal(1).label("seq"),
+            ev.c.recorded_at.label("at"),
+            ev.c.id.label("event_id"),
+            cast(literal(None), Integer).label("given"),
+        )
+        .select_from(c.join(ev, ev.c.episode_id == c.c.episode_id))
+        .where(eligible, ev.c.type.in_(value.event_types), day <= limit, day <= c.c.end_day)
+    ]
     if value.enrollment_field:
-        number = c.c.enrollment[value.enrollment_field].as_integer()
+        given = c.c[_column_name(value.enrollment_field)]
         parts.append(
             select(
                 c.c.episode_id,
                 c.c.month,
                 c.c.enrolled_day.label("day"),
                 literal(0).label("seq"),
-                cast(literal(None), String).label("at"),
-                number.label("value"),
-            ).where(eligible, c.c.enrolled_day <= limit, c.c.enrolled_day <= c.c.end_day, number.is_not(None))
+                cast(literal(None), EVENTS.c.recorded_at.type).label("at"),
+                cast(literal(None), String).label("event_id"),
+                given.label("given"),
+            ).where(eligible, c.c.enrolled_day <= limit, c.c.enrolled_day <= c.c.end_day, given.is_not(None))
         )
-    ev = EVENTS.alias("ev")
-    day = DayDiff(ev.c.occurred_on, c.c.identified_on)
-    number = ev.c.payload[value.field].as_integer()
-    parts.append(
-        select(
-            c.c.episode_id,
-            c.c.month,
-            day.label("day"),
-            literal(1).label("seq"),
-            cast(ev.c.recorded_at, String).label("at"),
-            number.label("value"),
-        )
-        .select_from(c.join(ev, ev.c.episode_id == c.c.episode_id))
-        .where(eligible, ev.c.type.in_(value.event_types), day <= limit, day <= c.c.end_day, number.is_not(None))
-    )
     recorded = union_all(*parts).subquery("recorded")
     order = (recorded.c.day.desc(), recorded.c.seq.desc(), recorded.c.at.desc())
-    ranked = select(
-        recorded.c.month,
-        recorded.c.value,
-        func.row_number().over(partition_by=recorded.c.episode_id, order_by=order).label("rn"),
-    ).cte("ranked")  # read twice (by month and overall): computed once
-    latest = select(ranked.c.month.label("bucket"), ranked.c.value).where(ranked.c.rn == 1)
-    buckets = union_all(latest, select(literal(ALL).label("bucket"), ranked.c.value).where(ranked.c.rn == 1)).subquery(
-        "b"
+    rank = func.row_number().over(partition_by=recorded.c.episode_id, order_by=order).label("rn")
+    ranked = select(recorded.c.month, recorded.c.event_id, recorded.c.given, rank).subquery("ranked")
+    winner = EVENTS.alias("winner")
+    number = func.coalesce(ranked.c.given, winner.c.payload[value.field].as_integer())
+    latest = (
+        select(ranked.c.month, number.label("value"))
+        .select_from(ranked.outerjoin(winner, winner.c.id == ranked.c.event_id))
+        .where(ranked.c.rn == 1)
+        .subquery("latest")
     )
-    placed = select(
-        buckets.c.bucket,
-        buckets.c.value,
-        func.row_number().over(partition_by=buckets.c.bucket, order_by=buckets.c.value).label("k"),
-        func.count().over(partition_by=buckets.c.bucket).label("n"),
-    ).subquery("placed")
-    middle = or_(placed.c.k == (placed.c.n + 1) // 2, placed.c.k == (placed.c.n + 2) // 2)
     query = (
-        select(placed.c.bucket, func.max(placed.c.n).label("n"), func.avg(placed.c.value).label("median"))
-        .where(middle)
-        .group_by(placed.c.bucket)
+        select(latest.c.month, latest.c.value, func.count().label("n"))
+        .where(latest.c.value.is_not(None))
+        .group_by(latest.c.month, latest.c.value)
     )
-    return {row.bucket: Counts(eligible=row.n, median=float(row.median)) for row in db.execute(query)}
+    histograms: dict[str, dict[float, int]] = {}
+    for row in db.execute(query):
+        for bucket in (row.month, ALL):
+            counts = histograms.setdefault(bucket, {})
+            counts[row.value] = counts.get(row.value, 0) + row.n
+    return {bucket: Counts(eligible=sum(h.values()), median=_median_of(h)) for bucket, h in histograms.items()}
+
+
+def _median_of(histogram: dict[float, int]) -> float:
+    """The median of the values counted in ``histogram`` (the mean of the middle two if even)."""
+    n, seen, middle = sum(histogram.values()), 0, []
+    for value in sorted(histogram):
+        for k in ((n + 1) // 2, (n + 2) // 2):
+            if seen < k <= seen + histogram[value]:
+                middle.append(value)
+        seen += histogram[value]
+    return float(sum(middle) / len(middle))
 
 
 def _cohort_sizes(db: Any, c: Any) -> dict[str, int]:

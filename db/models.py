@@ -28,6 +28,7 @@ from sqlalchemy import (
     false,
     text,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -85,7 +86,10 @@ class EpisodeRow(Base):
     enrollment_digest: Mapped[str | None] = mapped_column(String(64))
     # The enrollment as the pathway parsed it (cohort measures read its facts, e.g. therapy and
     # pain at enrollment); None for episodes enrolled before migration 0013.
-    enrollment: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # JSONB on PostgreSQL: the measures read its fields for every episode of a cohort.
+    enrollment: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=True
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

@@ -219,3 +219,11 @@ def test_drill_down_lists_exactly_what_did_not_meet_it(simulated) -> None:
         ("m-withdrawn", "week6"),
     ]
     assert [row["patient_ref"] for row in therapy] == ["m-new-fracture"]
+
+
+def test_median_of_an_even_count_is_the_mean_of_the_middle_two() -> None:
+    from db.measures import _median_of
+
+    assert _median_of({0: 1, 1: 1, 2: 1, 6: 2}) == 2.0  # 0 1 2 6 6
+    assert _median_of({3: 1, 4: 1}) == 3.5
+    assert _median_of({5: 4}) == 5.0

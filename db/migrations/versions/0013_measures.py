@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0013_measures"
 down_revision: str | None = "0010_sessions"  # was 0009_followup; relinked after merging issue-19 (which brings 0010)
@@ -18,7 +19,9 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     # A plain ADD COLUMN (no batch copy of the table, which would lose SQLite's expression index).
-    op.add_column("episodes", sa.Column("enrollment", sa.JSON(), nullable=True))
+    # JSONB on PostgreSQL (the measures read its fields for every episode of a cohort).
+    enrollment = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+    op.add_column("episodes", sa.Column("enrollment", enrollment, nullable=True))
     op.create_index("ix_episodes_identified_on", "episodes", ["identified_on"])
     op.create_index("ix_timeline_items_code", "timeline_items", ["code", "episode_id", "occasion", "day"])
     op.create_index("ix_events_type", "events", ["type", "episode_id", "occurred_on"])
