@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities import channels
 from activities.followup import FollowUp
 from activities.notifications import NotificationDispatcher, NotificationSink
 from activities.recording import EpisodeRecorder
@@ -32,6 +33,7 @@ from db.migrate import upgrade
 from workflows.checkin import CheckInReminderWorkflow
 from workflows.digest import DigestWorkflow
 from workflows.episode import EpisodeWorkflow
+from workflows.reminders import ReminderStarter
 
 
 def cache_workflow_bytecode() -> None:
@@ -62,9 +64,9 @@ def build_worker(
     cache_workflow_bytecode()
     recorder = EpisodeRecorder(engine, public_url)
     dispatcher = NotificationDispatcher(engine, sink, public_url, executor)
-    followup = FollowUp(engine, dispatcher, task_queue)
+    followup = FollowUp(engine, dispatcher)
     # Each episode delivery first starts the reminders of its new check-ins (never blocking recording).
-    dispatcher.before_delivery = followup.start_reminders
+    dispatcher.before_delivery = ReminderStarter(engine, executor, task_queue).start
     return Worker(
         client,
         task_queue=task_queue,
@@ -88,7 +90,7 @@ def worker_from_settings(client: Client, engine: Engine, settings: Settings, exe
         engine,
         settings.task_queue,
         executor,
-        settings.sink(),
+        channels.sink(settings),
         settings.max_cached_workflows,
         settings.max_concurrent_activities,
         settings.public_url,

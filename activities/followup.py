@@ -6,8 +6,6 @@ writes outbox rows of its own (patient reminders, digests), delivered by the sam
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,15 +14,12 @@ from pydantic import BaseModel
 from sqlalchemy import Engine, and_, select
 from sqlalchemy.orm import Session
 from temporalio import activity
-from temporalio.client import Client
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.notifications import NotificationDispatcher
-from carepath import checkin
 from carepath.engine.definition import local_date
 from carepath.engine.registry import default_pathway
 from carepath.messages import due_words, episode_link
+from db import checkins as checkin
 from db.models import EpisodeRow, NotificationRow, TaskRow, TimelineItemRow
 
 DIGEST_ROLES = ("coordinator", "physician")
@@ -54,38 +49,13 @@ class Digest(BaseModel):
     per_assignee: dict[str, int]
 
 
-def reminder_workflow_id(checkin_id: int) -> str:
-    return f"checkin-{checkin_id}"
-
-
 class FollowUp:
-    """Activities bound to a database, the dispatcher and the task queue reminders run on."""
+    """Activities bound to a database and the dispatcher (the reminders' workflows are started by
+    ``workflows.reminders``, beside their workflow)."""
 
-    def __init__(self, engine: Engine, dispatcher: NotificationDispatcher, task_queue: str) -> None:
+    def __init__(self, engine: Engine, dispatcher: NotificationDispatcher) -> None:
         self.engine = engine
         self.dispatcher = dispatcher
-        self.task_queue = task_queue
-
-    async def start_reminders(self, episode_id: str, client: Client | None = None) -> None:
-        """Start one CheckInReminderWorkflow per unanswered check-in of the episode (idempotent:
-        the id is ``checkin-<id>`` and a closed one is never started again)."""
-        from workflows.checkin import CheckInReminderWorkflow  # the workflow imports this module
-
-        def waiting() -> list[ReminderStart]:
-            with Session(self.engine) as session:
-                rows = checkin.open_reminder_due(session, episode_id)
-                return [ReminderStart(checkin_id=r.id, remind_after_days=r.remind_after_days) for r in rows]
-
-        client = client or activity.client()
-        for start in await asyncio.get_running_loop().run_in_executor(self.dispatcher.executor, waiting):
-            with contextlib.suppress(WorkflowAlreadyStartedError):
-                await client.start_workflow(
-                    CheckInReminderWorkflow.run,
-                    start,
-                    id=reminder_workflow_id(start.checkin_id),
-                    task_queue=self.task_queue,
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                )
 
     @activity.defn(name="send_checkin_reminder")
     def send_checkin_reminder(self, due: ReminderDue) -> bool:

@@ -19,12 +19,12 @@ from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from carepath import checkin
 from carepath.engine.items import Changes, TimelineEntry
 from carepath.engine.presentation import CheckIn
 from carepath.engine.registry import pathway_for
 from carepath.messages import DEFAULT_PUBLIC_URL, patient_words
 from carepath.observability import count_recording_retry
+from db import checkins as checkin
 from db.models import AuditRow, ComingItemRow, EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
 
 EPISODES = EpisodeRow.__table__

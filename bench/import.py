@@ -52,7 +52,7 @@ from bench.live import (  # noqa: E402
     start_worker,
     wait_idle,
 )
-from carepath.api.app import create_app  # noqa: E402
+from carepath.app import create_app  # noqa: E402
 from carepath.codec import KeyRing, encrypted_converter  # noqa: E402
 from carepath.importer import import_enrollments  # noqa: E402
 from carepath.service import CarepathService  # noqa: E402

@@ -398,7 +398,7 @@ async def http_enroller(service: CarepathService, engine: Any, today: date) -> C
     """POST /episodes through the FastAPI app in process (httpx.ASGITransport), as a coordinator."""
     import httpx
 
-    from carepath.api.app import create_app
+    from carepath.app import create_app
     from db.tokens import create_token
 
     _, token = create_token(engine, "bench", "coordinator", "bench")

@@ -41,7 +41,7 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from bench.bare import BareWorkflow  # noqa: E402
-from carepath.api.app import create_app  # noqa: E402
+from carepath.app import create_app  # noqa: E402
 from carepath.service import CarepathService  # noqa: E402
 from carepath.temporal import DATA_CONVERTER, bundled_binary, quiet_runtime  # noqa: E402
 from db.engine import make_engine  # noqa: E402

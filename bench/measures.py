@@ -32,8 +32,7 @@ from sqlalchemy.orm import Session
 
 from bench.worklist import figures
 from carepath import measures as measures_module
-from carepath.api.app import create_app
-from carepath.api.auth import COOKIE
+from carepath.app import create_app
 from carepath.service import CarepathService
 from carepath.settings import Settings
 from db.engine import make_engine
@@ -132,7 +131,6 @@ async def measure(engine, repeat: int) -> list[tuple[str, float, float]]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=60) as client:
         client.headers["Authorization"] = f"Bearer {token}"
-        client.cookies.set(COOKIE, token)
         for _, path, _ in kinds:  # warm: templates, plans, the pool
             assert (await client.get(path)).status_code == 200
         for name, path, afresh in kinds:

@@ -29,8 +29,8 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from activities.recording import ChangeRecord, EpisodeOpened, write_changes
-from carepath.api.app import create_app
-from carepath.api.auth import COOKIE
+from carepath.access import COOKIE
+from carepath.app import create_app
 from carepath.service import CarepathService
 from carepath.settings import Settings
 from carepath.web import pages as pages_module

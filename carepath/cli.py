@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from carepath.errors import InvalidInput
@@ -65,7 +67,7 @@ def _worker(_: argparse.Namespace) -> int:
 def _api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from carepath.api.app import create_app
+    from carepath.app import create_app
     from carepath.observability import configure_logging
     from carepath.settings import load_settings
 
@@ -174,10 +176,11 @@ def _reconcile_enrollments(args: argparse.Namespace) -> int:
 
 
 def _reconcile(args: argparse.Namespace) -> int:
+    from activities import channels
     from carepath.reconcile import reconcile_episodes
 
     async def both(service: Any, settings: Any) -> Any:
-        report = await reconcile_episodes(service, args.include_closed, sink=settings.sink())
+        report = await reconcile_episodes(service, args.include_closed, sink=channels.sink(settings))
         # Then the sweep: a reservation whose workflow never started has no history to replay.
         report.enrollments = await service.reconcile_enrollments(_older_than(args, settings))
         return report
@@ -196,19 +199,46 @@ def _reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _import(args: argparse.Namespace) -> int:
-    import os
+@contextlib.contextmanager
+def _stdout_to_stderr(active: bool) -> Iterator[None]:
+    """While ``active``, whatever anything writes to stdout (file descriptor 1: Python, the SDK's
+    core, a C library) goes to stderr, so that the JSON printed afterwards is stdout's only content."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
+
+def _import(args: argparse.Namespace) -> int:
     from carepath.importer import run_import
 
     if not os.path.isfile(args.file):
+        if args.json:
+            print(json.dumps({"error": f"FILE: no such file {args.file!r}"}))
         print(f"carepath import: FILE: no such file {args.file!r}", file=sys.stderr)
         return 2
 
     async def run(service: Any, _: Any) -> Any:
         return await run_import(service, args.file, args.actor, args.concurrency, not args.no_progress)
 
-    report = _with_service(run)
+    try:
+        with _stdout_to_stderr(args.json):
+            report = _with_service(run)
+    except Exception as exc:  # e.g. Temporal unreachable at the start: nothing was imported
+        if not args.json:
+            raise
+        cause = f"{type(exc).__name__}: {str(exc)[:300]}"
+        print(f"carepath import: {cause}", file=sys.stderr)
+        print(json.dumps({"error": cause, "imported": False}))
+        return 1
     if args.json:
         print(report.model_dump_json(indent=2))
     else:

@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 
-from carepath.api.app import create_app
+from carepath.app import create_app
 from carepath.codec import EncryptionCodec, KeyRing
 from carepath.engine.registry import default_pathway
 from carepath.reconcile import drain_periodically, reconcile_periodically, sweep_schedule

@@ -3,8 +3,10 @@ plain words. Patient messages never carry clinical shorthand, codes or links to 
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
+
+from carepath.engine.presentation import CheckIn
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 
@@ -37,3 +39,30 @@ def clinician_text(message: dict[str, Any]) -> str:
 
 def due_words(due_on: date | None) -> str:
     return f", due {due_on.isoformat()}" if due_on else ""
+
+
+def patient_checkin_message(plan: CheckIn, url: str, expires_on: date, reminder: bool) -> tuple[str, str]:
+    """A check-in link's message (or its reminder) in the pathway's words, valid until ``expires_on``."""
+    last_day = (expires_on - timedelta(days=1)).isoformat()
+    subject = plan.reminder_subject if reminder else plan.subject
+    opening = plan.reminder_opening if reminder else plan.opening
+    body = (
+        f"{opening} Please answer a few short questions here:\n{url}\n"
+        f"The link works once, until {last_day}. If you prefer, call your care team instead. {plan.safety}"
+    )
+    return subject, body
+
+
+def patient_outbox(episode_id: str, code: str, occasion: str, subject: str, body: str, at: datetime) -> dict[str, Any]:
+    return {
+        "dedupe_key": f"{episode_id}:{code}@{occasion}",
+        "episode_id": episode_id,
+        "code": code,
+        "occasion": occasion,
+        "recipient_role": "patient",
+        "subject": subject,
+        "body": body,
+        "created_at": at,
+        "status": "pending",
+        "attempts": 0,
+    }

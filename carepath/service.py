@@ -317,7 +317,7 @@ class CarepathService:
         if cause == UNREACHABLE or (isinstance(exc, RPCError) and cause is not None):
             await asyncio.to_thread(self._release, episode_id, actor, f"not started: {cause}")
             if isinstance(exc, RPCError):
-                raise Unavailable("", NOT_ENROLLED.format(cause=cause)) from None
+                raise Unavailable("", NOT_ENROLLED.format(cause=cause), cause=cause) from None
             return
         if isinstance(exc, Unavailable):
             return  # started: its baseline is on its way

@@ -10,7 +10,6 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.converter import DataConverter
 
-from activities.notifications import Channels, FileSink, NotificationSink, SmtpSink, WebhookSink
 from carepath.codec import KeyRing, KeyRingError, encrypted_converter
 from carepath.temporal import DATA_CONVERTER
 
@@ -79,6 +78,10 @@ class Settings(BaseSettings):
     # Signs the pages' CSRF tokens; empty: a random secret per API process (set one when several
     # API processes serve the pages behind one address).
     csrf_secret: str = ""
+    # A signed-in page session ends after this long without a request, and this long after
+    # sign-in whatever its use (db/sessions.py); logging out or revoking its token ends it too.
+    session_idle_minutes: float = Field(30, gt=0)
+    session_absolute_hours: float = Field(12, gt=0)
     # Origins allowed to call the codec endpoint from a browser (the Temporal UI).
     codec_cors_origins: str = "http://127.0.0.1:8233,http://localhost:8233,http://localhost:8080"
 
@@ -102,44 +105,6 @@ class Settings(BaseSettings):
                 )
             return DATA_CONVERTER
         return encrypted_converter(DATA_CONVERTER, ring)
-
-    def clinician_sink(self) -> NotificationSink:
-        if self.notification_sink == "webhook":
-            return WebhookSink(self.webhook_url, self.webhook_secret)
-        if self.notification_sink == "file":
-            return FileSink(Path(self.notification_file))
-        if self.notification_sink == "email":
-            if not self.smtp_host:
-                raise ValueError("CAREPATH_NOTIFICATION_SINK=email needs CAREPATH_SMTP_HOST")
-            return SmtpSink(
-                host=self.smtp_host,
-                port=self.smtp_port,
-                sender=self.smtp_from,
-                recipients={
-                    role: [a.strip() for a in value.split(",") if a.strip()]
-                    for role, value in (
-                        ("coordinator", self.smtp_to_coordinator),
-                        ("physician", self.smtp_to_physician),
-                    )
-                },
-                user=self.smtp_user,
-                password=self.smtp_password,
-                starttls=self.smtp_starttls,
-            )
-        raise ValueError(
-            f"CAREPATH_NOTIFICATION_SINK must be 'file', 'webhook' or 'email', not {self.notification_sink!r}"
-        )
-
-    def patient_channel(self) -> NotificationSink:
-        if self.patient_sink == "webhook":
-            return WebhookSink(self.webhook_url, self.webhook_secret)
-        if self.patient_sink == "file":
-            return FileSink(Path(self.patient_file))
-        raise ValueError(f"CAREPATH_PATIENT_SINK must be 'file' or 'webhook', not {self.patient_sink!r}")
-
-    def sink(self) -> NotificationSink:
-        """Clinician and patient messages, each to its own channel."""
-        return Channels(clinician=self.clinician_sink(), patient=self.patient_channel())
 
 
 def load_settings() -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 from collections.abc import Sequence
@@ -11,7 +12,7 @@ from pathlib import Path
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
-from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 DATA_CONVERTER = pydantic_data_converter
 
@@ -22,6 +23,21 @@ def quiet_runtime() -> Runtime:
     return Runtime(
         telemetry=TelemetryConfig(
             logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+        )
+    )
+
+
+@cache
+def logging_runtime() -> Runtime:
+    """The runtime of carepath's own processes: the SDK core's warnings (e.g. its connection
+    retries) go through Python logging, so to stderr in our format; by default the core prints
+    them itself on stdout, where they broke ``carepath import --json``."""
+    return Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(
+                filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+            )
         )
     )
 
@@ -52,6 +68,6 @@ async def connect(
         address,
         namespace=namespace,
         data_converter=converter or DATA_CONVERTER,
-        runtime=runtime,
+        runtime=runtime or logging_runtime(),
         interceptors=interceptors,
     )

@@ -64,6 +64,9 @@ ACTIVE_OR_RESERVING = "status IN ('reserving', 'active') AND NOT simulated"
 
 # What an episode id can be (they are made as 32 hex characters); anything else names nothing.
 EPISODE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+# Row ids are INTEGER columns, 32-bit on PostgreSQL: a larger id names nothing, and the drivers
+# would fail on it (SQLite: OverflowError past 2**63 - 1; PostgreSQL: out of range past 2**31 - 1).
+MAX_ID = 2**31 - 1
 
 
 class EpisodeRow(Base):

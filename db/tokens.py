@@ -7,10 +7,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
-from db.models import ApiTokenRow
+from db.models import ApiTokenRow, SessionRow
 
 ROLES = ("viewer", "coordinator", "physician", "admin")
 PREFIX = "cpt_"
@@ -51,11 +51,18 @@ def verify(engine: Engine, token: str) -> TokenHolder | None:
 
 
 def revoke(engine: Engine, token_id: int) -> bool:
+    """Revoke the token and, in the same transaction, end every sign-in session opened with it."""
     with Session(engine) as session, session.begin():
         row = session.get(ApiTokenRow, token_id)
         if row is None or row.revoked_at is not None:
             return False
-        row.revoked_at = datetime.now(UTC)
+        now = datetime.now(UTC)
+        row.revoked_at = now
+        session.execute(  # its sign-in sessions end with it (db/sessions.py)
+            update(SessionRow)
+            .where(SessionRow.token_id == token_id, SessionRow.ended_at.is_(None))
+            .values(ended_at=now)
+        )
         return True
 
 

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 
-from carepath.api.app import create_app
-from carepath.api.auth import COOKIE
+from carepath.access import COOKIE
+from carepath.app import create_app
 from carepath.codec import EncryptionCodec, KeyRing
 from tests.support.live import api_client, sqlite_url, start_dev_server
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from carepath.api.app import MAX_ID
+from carepath.api.deps import MAX_ID
 from db.models import AuditRow, EpisodeRow, EventRow
 from tests.support.live import api_client, start_dev_server
 

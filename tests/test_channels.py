@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from activities.notifications import Channels, NotificationDispatcher, SmtpSink
-from carepath.api.app import create_app
+from carepath.app import create_app
 from carepath.schedules import DIGEST_SCHEDULE, ensure_schedules
 from carepath.service import CarepathService
 from db.engine import make_engine
@@ -260,6 +260,7 @@ async def until_runs(handle: Any, client: Any, runs: int) -> None:
 
 
 def test_settings_route_clinicians_to_email_and_patients_to_their_own_channel(tmp_path):
+    from activities.channels import sink
     from carepath.settings import Settings
 
     settings = Settings(
@@ -268,10 +269,10 @@ def test_settings_route_clinicians_to_email_and_patients_to_their_own_channel(tm
         smtp_to_coordinator="a@clinic.example, b@clinic.example",
         patient_file=str(tmp_path / "patients.jsonl"),
     )
-    channels = settings.sink()
+    channels = sink(settings)
     assert isinstance(channels, Channels) and isinstance(channels.clinician, SmtpSink)
     assert channels.clinician.recipients == {"coordinator": ["a@clinic.example", "b@clinic.example"], "physician": []}
     channels.deliver({"recipient_role": "patient", "delivery_id": "x", "subject": "s", "body": "b"})
     assert (tmp_path / "patients.jsonl").read_text().count("\n") == 1  # not e-mailed
     with pytest.raises(ValueError, match="CAREPATH_SMTP_HOST"):
-        Settings(notification_sink="email").sink()
+        sink(Settings(notification_sink="email"))

@@ -22,9 +22,9 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from carepath import checkin
-from carepath.api.app import create_app
+from carepath.app import create_app
 from carepath.service import CarepathService
+from db import checkins as checkin
 from db.engine import make_engine
 from db.models import AuditRow, CheckInRow, EventRow, NotificationRow, TaskRow
 from db.tokens import create_token

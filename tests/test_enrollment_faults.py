@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from carepath.api.app import create_app
+from carepath.app import create_app
 from carepath.service import CarepathService
 from db.engine import make_engine
 from db.models import AuditRow, EpisodeRow, TimelineItemRow

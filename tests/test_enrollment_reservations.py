@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 
@@ -16,6 +17,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from temporalio.client import WorkflowFailureError
+from temporalio.workflow import UnfinishedUpdateHandlersWarning
 
 from activities.recording import RESERVATION_RELEASED
 from carepath import cli
@@ -115,12 +117,16 @@ async def test_a_workflow_started_after_its_reservation_was_released_records_not
     episode_id = ghost(service.engine, "lena")
     assert (await service.reconcile_enrollments(older_than=timedelta(0))).released == [episode_id]
     late = Enrollment.model_validate(enrollment(ref="lena"))
-    with pytest.raises(Conflict, match="replaced"):
-        await service._start(episode_id, late, load_definition(), "coordinator:slow")
-    handle = service.client.get_workflow_handle(workflow_id(episode_id))
-    with pytest.raises(WorkflowFailureError) as failed:
-        await handle.result()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(Conflict, match="replaced"):
+            await service._start(episode_id, late, load_definition(), "coordinator:slow")
+        handle = service.client.get_workflow_handle(workflow_id(episode_id))
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
     assert RESERVATION_RELEASED in repr(failed.value.cause.cause)
+    # The run failed, but only once its in-flight update (the start's catch_up) was answered.
+    assert not [w for w in seen if issubclass(w.category, UnfinishedUpdateHandlersWarning)]
     with Session(service.engine) as session:
         assert session.scalars(select(TimelineItemRow).where(TimelineItemRow.episode_id == episode_id)).all() == []
     assert statuses(service.engine, "lena") == {episode_id: "abandoned"}

@@ -37,7 +37,7 @@ from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 
-from carepath.api.app import create_app
+from carepath.app import create_app
 from carepath.engine.items import Changes
 from carepath.pathways.ovcf_lumbar import OVCF_LUMBAR
 from carepath.pathways.ovcf_lumbar.definition import PathwayDefinition, load_definition

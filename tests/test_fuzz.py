@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from carepath.api.auth import COOKIE
+from carepath.access import COOKIE
 from db.models import AuditRow, EpisodeRow
 from tests.support.live import api_client, sqlite_url, start_dev_server
 

@@ -12,8 +12,7 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session
 
-from carepath.api.app import create_app
-from carepath.api.auth import COOKIE
+from carepath.app import create_app
 from carepath.measures import as_csv, report, weekly_load
 from carepath.pathways.ovcf_lumbar import OVCF_LUMBAR
 from carepath.service import CarepathService
@@ -49,7 +48,7 @@ def site(tmp_path_factory):
 async def page(site, role: str, path: str) -> httpx.Response:
     app, _, tokens = site
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://carepath.test") as client:
-        client.cookies.set(COOKIE, tokens[role])
+        client.headers["Authorization"] = f"Bearer {tokens[role]}"  # the pages take a bearer token too
         return await client.get(path)
 
 
@@ -125,9 +124,8 @@ async def test_the_measures_page_in_a_real_browser(site) -> None:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         try:
             for width, who in ((1366, "coordinator"), (390, "viewer")):
-                view = await browser.new_page(viewport={"width": width, "height": 900})
-                host = base.split("//", 1)[1].split(":")[0]
-                await view.context.add_cookies([{"name": COOKIE, "value": tokens[who], "domain": host, "path": "/"}])
+                bearer = {"Authorization": f"Bearer {tokens[who]}"}
+                view = await browser.new_page(viewport={"width": width, "height": 900}, extra_http_headers=bearer)
                 await view.goto(f"{base}/ui/measures" + ("?measure=therapy_16w" if who == "coordinator" else ""))
                 assert await view.locator("section.measure").count() == len(OVCF_LUMBAR.measures().measures)
                 assert await view.evaluate("document.documentElement.scrollWidth") <= width

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
-from carepath.api.app import create_app
+from carepath.app import create_app
 from carepath.observability import configure_logging, worker_runtime
 from carepath.pathways.ovcf_lumbar.inputs import Enrollment
 from carepath.service import CarepathService

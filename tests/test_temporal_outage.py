@@ -20,7 +20,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from carepath.api.app import create_app
+from carepath.app import create_app
 from carepath.service import CarepathService
 from db.engine import make_engine
 from db.migrate import upgrade

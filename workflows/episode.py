@@ -14,7 +14,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationDispatcher
@@ -73,6 +73,7 @@ class EpisodeWorkflow:
         self._delivery: asyncio.Task[None] | None = None
         self._delivery_wanted = False
         self._ending = False  # draining in-flight updates before continue-as-new
+        self._not_enrolled: str | None = None  # why the enrollment's recording failed
         self._recorded: dict[str, EventOutcome] = dict(start.recorded_events)
         if start.state is not None:
             self._state: EpisodeCore = start.state  # its definition is the shared instance
@@ -100,7 +101,12 @@ class EpisodeWorkflow:
     async def run(self, start: EpisodeStart) -> str:
         if self._pending is not None:
             async with self._lock:
-                await self._record(self._pending, "enroll", start.actor, opened=self._opened(start))
+                try:
+                    await self._record(self._pending, "enroll", start.actor, opened=self._opened(start))
+                except ActivityError as exc:  # e.g. its reservation was released: this run fails
+                    self._not_enrolled = str(exc.cause or exc)
+                    await workflow.wait_condition(workflow.all_handlers_finished)  # they are told, then end
+                    raise
                 self._pending = None
         while not self._state.finished:
             due = self._pathway.next_due(self._state)
@@ -152,7 +158,9 @@ class EpisodeWorkflow:
     async def _decide(
         self, decide: Callable[[], tuple[EpisodeCore, Changes]], action: str, actor: str, **extra: Any
     ) -> Changes:
-        await workflow.wait_condition(lambda: self._pending is None)
+        await workflow.wait_condition(lambda: self._pending is None or self._not_enrolled is not None)
+        if self._not_enrolled is not None:
+            raise ApplicationError(f"the enrollment was not recorded: {self._not_enrolled}", non_retryable=True)
         async with self._lock:
             self._adopt_newest_rules()
             try:

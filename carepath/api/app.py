@@ -1,112 +1,33 @@
-"""HTTP API over the carepath service. Run with ``carepath api`` (or inside ``carepath dev``).
-
-One router per resource (``episodes``, ``tasks``, ``definitions``, ``tokens``, ``codec``, and the
-pages in ``carepath.web``); shared typed dependencies are in ``carepath.api.deps``.
+"""The JSON API over the carepath service: one router per resource (``episodes``, ``tasks``,
+``definitions``, ``tokens``, ``codec``, ``notifications``, ``measures``, ops), its error answers and its
+hardening. Shared typed dependencies are in ``carepath.api.deps``. The app that serves it (with the
+pages) is composed in ``carepath.app``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from fastapi import FastAPI
 
-from carepath import __version__
 from carepath.api import definitions, episodes, errors, measures, notifications, security, tasks, tokens
 from carepath.api.codec import router as codec_router
 from carepath.api.deps import MAX_ID
+from carepath.api.errors import PageAnswer
 from carepath.api.ops import router as ops_router
-from carepath.codec import EncryptionCodec
-from carepath.observability import instrument_app, measure_request
-from carepath.pathways import register_shipped
-from carepath.service import CarepathService
-from carepath.settings import Settings, load_settings
-from carepath.web import checkin as checkin_page
-from carepath.web.docs import router as docs_router
-from carepath.web.guard import install_csrf
-from carepath.web.measures import router as measures_page_router
-from carepath.web.pages import router as web_router
+from carepath.settings import Settings
 
-__all__ = ["MAX_ID", "create_app"]
+__all__ = ["MAX_ID", "install"]
 
 
-def create_app(
-    settings: Settings | None = None, service: CarepathService | None = None, codec: EncryptionCodec | None = None
-) -> FastAPI:
-    """The app; with no ``service`` it connects to Temporal and the database from ``settings``."""
-    config = settings or load_settings()
-    register_shipped()  # the boot list: the engine and the edges know pathways only through it
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if service is not None:  # injected (tests, `carepath dev`): nothing to open or close
-            yield
-            return
-        from carepath.observability import tracing_interceptors
-        from carepath.reconcile import drain_periodically, reconcile_periodically, sweep_schedule
-        from carepath.temporal import connect
-        from db.engine import make_engine
-
-        engine = make_engine(config.database_url)
-        client = await connect(
-            config.temporal_address,
-            config.temporal_namespace,
-            converter=config.data_converter(),
-            interceptors=tracing_interceptors(config.otel_exporter),
-        )
-        app.state.service = CarepathService(
-            client,
-            engine,
-            config.task_queue,
-            pathway_version=config.pathway_version,
-            update_wait=config.update_wait_seconds,
-            history_limit=config.history_limit,
-        )
-        ring = config.key_ring()
-        app.state.codec = EncryptionCodec(ring) if ring else None
-        sweeps = [
-            asyncio.create_task(reconcile_periodically(app.state.service, *sweep_schedule(config))),
-            asyncio.create_task(drain_periodically(app.state.service, config.outbox_every_seconds)),
-        ]
-        yield
-        for sweep in sweeps:
-            sweep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweep
-        engine.dispose()
-
-    app = FastAPI(
-        title="carepath",
-        version=__version__,
-        description="Durable care pathways: decision support for osteoporotic lumbar compression fractures "
-        "(pathway ovcf-lumbar). Every write goes through the episode's workflow.",
-        lifespan=lifespan,
-        # Swagger UI and ReDoc load their script from a CDN, which the CSP (and no network) forbid:
-        # /docs is a server-rendered reference of openapi.json instead (carepath.web.docs).
-        docs_url=None,
-        redoc_url=None,
-    )
-    errors.install(app)
-    if service is not None:
-        app.state.service = service
-        app.state.codec = codec
+def install(app: FastAPI, config: Settings, unavailable_page: PageAnswer | None = None) -> None:
+    """The API's routes, error answers and hardening on ``app``; ``unavailable_page`` answers a
+    page's request when the service is unavailable (the pages' own 503 page)."""
+    errors.install(app, unavailable_page)
     security.install(app, config)
-    install_csrf(app, config.csrf_secret)
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.middleware("http")(measure_request)
-    instrument_app(app, config.otel_exporter)
-    for router in (episodes.router, tasks.router, definitions.router, tokens.router, codec_router, ops_router):
+    routers = (episodes, tasks, definitions, tokens, notifications, measures)
+    for router in (*(r.router for r in routers), codec_router, ops_router):
         app.include_router(router)
-    app.include_router(measures.router)
-    app.include_router(web_router)
-    app.include_router(measures_page_router)
-    app.include_router(docs_router)
-    app.include_router(checkin_page.router)  # the patients' check-in page
-    app.include_router(notifications.router)  # GET /notifications
-    return app

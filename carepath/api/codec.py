@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
-from carepath.api.auth import READERS, Principal, allow
+from carepath.access import READERS, Principal, allow
 from carepath.codec import EncryptionCodec, KeyRingError
 from carepath.errors import InvalidInput
 

@@ -4,20 +4,18 @@ threadpool, off the event loop); writes await the episode's workflow."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from carepath.api.auth import CLINICIANS, PHYSICIANS, Principal, allow, ensure
+from carepath.access import CLINICIANS, PHYSICIANS, Principal, allow, ensure
 from carepath.api.deps import Clinician, EpisodeId, Migrator, Reader, Service
 from carepath.api.tasks import PatientRefPrefix, paged
 from carepath.engine.inputs import Text
-from carepath.engine.presentation import DuePoint, Fact
 from carepath.engine.registry import pathways
-from carepath.service import AuditEntry, Enrolled, EpisodeDetail, Migrated
+from carepath.reads import EpisodeWithUpcoming, episode_with_upcoming
+from carepath.service import AuditEntry, Enrolled, Migrated
 from db.queries import EpisodeSummary, EventView, episode_page, events
 from workflows.contracts import EventOutcome
 
@@ -53,17 +51,6 @@ class MigrateRequest(BaseModel):
     reason: Text
 
 
-class EpisodeWithUpcoming(EpisodeDetail):
-    next_due: datetime | None = Field(None, description="when the workflow's clock next acts (its view)")
-    upcoming: list[DuePoint] = Field(
-        default_factory=list,
-        description="what comes next (milestones, due checks, doses): the clock's own due points, titled",
-    )
-    facts: list[Fact] = Field(
-        default_factory=list, description="the pathway's header facts in words (from the running workflow)"
-    )
-
-
 @router.post("", status_code=201)
 async def enroll(
     enrollment: Annotated[dict[str, Any], Body(description="the pathway's enrollment (see /definitions)")],
@@ -94,26 +81,6 @@ def list_episodes(
     page = episode_page(service.engine, service.today(), limit, patient_ref, phase, status, cursor)
     paged(response, request, page.next_cursor)
     return page.items
-
-
-async def episode_with_upcoming(service: Service, episode_id: str) -> EpisodeWithUpcoming:
-    """The episode from the store, with what comes next from its running workflow when it answers."""
-    detail = await run_in_threadpool(service.episode, episode_id)
-    if detail.status != "active":
-        return EpisodeWithUpcoming(**detail.model_dump())
-    state = await service.workflow_state(episode_id)
-    if state is None:  # no answer in time (no worker): milestones from the definition alone
-        pathway_id, version = detail.pathway.rsplit(".v", 1)
-        pathway = service.pathway(pathway_id)
-        points = pathway.planned(pathway.definition(int(version)), detail.identified_on, service.today())
-        return EpisodeWithUpcoming(**detail.model_dump(), upcoming=points)
-    pathway = service.pathway(state.definition.id)
-    return EpisodeWithUpcoming(
-        **detail.model_dump(),
-        next_due=pathway.next_due(state),
-        upcoming=pathway.upcoming(state),
-        facts=pathway.header_facts(state),
-    )
 
 
 @router.get("/{episode_id}")

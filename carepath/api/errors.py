@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,11 +12,11 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
-from carepath.api.auth import Forbidden, Unauthorized
+from carepath.access import Forbidden, Unauthorized
+from carepath.api.security import secured
 from carepath.errors import FieldError, InvalidInput, from_error_list
 from carepath.outbox import RETRY_AFTER_SECONDS
 from carepath.service import Conflict, NotFound, Unavailable
-from carepath.web.guard import unavailable_page
 from workflows.client import passing_cause
 
 log = logging.getLogger("carepath.api")
@@ -51,10 +52,16 @@ def _is_page(request: Request) -> bool:
     return request.url.path == "/" or request.url.path.startswith(_PAGES)
 
 
+# How the pages answer when the service is unavailable (given by the composition root: the API
+# does not render pages).
+PageAnswer = Callable[[Request, str, dict[str, str]], Response]
+_page_answer: list[PageAnswer] = []
+
+
 def _unavailable_answer(request: Request, message: str, retry_after: int) -> Response:
     headers = {"Retry-After": str(retry_after)}
-    if _is_page(request):
-        return unavailable_page(request, message, headers)
+    if _is_page(request) and _page_answer:
+        return _page_answer[0](request, message, headers)
     return JSONResponse(status_code=503, content=_body([FieldError("", message)]), headers=headers)
 
 
@@ -62,7 +69,10 @@ def _unavailable_answer(request: Request, message: str, retry_after: int) -> Res
 _HTTP_FIELDS = {400: "body", 404: "path", 405: "method"}
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, unavailable_page: PageAnswer | None = None) -> None:
+    if unavailable_page is not None:
+        _page_answer[:] = [unavailable_page]
+
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content=_body(request_errors(exc)))
@@ -126,8 +136,11 @@ def install(app: FastAPI) -> None:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         # Starlette re-raises the exception after this answer and the server drops the connection:
         # say so, so that a client does not reuse it.
-        return JSONResponse(
-            status_code=500,
-            content=_body([FieldError("", "internal error; it has been logged")]),
-            headers={"Connection": "close"},
+        # Answered by Starlette's outermost middleware, past the hardening one: secured here.
+        return secured(
+            JSONResponse(
+                status_code=500,
+                content=_body([FieldError("", "internal error; it has been logged")]),
+                headers={"Connection": "close"},
+            )
         )

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
-from carepath.api.auth import CLINICIANS, Principal, allow
+from carepath.access import CLINICIANS, Principal, allow
 from carepath.service import CarepathService
 from db.queries import notifications as outbox
 

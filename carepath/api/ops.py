@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from carepath.api.auth import CLINICIANS, Principal, allow
+from carepath.access import CLINICIANS, Principal, allow
 from carepath.engine.definition import local_date
 from carepath.engine.registry import default_pathway
 from carepath.errors import InvalidInput

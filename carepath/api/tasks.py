@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from carepath.api.auth import ensure
+from carepath.access import ensure
 from carepath.api.deps import CLOSERS, Clinician, Reader, RowId, Service
 from carepath.engine.inputs import Text
 from carepath.engine.vocabulary import Assignee, Priority, TaskStatus

@@ -3,22 +3,25 @@
 The page is the only thing a check-in link opens. It asks the questions the episode's pathway
 declares for the check-in (``Pathway.check_in``) and records the event the pathway makes of the
 answers through the episode's workflow (the same path and validation as
-``POST /episodes/{id}/events``), once. The security reasoning is in carepath/checkin.py; the
+``POST /episodes/{id}/events``), once. The security reasoning is in db/checkins.py; the
 origin and CSRF checks are the pages' own (``carepath.web.guard``).
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import deque
 from pathlib import Path as FilePath
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from carepath import checkin
 from carepath.errors import InvalidInput
 from carepath.service import CarepathService
 from carepath.web.guard import FORGED, checked_form, render
+from db import checkins as checkin
 
 STATIC = FilePath(__file__).resolve().parent / "static"
 GONE = (
@@ -30,14 +33,40 @@ SLOW_DOWN = "Too many tries in a short time. Please wait a minute and try again.
 router = APIRouter(include_in_schema=False)
 
 
+class RateLimiter:
+    """At most ``limit`` tries per key in a sliding ``window`` of seconds (one API process's memory:
+    enough to make guessing pointless next to 256-bit tokens; several processes each count their own)."""
+
+    def __init__(self, limit: int = 5, window: float = 60.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._tries: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, *keys: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._tries) > 10_000:  # forget idle keys so a scan cannot grow this without bound
+                self._tries = {k: q for k, q in self._tries.items() if q and q[-1] > now - self.window}
+            queues = [self._tries.setdefault(k, deque()) for k in keys]
+            for q in queues:
+                while q and q[0] <= now - self.window:
+                    q.popleft()
+            if any(len(q) >= self.limit for q in queues):
+                return False
+            for q in queues:
+                q.append(now)
+            return True
+
+
 def _service(request: Request) -> CarepathService:
     return request.app.state.service
 
 
-def _limiter(request: Request) -> checkin.RateLimiter:
+def _limiter(request: Request) -> RateLimiter:
     state = request.app.state
     if getattr(state, "checkin_limiter", None) is None:
-        state.checkin_limiter = checkin.RateLimiter()
+        state.checkin_limiter = RateLimiter()
     return state.checkin_limiter
 
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response
 
-from carepath.api.auth import CLINICIANS, READERS
+from carepath.access import CLINICIANS, READERS
 from carepath.errors import InvalidInput
 from carepath.measures import as_csv, drill_down, period, report, weekly_load
 from carepath.web.guard import render

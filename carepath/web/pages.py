@@ -24,8 +24,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.datastructures import FormData
 
-from carepath.api.auth import (
+from carepath.access import (
     CLINICIANS,
+    CLOSERS,
     COOKIE,
     PHYSICIANS,
     READERS,
@@ -34,18 +35,20 @@ from carepath.api.auth import (
     Unauthorized,
     authenticate,
     ensure,
+    session_policy,
 )
-from carepath.api.deps import CLOSERS, MAX_ID
 from carepath.engine.pathway import Pathway
 from carepath.engine.presentation import EventForm, sections_values
 from carepath.engine.registry import default_pathway, pathway_for, pathways
 from carepath.engine.vocabulary import Assignee, Priority, TaskStatus
 from carepath.errors import InvalidInput
+from carepath.reads import episode_with_upcoming
 from carepath.service import CarepathService, Conflict, NotFound, enrollment_digest
 from carepath.web.guard import FORGED, checked_form, render
 from carepath.web.timeline import timeline_svg
-from db.models import EPISODE_ID_PATTERN
+from db.models import EPISODE_ID_PATTERN, MAX_ID
 from db.queries import LISTED_STATUSES, TaskFilter, episode_page, events, failed_count, task_counts, task_page
+from db.sessions import end_session, open_session
 from db.tokens import verify
 
 GROUPS = [("urgent", "Urgent"), ("high", "High"), ("routine", "Routine")]
@@ -311,8 +314,6 @@ async def _episode_view(
     form_errors: dict[str, dict[str, str]] | None = None,
     values: dict[str, str] | None = None,
 ) -> Response:
-    from carepath.api.episodes import episode_with_upcoming  # the API's own read, with what comes next
-
     service = _service(request)
     try:
         if not EPISODE_ID.fullmatch(episode_id):
@@ -327,7 +328,7 @@ async def _episode_view(
             message=f"There is no episode {episode_id[:64]}.",  # a huge id is not echoed whole
             who=who,
         )
-    from carepath.checkin import summary  # follow-up: the patient's check-in links
+    from db.checkins import summary  # follow-up: the patient's check-in links
 
     recorded = await run_in_threadpool(events, service.engine, episode_id)
     trail = await run_in_threadpool(service.audit, episode_id)
@@ -515,10 +516,21 @@ async def login(request: Request) -> Response:
     if form is None:
         return render("login.html", 403, request, who=None, error=FORGED)
     token = str(form.get("token") or "").strip()
-    if not token or await run_in_threadpool(verify, _service(request).engine, token) is None:
+    service = _service(request)
+    holder = await run_in_threadpool(verify, service.engine, token) if token else None
+    if holder is None:
         return render("login.html", 401, request, who=None, error="That token is unknown or revoked.")
+    # The cookie carries a session of its own, never the token: logging out ends it on the server.
+    session_id = await run_in_threadpool(open_session, service.engine, holder.id, service.clock())
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    response.set_cookie(
+        COOKIE,
+        session_id,
+        max_age=int(session_policy(request).absolute.total_seconds()),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     return response
 
 
@@ -526,6 +538,9 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     if await checked_form(request) is None:
         return render("message.html", 403, request, heading="Not signed out", message=FORGED, who=None)
+    if session_id := request.cookies.get(COOKIE):
+        service = _service(request)
+        await run_in_threadpool(end_session, service.engine, session_id, service.clock())
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)
     return response

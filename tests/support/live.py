@@ -13,7 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 from temporalio.testing import WorkflowEnvironment
 
-from carepath.api.app import create_app
+from carepath.app import create_app
 from carepath.codec import EncryptionCodec
 from carepath.service import CarepathService
 from carepath.temporal import DATA_CONVERTER, bundled_binary, quiet_runtime

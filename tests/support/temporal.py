@@ -17,7 +17,6 @@ from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.followup import reminder_workflow_id
 from activities.notifications import NotificationSink
 from carepath.pathways.ovcf_lumbar.definition import load_definition
 from carepath.pathways.ovcf_lumbar.inputs import Enrollment, parse_model
@@ -27,6 +26,7 @@ from tests.support.story import base_enrollment
 from worker import build_worker
 from workflows.client import EpisodeClient
 from workflows.episode import EpisodeWorkflow
+from workflows.reminders import reminder_workflow_id
 
 TASK_QUEUE = "carepath-tests"
 

@@ -1,4 +1,5 @@
-"""Bearer tokens with roles. No token: 401. Wrong role: 403.
+"""Who is asking and what their role allows, for both edges (the JSON API's bearer tokens and the
+pages' sign-in). Bearer tokens with roles. No token: 401. Wrong role: 403.
 
 Roles: ``viewer`` reads; ``coordinator`` also enrolls, records events, completes coordinator and
 patient tasks and withdraws; ``physician`` does all of that plus physician tasks and overrides;
@@ -12,14 +13,18 @@ from collections.abc import Callable
 from fastapi import Request
 from pydantic import BaseModel
 
-from db.tokens import verify
+from db.sessions import SessionPolicy, session_holder
+from db.tokens import TokenHolder, verify
 
-COOKIE = "carepath_token"
+# The pages' sign-in cookie: a session id (db/sessions.py), never the API token.
+COOKIE = "carepath_session"
 READERS = ("viewer", "coordinator", "physician")
 CLINICIANS = ("coordinator", "physician")
 PHYSICIANS = ("physician",)
 ADMINS = ("admin",)
 EVERYONE = ("viewer", "coordinator", "physician", "admin")
+# Who may close a task depends on whom it is for (SPEC assignees).
+CLOSERS = {"physician": PHYSICIANS, "coordinator": CLINICIANS, "patient": CLINICIANS}
 
 
 class Unauthorized(Exception):
@@ -41,26 +46,38 @@ class Principal(BaseModel):
         return f"{self.role}:{self.name}"
 
 
-def token_of(request: Request, cookie: bool = False) -> str | None:
-    """The bearer token; the sign-in cookie only when ``cookie`` (the HTML pages).
-
-    The JSON API takes bearer tokens only: a browser attaches the cookie to any request, even
-    one a page on another port of the same host makes it send (cross-site request forgery).
-    """
+def token_of(request: Request) -> str | None:
+    """The bearer token of the request, if any."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return request.cookies.get(COOKIE) if cookie else None
+    return None
+
+
+def session_policy(request: Request) -> SessionPolicy:
+    return getattr(request.app.state, "session_policy", None) or SessionPolicy()
 
 
 def authenticate(request: Request, cookie: bool = False) -> Principal:
-    token = token_of(request, cookie)
-    if not token:
+    """The bearer token's holder; with ``cookie`` (the HTML pages), else the sign-in session's.
+
+    The JSON API takes bearer tokens only: a browser attaches the cookie to any request, even
+    one a page on another port of the same host makes it send (cross-site request forgery).
+    """
+    service = request.app.state.service
+    token = token_of(request)
+    holder: TokenHolder | None
+    if token:
+        holder = verify(service.engine, token)
+        if holder is None:
+            raise Unauthorized("the token is unknown or revoked")
+    elif cookie and (session_id := request.cookies.get(COOKIE)):
+        holder = session_holder(service.engine, session_id, service.clock(), session_policy(request))
+        if holder is None:
+            raise Unauthorized("the sign-in session has ended; sign in again")
+    else:
         raise Unauthorized("a bearer token is required")
-    holder = verify(request.app.state.service.engine, token)
-    if holder is None:
-        raise Unauthorized("the token is unknown or revoked")
     return Principal(token_id=holder.id, name=holder.name, role=holder.role)
 
 

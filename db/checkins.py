@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import threading
-import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -35,6 +32,7 @@ from carepath.engine.definition import DefinitionCore
 from carepath.engine.pathway import Pathway
 from carepath.engine.presentation import CheckIn
 from carepath.engine.registry import pathway_for
+from carepath.messages import patient_checkin_message, patient_outbox
 from db.models import CheckInRow, EpisodeRow, NotificationRow, TaskRow
 
 CHECKIN_CODE = "CHECKIN"
@@ -95,32 +93,6 @@ def _plan(session: Session, episode_id: str, occasion: str) -> tuple[Plan, str] 
     return Plan(check_in, pathway, definition), task.status
 
 
-def _patient_message(plan: CheckIn, url: str, expires_on: date, reminder: bool) -> tuple[str, str]:
-    last_day = (expires_on - timedelta(days=1)).isoformat()
-    subject = plan.reminder_subject if reminder else plan.subject
-    opening = plan.reminder_opening if reminder else plan.opening
-    body = (
-        f"{opening} Please answer a few short questions here:\n{url}\n"
-        f"The link works once, until {last_day}. If you prefer, call your care team instead. {plan.safety}"
-    )
-    return subject, body
-
-
-def _patient_outbox(episode_id: str, code: str, occasion: str, subject: str, body: str, at: datetime) -> dict[str, Any]:
-    return {
-        "dedupe_key": f"{episode_id}:{code}@{occasion}",
-        "episode_id": episode_id,
-        "code": code,
-        "occasion": occasion,
-        "recipient_role": PATIENT,
-        "subject": subject,
-        "body": body,
-        "created_at": at,
-        "status": "pending",
-        "attempts": 0,
-    }
-
-
 def issue(
     db: Connection,
     upsert: Any,
@@ -152,22 +124,22 @@ def issue(
     ).scalar()
     if created is None:
         return
-    subject, body = _patient_message(plan, link(public_url, token), expires_on, reminder=False)
+    subject, body = patient_checkin_message(plan, link(public_url, token), expires_on, reminder=False)
     db.execute(
         upsert(NOTIFICATIONS).on_conflict_do_nothing(index_elements=["dedupe_key"]),
-        _patient_outbox(episode_id, CHECKIN_CODE, occasion, subject, body, at),
+        patient_outbox(episode_id, CHECKIN_CODE, occasion, subject, body, at),
     )
 
 
-def open_reminder_due(session: Session, episode_id: str) -> list[CheckInRow]:
-    """The episode's check-ins still waiting for an answer and not yet reminded."""
-    return list(
-        session.scalars(
-            select(CheckInRow).where(
+def waiting_reminders(engine: Engine, episode_id: str) -> list[tuple[int, int]]:
+    """The episode's check-ins still waiting for an answer and not yet reminded: (id, days to wait)."""
+    with Session(engine) as session:
+        rows = session.execute(
+            select(CheckInRow.id, CheckInRow.remind_after_days).where(
                 CheckInRow.episode_id == episode_id, CheckInRow.answered_at.is_(None), CheckInRow.reminded_at.is_(None)
             )
         )
-    )
+        return [(row.id, row.remind_after_days) for row in rows]
 
 
 def _still_open(session: Session, row: CheckInRow, today: date) -> Plan | None:
@@ -202,8 +174,8 @@ def remind(engine: Engine, checkin_id: int, now: datetime, public_url: str) -> s
         )
         if claimed.rowcount == 0:
             return row.episode_id
-        subject, body = _patient_message(plan.check_in, link(public_url, token), row.expires_on, reminder=True)
-        session.add(NotificationRow(**_patient_outbox(row.episode_id, REMINDER_CODE, row.occasion, subject, body, now)))
+        subject, body = patient_checkin_message(plan.check_in, link(public_url, token), row.expires_on, reminder=True)
+        session.add(NotificationRow(**patient_outbox(row.episode_id, REMINDER_CODE, row.occasion, subject, body, now)))
         return row.episode_id
 
 
@@ -278,32 +250,6 @@ def summary(engine: Engine, episode_id: str) -> list[dict[str, Any]]:
             }
             for r in rows
         ]
-
-
-class RateLimiter:
-    """At most ``limit`` tries per key in a sliding ``window`` of seconds (one API process's memory:
-    enough to make guessing pointless next to 256-bit tokens; several processes each count their own)."""
-
-    def __init__(self, limit: int = 5, window: float = 60.0) -> None:
-        self.limit = limit
-        self.window = window
-        self._tries: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, *keys: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            if len(self._tries) > 10_000:  # forget idle keys so a scan cannot grow this without bound
-                self._tries = {k: q for k, q in self._tries.items() if q and q[-1] > now - self.window}
-            queues = [self._tries.setdefault(k, deque()) for k in keys]
-            for q in queues:
-                while q and q[0] <= now - self.window:
-                    q.popleft()
-            if any(len(q) >= self.limit for q in queues):
-                return False
-            for q in queues:
-                q.append(now)
-            return True
 
 
 def utcnow() -> datetime:
