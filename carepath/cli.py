@@ -27,7 +27,7 @@ def _simulate(args: argparse.Namespace) -> int:
     }
     try:
         if args.measures:
-            results, measures = run_with_measures(args.files, args.database_url, **options)
+            results, measures = run_with_measures(run_files, args.files, args.database_url, **options)
         else:
             results = run_files(args.files, args.database_url, **options)
     except InvalidInput as exc:
@@ -258,12 +258,13 @@ def _positive(value: str) -> int:
 
 
 def _whatif(args: argparse.Namespace, base: str) -> str:
+    from carepath.simulate.runner import run_files
     from carepath.simulate.whatif import forecast_command
     from carepath.terminal import CommandError
 
     if args.enrollments_per_week < 0:
         raise CommandError("--enrollments-per-week: must be 0 or more", code=2)
-    return forecast_command(base, args.weeks, args.enrollments_per_week, args.json)
+    return forecast_command(base, args.weeks, args.enrollments_per_week, args.json, run_files)
 
 
 def _terminal(action: Callable[[argparse.Namespace, str], str]) -> Callable[[argparse.Namespace], int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from carepath.simulate.runner import run_files
 from carepath.simulate.whatif import load_per_story_week, story_mix, with_new_patients
 
 TODAY = date(2026, 12, 7)
@@ -48,7 +49,7 @@ def test_new_patients_add_their_weekly_load_by_hand() -> None:
 
 
 def test_the_mix_simulated_raises_the_baseline_at_once_and_reassessments_from_week_4() -> None:
-    load = load_per_story_week(5)
+    load = load_per_story_week(5, run_files)
     # every new patient: the baseline tasks in their first week (untreated at enrollment, NRS 6)
     assert {code for (week, code, _), n in load.items() if week == 0 and n == 1.0} == BASELINE
     # the watchdog fires for the stories without therapy by day 9: late therapy (0.2) and withdrawn (0.05)

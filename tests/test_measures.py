@@ -17,6 +17,7 @@ import pytest
 from carepath.measures import as_csv, report
 from carepath.pathways.ovcf_lumbar import OVCF_LUMBAR
 from carepath.simulate.cohort import run_with_measures
+from carepath.simulate.runner import run_files
 from db.engine import make_engine
 from db.measures import Observed, Period
 
@@ -156,7 +157,7 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[str],
     folder = tmp_path_factory.mktemp("cohort")
     url = f"sqlite:///{folder / 'sim.db'}"
     paths = write_cohort(folder)
-    results, measures = run_with_measures(paths, url, processes=1, lanes=1)
+    results, measures = run_with_measures(run_files, paths, url, processes=1, lanes=1)
     return url, paths, results, measures
 
 

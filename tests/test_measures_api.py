@@ -222,6 +222,7 @@ async def test_forecast_is_the_running_episodes_own_due_points(cohort) -> None:
 async def test_carepath_forecast_adds_new_patients_to_the_running_load(cohort, monkeypatch) -> None:
     import asyncio
 
+    from carepath.simulate.runner import run_files
     from carepath.simulate.whatif import forecast_command
     from tests.support.live import served
 
@@ -229,7 +230,7 @@ async def test_carepath_forecast_adds_new_patients_to_the_running_load(cohort, m
     running = (await live.client.get("/forecast", params={"weeks": 2})).json()
     monkeypatch.setenv("CAREPATH_TOKEN", live.tokens["viewer"])
     async with served(live.app) as base:
-        rows = json.loads(await asyncio.to_thread(forecast_command, base, 2, 4, True))
+        rows = json.loads(await asyncio.to_thread(forecast_command, base, 2, 4, True, run_files))
     by_key = {(r["week_start"], r["code"], r["assignee"]): r for r in rows}
     for r in running:  # the running load is all there
         assert by_key[(r["week_start"], r["code"], r["assignee"])]["running"] == r["count"]

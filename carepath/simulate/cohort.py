@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 from carepath.engine.registry import default_pathway
 from carepath.measures import report
-from carepath.simulate.runner import run_files
 from carepath.simulate.scenario import load_scenario
 from db.engine import make_engine
 from db.measures import Observed
@@ -39,9 +39,10 @@ def cohort_measures(database_url: str, paths: list[str], results: list[dict[str,
 
 
 def run_with_measures(
-    paths: list[str], database_url: str | None, **options: Any
+    run_files: Callable[..., list[dict[str, Any]]], paths: list[str], database_url: str | None, **options: Any
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Simulate ``paths`` (as ``run_files``) and measure the cohort they make."""
+    """Simulate ``paths`` with ``run_files`` (``carepath.simulate.runner.run_files``, handed in by the
+    command line: it composes a worker) and measure the cohort they make."""
     scratch = None
     if database_url is None:
         folder = Path(os.environ.get("TMPDIR", "/tmp"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import date, timedelta
 from importlib import resources
 from pathlib import Path
@@ -20,9 +21,9 @@ from typing import Any
 
 from carepath.engine.registry import default_pathway
 from carepath.engine.vocabulary import ACTIONABLE_KINDS
-from carepath.simulate.runner import run_files
 
 ENROLL_DAY = 2
+Runner = Callable[..., list[dict[str, Any]]]
 PATIENT = {"ref": "forecast", "age": 76, "sex": "female"}
 
 
@@ -51,8 +52,9 @@ def _scenario(story: dict[str, Any], n: int, weeks: int) -> dict[str, Any]:
     }
 
 
-def load_per_story_week(weeks: int) -> dict[tuple[int, str, str], float]:
-    """(week after enrollment, code, assignee) -> expected items for one new patient."""
+def load_per_story_week(weeks: int, run_files: Runner) -> dict[tuple[int, str, str], float]:
+    """(week after enrollment, code, assignee) -> expected items for one new patient; the stories
+    run by ``run_files`` (``carepath.simulate.runner.run_files``, handed in by the command line)."""
     mix = story_mix()
     with tempfile.TemporaryDirectory(prefix="carepath-forecast-") as folder:
         paths = []
@@ -104,12 +106,12 @@ def with_new_patients(
     return out
 
 
-def forecast_command(base: str, weeks: int, per_week: int, as_json: bool) -> str:
+def forecast_command(base: str, weeks: int, per_week: int, as_json: bool, run_files: Runner) -> str:
     """``carepath forecast``: the API's forecast for the running episodes plus K new a week."""
     from carepath.terminal import call, table
 
     running = call(base, "GET", "/forecast", params={"weeks": weeks})
-    per_patient = load_per_story_week(weeks) if per_week else {}
+    per_patient = load_per_story_week(weeks, run_files) if per_week else {}
     rows = with_new_patients(running, date.today(), weeks, per_week, per_patient)
     if as_json:
         return json.dumps(rows, indent=2)
