@@ -46,5 +46,6 @@ def downgrade() -> None:
     op.drop_index("ix_events_type", table_name="events")
     op.drop_index("ix_timeline_items_code", table_name="timeline_items")
     op.drop_index("ix_episodes_identified_on", table_name="episodes")
-    with op.batch_alter_table("episodes") as batch_op:
-        batch_op.drop_column("enrollment")
+    # A plain DROP COLUMN (SQLite >= 3.35): a batch copy of the table would lose SQLite's
+    # expression index ix_episodes_patient_ref_lower.
+    op.drop_column("episodes", "enrollment")
