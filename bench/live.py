@@ -203,19 +203,26 @@ def start_dev_server(log: Any) -> tuple[subprocess.Popen[bytes], str]:
     return server, f"127.0.0.1:{port}"
 
 
+def carepath_env(address: str, database_url: str, tmp: Path) -> dict[str, str]:
+    """The environment of a carepath process of the benchmark: its server, database, queue and keys."""
+    return {
+        **os.environ,
+        "CAREPATH_TEMPORAL_ADDRESS": address,
+        "CAREPATH_DATABASE_URL": database_url,
+        "CAREPATH_TASK_QUEUE": TASK_QUEUE,
+        "CAREPATH_KEY_FILE": str(tmp / "keys.json"),
+        "CAREPATH_LOG_FORMAT": "text",
+    }
+
+
 def start_worker(address: str, database_url: str, tmp: Path, log: Any, cache: int | None = None) -> Any:
     """The production worker (worker.py) in its own process: encrypted payloads (tmp/keys.json), a FileSink."""
     return subprocess.Popen(
         [sys.executable, str(ROOT / "worker.py")],
         env={
-            **os.environ,
-            "CAREPATH_TEMPORAL_ADDRESS": address,
-            "CAREPATH_DATABASE_URL": database_url,
-            "CAREPATH_TASK_QUEUE": TASK_QUEUE,
-            "CAREPATH_KEY_FILE": str(tmp / "keys.json"),
+            **carepath_env(address, database_url, tmp),
             "CAREPATH_NOTIFICATION_SINK": "file",
             "CAREPATH_NOTIFICATION_FILE": str(tmp / "notifications.jsonl"),
-            "CAREPATH_LOG_FORMAT": "text",
             **({"CAREPATH_MAX_CACHED_WORKFLOWS": str(cache)} if cache else {}),
         },
         cwd=ROOT,

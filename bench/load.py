@@ -46,7 +46,7 @@ from carepath.service import CarepathService  # noqa: E402
 from carepath.temporal import DATA_CONVERTER, bundled_binary, quiet_runtime  # noqa: E402
 from db.engine import make_engine  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
-from db.models import AuditRow, EventRow  # noqa: E402
+from db.models import AuditRow, EventRow, IdempotencyKeyRow  # noqa: E402
 from db.tokens import create_token  # noqa: E402
 from worker import build_worker  # noqa: E402
 
@@ -72,18 +72,9 @@ class Figures:
 
 
 def enrollment(identified_on: str) -> dict[str, Any]:
-    return {
-        "identified_on": identified_on,
-        "patient": {"ref": f"load-{uuid.uuid4().hex[:8]}", "age": 70, "sex": "female"},
-        "fracture": {"levels": ["L2"], "acute_injury": False, "correlating_symptoms": False},
-        "pain_nrs": 5,
-        "analgesics": ["nsaid"],
-        "contraindications": [],
-        "osteoporosis_therapy": None,
-        "calcium_vitamin_d": False,
-        "imaging": [{"performed_on": identified_on, "modality": "xray"}],
-        "red_flags": [],
-    }
+    """The fewest fields an enrollment needs (the rest are absent, not defaults)."""
+    patient = {"ref": f"load-{uuid.uuid4().hex[:8]}", "age": 70, "sex": "female"}
+    return {"identified_on": identified_on, "patient": patient, "fracture": {"levels": ["L2"]}, "pain_nrs": 5}
 
 
 async def post_notes(
@@ -117,14 +108,26 @@ def count_recorded(engine: Any, episode_id: str) -> tuple[Counter[str], Counter[
 
 
 async def settle(engine: Any, episode_id: str, expected: set[str], timeout: float) -> float:
-    """Seconds until every expected key is recorded, or ``timeout``."""
+    """Seconds until every expected key is recorded and nothing is left unanswered, or ``timeout``."""
     began = time.monotonic()
     while time.monotonic() - began < timeout:
         rows, _ = await asyncio.to_thread(count_recorded, engine, episode_id)
-        if expected <= set(rows):
+        if expected <= set(rows) and not await asyncio.to_thread(unanswered, engine, episode_id):
             break
         await asyncio.sleep(0.5)
     return time.monotonic() - began
+
+
+def unanswered(engine: Any, episode_id: str) -> int:
+    """Claims still in the outbox (sent, not yet answered by the workflow)."""
+    with Session(engine) as session:
+        return len(
+            session.scalars(
+                select(IdempotencyKeyRow.key).where(
+                    IdempotencyKeyRow.episode_id == episode_id, IdempotencyKeyRow.status != "done"
+                )
+            ).all()
+        )
 
 
 async def bare_baseline(env: WorkflowEnvironment, clients: int, seconds: float) -> float:
@@ -239,7 +242,7 @@ def cli() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--history-limit", type=int, default=100, help="continue-as-new past this many events")
     parser.add_argument("--wait", type=float, default=2.0, help="CAREPATH_UPDATE_WAIT_SECONDS for the run")
-    parser.add_argument("--settle", type=float, default=60.0, help="seconds to wait for promised writes")
+    parser.add_argument("--settle", type=float, default=300.0, help="seconds to wait for promised writes")
     parser.add_argument("--bare-seconds", type=float, default=5.0)
     figures = asyncio.run(main(parser.parse_args()))
     print(json.dumps(asdict(figures)))

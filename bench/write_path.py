@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -44,8 +43,8 @@ from sqlalchemy.orm import Session  # noqa: E402
 from bench.bare import BareWorkflow  # noqa: E402
 from bench.live import (  # noqa: E402
     BARE_QUEUE,
-    TASK_QUEUE,
     bounded,
+    carepath_env,
     connect_when_ready,
     cpu_seconds,
     enrollment,
@@ -65,15 +64,7 @@ from db.tokens import create_token  # noqa: E402
 def start_api(address: str, database_url: str, tmp: Path, port: int, out: Any) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "carepath.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
-        env={
-            **os.environ,
-            "CAREPATH_TEMPORAL_ADDRESS": address,
-            "CAREPATH_DATABASE_URL": database_url,
-            "CAREPATH_TASK_QUEUE": TASK_QUEUE,
-            "CAREPATH_KEY_FILE": str(tmp / "keys.json"),
-            "CAREPATH_LOG_FORMAT": "text",
-            "CAREPATH_MAX_REQUEST_BYTES": os.environ.get("CAREPATH_MAX_REQUEST_BYTES", "65536"),
-        },
+        env=carepath_env(address, database_url, tmp),
         cwd=ROOT,
         stdout=out,
         stderr=subprocess.STDOUT,
@@ -90,6 +81,27 @@ async def wait_ready(http: httpx.AsyncClient, timeout: float = 60) -> None:
             pass
         await asyncio.sleep(0.3)
     raise RuntimeError("the API never became ready")
+
+
+def profile(folder: str, pids: dict[str, int]) -> list[subprocess.Popen[bytes]]:
+    """py-spy on each process (raw collapsed stacks in ``folder``/<name>.txt) while the one-client
+    phase runs; summarise them with bench/pyspy_top.py."""
+    if not folder:
+        return []
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    return [
+        subprocess.Popen(
+            [str(spy), "record", "--gil", "-f", "raw", "-r", "200", "-o", f"{folder}/{name}.txt", "--pid", str(pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in pids.items()
+    ]
+
+
+def cpu_per(pids: dict[str, int], before: dict[str, float], n: int) -> str:
+    return ", ".join(f"{name} {1000 * (cpu_seconds(pid) - before[name]) / n:.1f}" for name, pid in pids.items())
 
 
 def ms(seconds: float) -> str:
@@ -115,9 +127,10 @@ def note(today: Any, i: int) -> dict[str, Any]:
 
 
 async def one_client(
-    http: httpx.AsyncClient, bare: Any, episode: str, today: Any, n: int
+    http: httpx.AsyncClient, bare: Any, episode: str, today: Any, n: int, pids: dict[str, int]
 ) -> tuple[list[float], list[float]]:
     errors = 0
+    cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
     api: list[float] = []
     for i in range(n + 10):  # the first 10 of each: warm-up, not counted
         started = time.perf_counter()
@@ -126,12 +139,15 @@ async def one_client(
             errors += 1
         if i >= 10:
             api.append(time.perf_counter() - started)
+    print(f"  CPU ms per note: {cpu_per(pids, cpu, n + 10)}", flush=True)
+    cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
     floor: list[float] = []
     for i in range(n + 10):
         started = time.perf_counter()
         await bare.execute_update(BareWorkflow.ping)
         if i >= 10:
             floor.append(time.perf_counter() - started)
+    print(f"  CPU ms per bare update: {cpu_per(pids, cpu, n + 10)}", flush=True)
     if errors:
         print(f"  one client: {errors} notes refused", flush=True)
     return api, floor
@@ -237,7 +253,12 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
                 BareWorkflow.run, id=f"bare-{uuid.uuid4().hex}", task_queue=BARE_QUEUE
             )
             bares.append(handle)
-        api_lat, bare_lat = await one_client(http, bares[0], episodes[0], today, args.notes)
+        spies = profile(args.profile, {"api": api.pid, "worker": worker.pid})
+        pids = {"api": api.pid, "worker": worker.pid, "server": server.pid, "bare worker": bare.pid}
+        api_lat, bare_lat = await one_client(http, bares[0], episodes[0], today, args.notes, pids)
+        for spy in spies:
+            spy.send_signal(2)  # SIGINT: py-spy writes its profile and exits
+            spy.wait(timeout=30)
         print(summary(f"1 client, {args.notes} notes POST /episodes/{{id}}/events", api_lat), flush=True)
         print(summary(f"1 client, {args.notes} bare execute_update (no-op)", bare_lat), flush=True)
         p50 = pct(api_lat, 0.5) / pct(bare_lat, 0.5)
@@ -251,6 +272,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             flush=True,
         )
 
+        if args.skip_imports:
+            return
         # ---- enrollment end to end --------------------------------------------------------
         stamp = uuid.uuid4().hex[:6]
         rows = []
@@ -310,6 +333,8 @@ def main() -> None:
     parser.add_argument("--imports", type=int, default=600)
     parser.add_argument("--chunk", type=int, default=120, help="lines per body when one body is refused")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
+    parser.add_argument("--profile", default="", help="py-spy the API and worker during the one-client phase into DIR")
+    parser.add_argument("--skip-imports", action="store_true", help="only the event phases")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="carepath-write-"))
     try:

@@ -49,14 +49,7 @@ def create_app(
             converter=config.data_converter(),
             interceptors=tracing_interceptors(config.otel_exporter),
         )
-        app.state.service = CarepathService(
-            client,
-            engine,
-            config.task_queue,
-            pathway_version=config.pathway_version,
-            update_wait=config.update_wait_seconds,
-            history_limit=config.history_limit,
-        )
+        app.state.service = CarepathService.from_settings(client, engine, config)
         ring = config.key_ring()
         app.state.codec = EncryptionCodec(ring) if ring else None
         sweeps = [

@@ -30,6 +30,7 @@ from temporalio.converter import DataConverter
 from carepath.app import create_app
 from carepath.codec import EncryptionCodec, KeyRing
 from carepath.engine.registry import default_pathway
+from carepath.observability import worker_runtime
 from carepath.reconcile import drain_periodically, reconcile_periodically, sweep_schedule
 from carepath.schedules import ensure_schedules
 from carepath.service import CarepathService
@@ -140,13 +141,20 @@ def _first_admin_token(engine: Engine) -> str | None:
 
 
 async def _connect_when_ready(
-    address: str, namespace: str, process: asyncio.subprocess.Process | None, converter: DataConverter
+    address: str,
+    namespace: str,
+    process: asyncio.subprocess.Process | None,
+    converter: DataConverter,
+    metrics_address: str = "",
 ) -> Client:
+    # The worker's Prometheus endpoint when CAREPATH_WORKER_METRICS_ADDRESS is set (as `carepath
+    # worker` has it); one runtime for every try: a runtime binds its address once.
+    runtime = worker_runtime(metrics_address) or quiet_runtime()
     for _ in range(300):
         if process is not None and process.returncode is not None:
             raise DevError(f"the Temporal dev server exited with {process.returncode}; see .carepath/temporal.log")
         try:
-            return await connect(address, namespace, runtime=quiet_runtime(), converter=converter)
+            return await connect(address, namespace, runtime=runtime, converter=converter)
         except RuntimeError:
             await asyncio.sleep(0.1)
     raise DevError(f"Temporal did not answer at {address} within 30 s")
@@ -186,15 +194,10 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
         upgrade(database_url)
         engine = make_engine(database_url)
         first_token = _first_admin_token(engine)
-        client = await _connect_when_ready(address, settings.temporal_namespace, temporal, settings.data_converter())
-        service = CarepathService(
-            client,
-            engine,
-            settings.task_queue,
-            pathway_version=settings.pathway_version,
-            update_wait=settings.update_wait_seconds,
-            history_limit=settings.history_limit,
+        client = await _connect_when_ready(
+            address, settings.temporal_namespace, temporal, settings.data_converter(), settings.worker_metrics_address
         )
+        service = CarepathService.from_settings(client, engine, settings)
         await ensure_schedules(client, settings.task_queue, settings.clinic_timezone or None)
         server = _Server(
             uvicorn.Config(

@@ -10,9 +10,10 @@ continue-as-new, so sending one again applies it once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +31,12 @@ log = logging.getLogger("carepath.outbox")
 RETRY_AFTER_SECONDS = 5
 # The share of the bound spent asking Temporal and the database why nothing answered yet.
 PROBE_SECONDS = 1.0
+# Events this process sends to one episode at once. One: they land in the order they were
+# accepted (a note kept during an outage lands before the withdrawal accepted after it; with
+# several in flight the withdrawal could land first and the note be refused), and the rest wait
+# here instead of passing Temporal's limit of 10 in flight and being refused and sent again
+# (measured: those retries ate the server's time, 3.4 notes/s; one lane 19.7, eight lanes 34).
+SENDS_PER_EPISODE = 1
 DATABASE_DOWN = "the database is unreachable; recording waits for it"
 NO_ANSWER_YET = "no worker has answered yet (the workers are busy or not running)"
 
@@ -76,10 +83,16 @@ class Bounded:
         task = asyncio.ensure_future(work)
         self._detached.add(task)
         task.add_done_callback(_forget(self._detached, what, time.perf_counter()))
+        # The cause is looked for in the bound's last moments, while the answer may still come.
         probe = min(PROBE_SECONDS, self.wait / 4)
         done, _ = await asyncio.wait({task}, timeout=self.wait - probe)
         if not done:
-            cause = await self.cause(attempts, probe)
+            looking = asyncio.ensure_future(self.cause(attempts, probe))
+            await asyncio.wait({task}, timeout=probe)
+            if task.done():
+                looking.cancel()
+                return task.result()
+            cause = await looking
             if not task.done():
                 if not keep(cause):
                     task.cancel()
@@ -124,13 +137,29 @@ class EventOutbox:
         self.episodes = episodes
         self.phase_of = phase_of  # the episode's recorded phase, for the refusal of a closed one
         self._sending: set[tuple[str, str]] = set()  # (episode, key) being sent by this process
+        self._lanes: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}  # episode -> (lane, its users)
+
+    @contextlib.asynccontextmanager
+    async def _lane(self, episode_id: str) -> AsyncIterator[None]:
+        """At most ``SENDS_PER_EPISODE`` sends to one episode at once, first come first sent (the
+        semaphore wakes its waiters in order); forgotten when unused."""
+        lane, users = self._lanes.setdefault(episode_id, (asyncio.Semaphore(SENDS_PER_EPISODE), [0]))
+        users[0] += 1
+        try:
+            async with lane:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._lanes[episode_id]
 
     async def send(
         self, episode_id: str, key: str, event_id: str, event: dict[str, Any], actor: str, attempts: Attempts
     ) -> EventOutcome:
         self._sending.add((episode_id, key))
         try:
-            outcome = await self.episodes.record_event(episode_id, event, event_id, actor, attempts)
+            async with self._lane(episode_id):
+                outcome = await self.episodes.record_event(episode_id, event, event_id, actor, attempts)
         except EpisodeClosed:
             await asyncio.to_thread(idempotency.release, self.engine, episode_id, key)
             phase = await asyncio.to_thread(self.phase_of, episode_id)

@@ -31,6 +31,7 @@ from carepath.engine.registry import default_pathway, pathway_for
 from carepath.engine.state import EpisodeCore
 from carepath.errors import FieldError, InvalidInput
 from carepath.outbox import Bounded, EventOutbox, Unavailable
+from carepath.settings import Settings
 from db import idempotency
 from db.models import AuditRow, EpisodeRow, TaskRow
 from db.queries import EpisodeFacts, TaskFilter, TaskView, episode_facts, task_page, timeline
@@ -177,6 +178,18 @@ class CarepathService:
         self.clock = clock
         self.bounded = Bounded(client, engine, update_wait)
         self.outbox = EventOutbox(engine, self.episodes, lambda episode_id: self._episode_row(episode_id).phase)
+
+    @classmethod
+    def from_settings(cls, client: Client, engine: Engine, settings: Settings) -> CarepathService:
+        """The service as ``carepath api`` and ``carepath dev`` configure it."""
+        return cls(
+            client,
+            engine,
+            settings.task_queue,
+            pathway_version=settings.pathway_version,
+            update_wait=settings.update_wait_seconds,
+            history_limit=settings.history_limit,
+        )
 
     @property
     def update_wait(self) -> float:

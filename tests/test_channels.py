@@ -18,12 +18,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from activities.notifications import Channels, NotificationDispatcher, SmtpSink
+from carepath.access import COOKIE
 from carepath.app import create_app
 from carepath.schedules import DIGEST_SCHEDULE, ensure_schedules
 from carepath.service import CarepathService
 from db.engine import make_engine
 from db.migrate import upgrade
 from db.models import EpisodeRow, NotificationRow, TaskRow, TimelineItemRow
+from db.sessions import open_session
 from db.tokens import create_token
 from tests.support.live import start_dev_server
 from tests.support.temporal import TASK_QUEUE, MemorySink, running_worker
@@ -174,14 +176,15 @@ async def test_email_lands_in_the_smtp_server_with_the_episode_link_and_an_outag
         assert status == "failed" and attempts == 2 and "e-mail delivery failed" in error
         service = CarepathService(None, engine, TASK_QUEUE)  # type: ignore[arg-type]  (no workflow needed)
         app = create_app(service=service)
-        coordinator = create_token(engine, "carol", "coordinator", "test")[1]
+        token_id, coordinator = create_token(engine, "carol", "coordinator", "test")
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://carepath.test") as api:
             failed = await api.get("/notifications?status=failed", headers={"Authorization": f"Bearer {coordinator}"})
             assert [(n["code"], n["attempts"]) for n in failed.json()] == [("CALCIUM_VITAMIN_D", 2)]
             assert "e-mail delivery failed" in failed.json()[0]["last_error"]
             bad = await api.get("/notifications?status=lost", headers={"Authorization": f"Bearer {coordinator}"})
             assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "status"
-            api.cookies.set("carepath_token", coordinator)
+            # Signed in as the sign-in form does it: the cookie carries a session, never the token.
+            api.cookies.set(COOKIE, open_session(engine, token_id, datetime.now(UTC)))
             worklist = await api.get("/")
             assert "<strong>1</strong> notification failed to deliver" in worklist.text
 

@@ -37,6 +37,7 @@ class Dev:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.port, self.temporal_port, self.ui_port = _free_port(), _free_port(), _free_port()
+        self.metrics_port = _free_port()  # the worker's Prometheus endpoint (CAREPATH_WORKER_METRICS_ADDRESS)
         self.process: subprocess.Popen[str] | None = None
         self.output = ""
 
@@ -46,6 +47,7 @@ class Dev:
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAREPATH_")}
+        env["CAREPATH_WORKER_METRICS_ADDRESS"] = f"127.0.0.1:{self.metrics_port}"
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -125,6 +127,8 @@ def carepath(dev: Dev, token: str, *args: str) -> subprocess.CompletedProcess[st
 async def test_dev_serves_enrollments_and_keeps_them_across_a_restart(dev, tmp_path):
     dev.start()
     assert f"{dev.base}/" in dev.output and "Temporal UI" in dev.output
+    # The worker's metrics endpoint the README documents, as `carepath worker` serves it.
+    assert "temporal_" in httpx.get(f"http://127.0.0.1:{dev.metrics_port}/metrics", timeout=10).text
     admin = re.search(r"First admin token \(shown once, stored hashed\): (\S+)", dev.output).group(1)
     created_token = httpx.post(
         f"{dev.base}/tokens",

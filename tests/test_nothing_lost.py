@@ -33,7 +33,7 @@ async def dev_env():
 
 async def test_notes_under_load_across_continue_as_new_are_all_recorded_once(dev_env, tmp_path: Path):
     figures = await run_load(
-        dev_env, sqlite_url(tmp_path), clients=14, seconds=15, history_limit=100, wait=1.0, bare_seconds=0
+        dev_env, sqlite_url(tmp_path), clients=14, seconds=15, history_limit=100, wait=0.3, bare_seconds=0
     )
     print(f"load: {figures}")
     assert figures.requests > 50 and figures.other == {}, figures

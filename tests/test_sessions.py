@@ -55,6 +55,13 @@ def _clinician(live, name: str) -> tuple[int, str]:
     return create_token(live.service.engine, name, "physician", "test")
 
 
+async def _cookie(live, name: str) -> str:
+    """A fresh clinician's sign-in cookie (the browser that got it is gone)."""
+    browser, cookie = await _signed_in(live, _clinician(live, name)[1])
+    await browser.aclose()
+    return cookie
+
+
 async def test_the_cookie_is_a_session_not_the_token_and_logout_ends_it_on_the_server(live):
     token_id, token = _clinician(live, "sess-logout")
     browser, cookie = await _signed_in(live, token)
@@ -74,9 +81,7 @@ async def test_the_cookie_is_a_session_not_the_token_and_logout_ends_it_on_the_s
 
 
 async def test_a_session_ends_after_its_idle_time(live):
-    _, token = _clinician(live, "sess-idle")
-    browser, cookie = await _signed_in(live, token)
-    await browser.aclose()
+    cookie = await _cookie(live, "sess-idle")
     real = live.service.clock
     try:
         live.service.clock = lambda: real() + timedelta(minutes=29)
@@ -90,9 +95,7 @@ async def test_a_session_ends_after_its_idle_time(live):
 
 
 async def test_a_session_ends_after_its_absolute_time_however_busy(live):
-    _, token = _clinician(live, "sess-absolute")
-    browser, cookie = await _signed_in(live, token)
-    await browser.aclose()
+    cookie = await _cookie(live, "sess-absolute")
     real = live.service.clock
     try:
         for step in range(1, 29):  # a request every 25 minutes: never idle, for 11 h 40

@@ -89,6 +89,7 @@ async def checked_form(request: Request) -> FormData | None:
 
 def unavailable_page(request: Request, message: str, headers: dict[str, str]) -> HTMLResponse:
     """The 503 page of a form or page whose write or read could not be done now."""
-    page = render("message.html", 503, request, heading="Not done now: try again shortly", message=message, who=None)
+    sentence = message[:1].upper() + message[1:] + "."
+    page = render("message.html", 503, request, heading="Not done now: try again shortly", message=sentence, who=None)
     page.headers.update(headers)
     return page
