@@ -177,6 +177,7 @@ class CarepathService:
         self.engine = engine
         self.clock = clock
         self.bounded = Bounded(client, engine, update_wait)
+        self._pathway_ids: dict[str, str] = {}  # episode id -> its pathway id (see _pathway_id)
         self.outbox = EventOutbox(engine, self.episodes, lambda episode_id: self._episode_row(episode_id).phase)
 
     @classmethod
@@ -461,17 +462,17 @@ class CarepathService:
     ) -> EventOutcome:
         """Claim the event (its key, or one of the server's own), keeping it in the outbox, then
         send it: answered within the bound, or 503 while it is sent on until it lands, once."""
-        episode = await asyncio.to_thread(self._episode_row, episode_id)
-        event = self.pathway(episode.pathway_id).parse_event(event)
+        pathway_id = self._pathway_ids.get(episode_id) or await asyncio.to_thread(self._pathway_id, episode_id)
+        event = self.pathway(pathway_id).parse_event(event)
         keyed = idempotency_key is not None
         key = _checked_key(idempotency_key) if idempotency_key is not None else SERVER_KEY + uuid.uuid4().hex
         payload = event.model_dump(mode="json")
-        held = await self._claim_key(episode.id, key, idempotency.fingerprint(payload), payload, actor)
+        held = await self._claim_key(episode_id, key, idempotency.fingerprint(payload), payload, actor)
         if held.response is not None:
             return EventOutcome.model_validate(held.response)
         attempts = Attempts()
         return await self.bounded.run(
-            self.outbox.send(episode.id, key, held.event_id, payload, actor, attempts),
+            self.outbox.send(episode_id, key, held.event_id, payload, actor, attempts),
             attempts,
             EVENT_PENDING if keyed else EVENT_PENDING_UNKEYED,
         )
@@ -526,6 +527,15 @@ class CarepathService:
         """The episode's pathway and the definition version it follows (NotFound if none)."""
         row = self._episode_row(episode_id)
         return self.pathway(row.pathway_id), self._definition("pathway", row.pathway_id, row.pathway_version)
+
+    def _pathway_id(self, episode_id: str) -> str:
+        """The episode's pathway id, read once per episode (it never changes): a write does not
+        read the store just to learn which pathway parses its event. NotFound for an unknown one."""
+        pathway_id = self._episode_row(episode_id).pathway_id
+        if len(self._pathway_ids) >= 100_000:  # bounded: forget them all, they are read again
+            self._pathway_ids.clear()
+        self._pathway_ids[episode_id] = pathway_id
+        return pathway_id
 
     def _definition(self, field: str, pathway_id: str, version: int) -> DefinitionCore:
         try:

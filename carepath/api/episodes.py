@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from carepath.access import CLINICIANS, PHYSICIANS, Principal, allow, ensure
+from carepath.access import PHYSICIANS, Principal, ensure
 from carepath.api.deps import Clinician, EpisodeId, Migrator, Reader, Service
 from carepath.api.tasks import PatientRefPrefix, paged
 from carepath.engine.inputs import Text
@@ -23,20 +23,13 @@ router = APIRouter(prefix="/episodes", tags=["episodes"])
 EpisodeStatus = Annotated[str | None, Query(pattern="^(reserving|active|completed|withdrawn)$")]
 
 
-async def event_author(request: Request, who: Annotated[Principal, Depends(allow(*CLINICIANS))]) -> Principal:
-    """Overrides need a physician: checked before the body is validated, so a coordinator's
-    override is 403 whatever its content (FastAPI solves dependencies before the body)."""
-    try:
-        body = await request.json()
-    except (ValueError, RecursionError):  # malformed JSON: the body's validation names it
-        return who
-    kind = body.get("type") if isinstance(body, dict) else None
+def check_author(who: Principal, event: dict[str, Any]) -> None:
+    """Some events need a physician (an override): checked before the event is validated, so a
+    coordinator's override is 403 whatever its content. Read from the body FastAPI already parsed
+    (the body is read once)."""
+    kind = event.get("type")
     if isinstance(kind, str) and any(kind in pathway.physician_events() for pathway in pathways()):
         ensure(who, PHYSICIANS, f"recording {kind}")
-    return who
-
-
-EventAuthor = Annotated[Principal, Depends(event_author)]
 
 
 class WithdrawRequest(BaseModel):
@@ -100,7 +93,7 @@ def recorded_events(episode_id: EpisodeId, _: Reader, service: Service) -> list[
 async def record_event(
     episode_id: EpisodeId,
     event: Annotated[dict[str, Any], Body(description="one event of the episode's pathway")],
-    who: EventAuthor,
+    who: Clinician,
     service: Service,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> EventOutcome:
@@ -109,6 +102,7 @@ async def record_event(
     A rejected event gets 422 naming the field and changes nothing. Retrying with the same
     ``Idempotency-Key`` applies the event once (keys are per episode and expire after 24 h).
     """
+    check_author(who, event)
     return await service.record_event(episode_id, event, who.actor, idempotency_key)
 
 
