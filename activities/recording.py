@@ -11,7 +11,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -25,10 +25,11 @@ from carepath.engine.registry import pathway_for
 from carepath.messages import DEFAULT_PUBLIC_URL, patient_words
 from carepath.observability import count_recording_retry
 from db import checkins as checkin
-from db.models import AuditRow, EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
+from db.models import AuditRow, ComingItemRow, EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
 
 EPISODES = EpisodeRow.__table__
 TASKS = TaskRow.__table__
+COMING = ComingItemRow.__table__
 # The type of the non-retryable failure when an episode's reservation was released (see below).
 RESERVATION_RELEASED = "ReservationReleased"
 # The type of the (retried) failure when the database refused a recording.
@@ -42,6 +43,15 @@ class EpisodeOpened(BaseModel):
     identified_on: date
     enrolled_on: date
     simulated: bool = False
+    enrollment: dict[str, Any] | None = None  # as the pathway parsed it (the measures read it)
+
+
+class ComingItem(BaseModel):
+    """An item the clock will raise if nothing else is recorded (the workload forecast)."""
+
+    due_on: date
+    code: str
+    assignee: str
 
 
 class RecordedEvent(BaseModel):
@@ -67,6 +77,9 @@ class ChangeRecord(BaseModel):
     # comes next ("upcoming": the first due points), kept on the episode row so that worklist and
     # patients rows show them without asking the workflow, and agree with the episode page.
     facts: dict[str, Any] | None = None
+    # The episode's coming items, replacing those recorded before; None: leave them (simulated
+    # episodes, and records made before the forecast existed).
+    coming: list[ComingItem] | None = None
 
 
 def episode_status(phase: str) -> str:
@@ -127,6 +140,8 @@ def write_changes(
     values: dict[str, Any] = {"phase": record.phase, "status": status, "updated_at": at}
     if record.facts is not None:
         values["facts"] = record.facts
+    if record.opened is not None and record.opened.enrollment is not None:
+        values["enrollment"] = record.opened.enrollment  # the row may be the service's reservation
     if record.pathway_version is not None:
         values["pathway_version"] = record.pathway_version
     # An abandoned reservation stays abandoned: its workflow started too late (the enrollment was
@@ -173,6 +188,8 @@ def write_changes(
             )
             .values(status=closure.status, closed_at=at, close_reason=closure.reason)
         )
+    if record.coming is not None:
+        _replace_coming(db, episode_id, record.coming)
     db.execute(
         sql.audit,
         {
@@ -190,6 +207,13 @@ def write_changes(
             },
         },
     )
+
+
+def _replace_coming(db: Connection, episode_id: str, coming: list[ComingItem]) -> None:
+    """The episode's projection as of this record (a retry writes the same rows again)."""
+    db.execute(delete(COMING).where(COMING.c.episode_id == episode_id))
+    if coming:
+        db.execute(insert(COMING), [{"episode_id": episode_id, **item.model_dump()} for item in coming])
 
 
 class FollowUps(NamedTuple):

@@ -15,23 +15,29 @@ from carepath.pathways import register_shipped
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from carepath.simulate.cohort import run_with_measures
     from carepath.simulate.report import render_text
     from carepath.simulate.runner import print_progress, run_files
 
+    options = {
+        "processes": args.processes,
+        "progress": print_progress,
+        "pathway_version": args.pathway_version,
+        "lanes": args.lanes,
+    }
     try:
-        results = run_files(
-            args.files,
-            args.database_url,
-            args.processes,
-            progress=print_progress,
-            pathway_version=args.pathway_version,
-            lanes=args.lanes,
-        )
+        if args.measures:
+            results, measures = run_with_measures(run_files, args.files, args.database_url, **options)
+        else:
+            results = run_files(args.files, args.database_url, **options)
     except InvalidInput as exc:
         for error in exc.errors:
             print(f"carepath simulate: invalid scenario: {error}", file=sys.stderr)
         return 2
-    if args.json:
+    if args.measures:  # the cohort's measures; with --json beside the stories
+        json.dump({"stories": results, "measures": measures} if args.json else measures, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif args.json:
         json.dump(results, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
@@ -266,6 +272,16 @@ def _positive(value: str) -> int:
     return int(value)
 
 
+def _whatif(args: argparse.Namespace, base: str) -> str:
+    from carepath.simulate.runner import run_files
+    from carepath.simulate.whatif import forecast_command
+    from carepath.terminal import CommandError
+
+    if args.enrollments_per_week < 0:
+        raise CommandError("--enrollments-per-week: must be 0 or more", code=2)
+    return forecast_command(base, args.weeks, args.enrollments_per_week, args.json, run_files)
+
+
 def _terminal(action: Callable[[argparse.Namespace, str], str]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from carepath.terminal import CommandError, api_url
@@ -326,6 +342,14 @@ def _terminal_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("episode")
     p.add_argument("--reason", required=True, choices=["recovered", "transferred", "declined", "deceased", "other"])
     p = add(
+        "forecast",
+        "coming work per week: the running episodes plus K new patients a week (simulated story mix)",
+        lambda a, u: _whatif(a, u),
+    )
+    p.add_argument("--weeks", type=_positive, default=12, help="weeks ahead, 1-52 (default 12)")
+    p.add_argument("--enrollments-per-week", type=int, default=0, metavar="K", help="new patients a week (default 0)")
+    p.add_argument("--json", action="store_true", help="rows {week_start, code, assignee, running, new, count}")
+    p = add(
         "token",
         "create an API token (admin); the token is printed once",
         lambda a, u: t.create_api_token(u, a.name, a.role),
@@ -358,6 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("files", nargs="+", metavar="FILE", help="scenario JSON files")
     sim.add_argument("--json", action="store_true", help="print a JSON list instead of readable timelines")
+    sim.add_argument(
+        "--measures",
+        action="store_true",
+        help="print the cohort's quality measures as JSON (with --json: {stories, measures})",
+    )
     sim.add_argument(
         "--database-url", default=None, help="record into this database (default: a new temporary SQLite file per run)"
     )

@@ -29,6 +29,7 @@ from sqlalchemy import (
     false,
     text,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -90,6 +91,12 @@ class EpisodeRow(Base):
     # As of the last recorded change: the pathway's header facts and what comes next
     # ({"facts": [{label, value, short}], "upcoming": [due points]}), for rows that do not ask the workflow.
     facts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The enrollment as the pathway parsed it (cohort measures read its facts, e.g. therapy and
+    # pain at enrollment); None for episodes enrolled before migration 0013.
+    # JSONB on PostgreSQL: the measures read its fields for every episode of a cohort.
+    enrollment: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=True
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -102,6 +109,8 @@ class EpisodeRow(Base):
             sqlite_where=text(ACTIVE_OR_RESERVING),
             postgresql_where=text(ACTIVE_OR_RESERVING),
         ),
+        # Cohorts of the measures report: episodes by day 0.
+        Index("ix_episodes_identified_on", "identified_on"),
     )
 
 
@@ -122,7 +131,11 @@ class TimelineItemRow(Base):
     occasion: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
-    __table_args__ = (UniqueConstraint("episode_id", "code", "occasion", name="uq_timeline_item_occasion"),)
+    __table_args__ = (
+        UniqueConstraint("episode_id", "code", "occasion", name="uq_timeline_item_occasion"),
+        # The measures look items up by code (db/measures.py), then by episode.
+        Index("ix_timeline_items_code", "code", "episode_id", "occasion", "day"),
+    )
 
 
 class TaskRow(Base):
@@ -163,6 +176,24 @@ class EventRow(Base):
     payload: Mapped[dict[str, Any]] = mapped_column()
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
     recorded_by: Mapped[str] = mapped_column(String(200))
+
+    # The measures look events up by type (db/measures.py), then by episode.
+    __table_args__ = (Index("ix_events_type", "type", "episode_id", "occurred_on"),)
+
+
+class ComingItemRow(Base):
+    """What the clock will raise for an episode if nothing else is recorded (the pathway's own
+    projection of its due points), replaced at every recording: the workload forecast's rows."""
+
+    __tablename__ = "coming_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id"), index=True)
+    due_on: Mapped[date] = mapped_column(Date)  # the day it will be raised
+    code: Mapped[str] = mapped_column(String(64))
+    assignee: Mapped[str] = mapped_column(String(16))
+
+    __table_args__ = (Index("ix_coming_items_forecast", "due_on", "code", "assignee"),)
 
 
 class IdempotencyKeyRow(Base):

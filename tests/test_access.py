@@ -166,6 +166,16 @@ MATRIX = [
     ),
     ("POST", "/ui/candidates/{candidate_id}/{action}#dismiss", CLINICIANS, "page:reason=known"),
     ("POST", "/ui/candidates/{candidate_id}/{action}#event", CLINICIANS, "page:"),
+    # Cohort measures and the forecast: counts for readers, who-did-not-meet-it for clinicians,
+    # the Measure definitions (no patient data) for anyone.
+    ("GET", "/measures", READERS, None),
+    ("GET", "/measures.csv", READERS, None),
+    ("GET", "/measures/fhir", READERS, None),
+    ("GET", "/measures/fhir/Measure", EVERYONE, None),
+    ("GET", "/measures/{measure_id}/not-met", CLINICIANS, None),
+    ("GET", "/forecast", READERS, None),
+    ("GET", "/ui/measures", READERS, None),
+    ("GET", "/ui/measures.csv", READERS, None),
 ]
 PAGES = {
     "/",
@@ -176,6 +186,8 @@ PAGES = {
     "/ui/episodes/{episode_id}/fhir",
     "/ui/episodes/{episode_id}/audit/fhir",
     "/ui/candidates/{candidate_id}/enroll",
+    "/ui/measures",
+    "/ui/measures.csv",
 }
 SITE = "http://carepath.test"
 
@@ -227,6 +239,7 @@ async def _fresh(live, template: str) -> tuple[str, list[str]]:
         "version": 1,
         "action": "complete",
         "token": uuid.uuid4().hex,
+        "measure_id": "therapy_16w",
     }
     secrets: list[str] = []
     if "{episode_id}" in path or "{task_id}" in path:

@@ -18,7 +18,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationDispatcher
-    from activities.recording import ChangeRecord, EpisodeOpened, EpisodeRecorder, RecordedEvent
+    from activities.recording import ChangeRecord, ComingItem, EpisodeOpened, EpisodeRecorder, RecordedEvent
     from carepath.engine.items import Changes, TaskKey
     from carepath.engine.pathway import Pathway
     from carepath.engine.registry import pathway_for
@@ -330,6 +330,7 @@ class EpisodeWorkflow:
             identified_on=self._enrollment.identified_on,
             enrolled_on=self._state.enrolled_on,
             simulated=start.simulated,
+            enrollment=self._enrollment.model_dump(mode="json"),
         )
 
     async def _record(self, changes: Changes, action: str, actor: str, **extra: Any) -> None:
@@ -343,6 +344,7 @@ class EpisodeWorkflow:
             action=action,
             changes=changes,
             facts=self._snapshot(),
+            coming=self._coming(),
             **extra,
         )
         await workflow.execute_activity_method(
@@ -361,6 +363,14 @@ class EpisodeWorkflow:
             "facts": [fact.model_dump() for fact in self._pathway.header_facts(self._state)],
             "upcoming": [point.model_dump(mode="json") for point in ahead],
         }
+
+    def _coming(self) -> list[ComingItem] | None:
+        """What the clock will raise next (pure, from the pathway's due points): the workload
+        forecast reads it from the store. Simulated stories are no one's workload."""
+        if self._start.simulated:
+            return None
+        items = self._pathway.coming(self._state, workflow.now())
+        return [ComingItem(due_on=i.on, code=i.code, assignee=i.assignee or "") for i in items]
 
     def _request_delivery(self) -> None:
         # Delivery runs beside the episode, one at a time, so a slow or failing sink never

@@ -18,7 +18,8 @@ from pydantic import BaseModel
 from carepath.engine.definition import DefinitionCore, DefinitionFiles, local_date, shared
 from carepath.engine.inputs import EnrollmentCore, EventCore, parse_model
 from carepath.engine.intake import IntakeDetector
-from carepath.engine.items import Changes, TaskKey
+from carepath.engine.items import Changes, TaskKey, TimelineEntry
+from carepath.engine.measures import MeasureSet, load_measures
 from carepath.engine.presentation import (
     CheckIn,
     Choice,
@@ -39,6 +40,9 @@ from carepath.engine.step import Step
 from carepath.errors import FieldError, InvalidInput
 
 S = TypeVar("S", bound=EpisodeCore)
+# How far ahead an episode's coming items are projected (the forecast's longest horizon).
+COMING_DAYS = 7 * 53
+_MEASURES: dict[str, MeasureSet] = {}
 D = TypeVar("D", bound=DefinitionCore)
 
 
@@ -73,6 +77,8 @@ class Pathway(Protocol):
         self, state: Any, target: Any, now: datetime, actor: str, reason: str
     ) -> tuple[EpisodeCore, Changes]: ...
     def upgrade(self, state: Any, revision: int | None = None) -> EpisodeCore: ...
+    def coming(self, state: Any, now: datetime, days: int = ...) -> list[TimelineEntry]: ...
+    def measures(self) -> MeasureSet: ...
 
     # ---- what the edges show (pages, API, FHIR, follow-up); pure, like the rest ----------------
 
@@ -456,6 +462,21 @@ class PathwayRules(Generic[D, S]):
             self.run_due(step, point)
             changes.extend(step.changes)
         return state, changes
+
+    def coming(self, state: S, now: datetime, days: int = COMING_DAYS) -> list[TimelineEntry]:
+        """What the clock will raise for people to act on over the next ``days`` if nothing else is
+        recorded meanwhile: the episode's own due points run forward on a copy (the workload
+        forecast). Escalations that fire only when something goes unanswered are counted too."""
+        if state.finished:
+            return []
+        _, changes = self.advance(state, now + timedelta(days=days))
+        return [item for item in changes.items if item.actionable]
+
+    def measures(self) -> MeasureSet:
+        """The cohort quality measures this pathway declares (``measures.json`` in its package)."""
+        if self.id not in _MEASURES:
+            _MEASURES[self.id] = load_measures(self.files.package, self.id)
+        return _MEASURES[self.id]
 
     def copy(self, state: S) -> S:
         """A deep copy that shares the definition: it is immutable, and copying it every step

@@ -6,11 +6,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from carepath.settings import Settings
-from carepath.web import candidates, checkin, docs, pages
+from carepath.web import candidates, checkin, docs, measures, pages
 from carepath.web.guard import install_csrf
 
 
 def install(app: FastAPI, config: Settings) -> None:
     install_csrf(app, config.csrf_secret)
-    for router in (pages.router, docs.router, checkin.router, candidates.router):
+    for router in (pages.router, docs.router, checkin.router, candidates.router, measures.router):
         app.include_router(router)

@@ -2,7 +2,7 @@
 (at most one open per patient, pathway and subject) and the candidates' audit trail
 
 Revision ID: 0014_intake
-Revises: 0012_task_owner
+Revises: 0013_measures
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014_intake"
-down_revision: str | None = "0012_task_owner"
+down_revision: str | None = "0013_measures"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

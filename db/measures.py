@@ -1,0 +1,585 @@
+"""Cohort measures and the workload forecast as SQL aggregates over the store.
+
+A pathway's declared measures (``carepath.engine.measures``) become one aggregate query each,
+grouped by month of enrollment, over a cohort: the episodes whose day 0 lies in a period (the
+live report) or a given list with each one's last observed day (``carepath simulate``). Every
+day is counted from the episode's day 0; an episode's end day E is the earliest of its
+observation limit and the day of the event that ends observation (withdrawal). Nothing is loaded
+row by row into Python: the database counts, and the indexes of migration 0013 serve the look-ups
+by code and by type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Date,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    insert,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+
+from carepath.engine.measures import Condition, Counts, EventMatch, FieldMatch, ItemMatch, MeasureSet, MeasureSpec, Met
+from db.models import AuditRow, ComingItemRow, EpisodeRow, EventRow, TimelineItemRow
+
+EPISODES = EpisodeRow.__table__
+EVENTS = EventRow.__table__
+ITEMS = TimelineItemRow.__table__
+COMING = ComingItemRow.__table__
+AUDIT = AuditRow.__table__
+ALL = "all"  # the bucket of the whole cohort beside its months
+DRILL_LIMIT = 500
+
+
+# ---- dialect helpers ------------------------------------------------------------------------
+
+
+class DayDiff(FunctionElement[int]):
+    """``later - earlier`` in whole days."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(DayDiff, "sqlite")
+def _day_diff_sqlite(element: DayDiff, compiler: Any, **kw: Any) -> str:
+    later, earlier = (compiler.process(c, **kw) for c in element.clauses)
+    return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
+
+
+@compiles(DayDiff, "postgresql")
+def _day_diff_postgresql(element: DayDiff, compiler: Any, **kw: Any) -> str:
+    later, earlier = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(CAST({later} AS DATE) - CAST({earlier} AS DATE))"
+
+
+class MonthOf(FunctionElement[str]):
+    """``YYYY-MM`` of a date."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(MonthOf, "sqlite")
+def _month_sqlite(element: MonthOf, compiler: Any, **kw: Any) -> str:
+    return f"strftime('%Y-%m', {compiler.process(element.clauses, **kw)})"
+
+
+@compiles(MonthOf, "postgresql")
+def _month_postgresql(element: MonthOf, compiler: Any, **kw: Any) -> str:
+    return f"to_char({compiler.process(element.clauses, **kw)}, 'YYYY-MM')"
+
+
+def _json_path(col: Any, field: str, kind: type) -> ColumnElement[Any]:
+    path = tuple(field.split("."))
+    element = col[path] if len(path) > 1 else col[path[0]]
+    if kind is Boolean:
+        return element.as_boolean()
+    if kind is Integer:
+        return element.as_integer()
+    return element.as_string()
+
+
+def _kind(match: FieldMatch) -> type:
+    first = match.values[0]
+    return Boolean if isinstance(first, bool) else Integer if isinstance(first, int) else String
+
+
+def _holds(value: ColumnElement[Any], match: FieldMatch) -> ColumnElement[bool]:
+    """True or false, never NULL (an absent field is no match: NOT of a NULL would drop rows)."""
+    return and_(value.is_not(None), value.in_(match.values))
+
+
+def _matches(col: Any, match: FieldMatch) -> ColumnElement[bool]:
+    return _holds(_json_path(col, match.field, _kind(match)), match)
+
+
+# ---- the cohort -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Period:
+    """The live report's cohort: episodes whose day 0 lies in [start, end], observed to ``as_of``."""
+
+    as_of: date
+    start: date | None = None
+    end: date | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Given episodes, each observed to its own last day (a simulated story's ``until_day``)."""
+
+    until: Sequence[tuple[str, date]]
+
+
+REPORTED_STATUSES = ("active", "completed", "withdrawn")
+# An ``Observed`` cohort's limits, in a temporary table of the report's connection (VALUES lists
+# with column names are not SQLite syntax, and a compound SELECT is limited to 500 terms there).
+OBSERVED = Table(
+    "observed_until",
+    MetaData(),
+    Column("episode_id", String(64), primary_key=True),
+    Column("until", Date, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+
+
+def _enrollment_fields(measures: MeasureSet) -> dict[str, type]:
+    """Each enrollment field a measure reads, with its SQL type (from the values it is matched to)."""
+    fields: dict[str, type] = {}
+    for spec in measures.measures:
+        conditions = [
+            *(spec.met.any + spec.met.none if spec.met else []),
+            *(spec.episodes.having if spec.episodes else []),
+        ]
+        for condition in conditions:
+            if condition.enrollment is not None:
+                first = condition.enrollment.values[0]
+                fields[condition.enrollment.field] = (
+                    Boolean if isinstance(first, bool) else Integer if isinstance(first, int) else String
+                )
+        if spec.value is not None and spec.value.enrollment_field:
+            fields[spec.value.enrollment_field] = Integer
+    return fields
+
+
+def _column_name(field: str) -> str:
+    return "enrollment_" + field.replace(".", "__")
+
+
+def _cohort_table(measures: MeasureSet) -> Table:
+    """The report's cohort as a temporary table: built once per report, read by every measure.
+    The enrollment facts the measures read are extracted into typed columns once (a JSON document
+    parsed once per episode, not once per measure)."""
+    extra = [Column(_column_name(f), kind) for f, kind in _enrollment_fields(measures).items()]
+    return Table(
+        "measure_cohort",
+        MetaData(),
+        Column("episode_id", String(64), primary_key=True),
+        Column("patient_ref", String(64)),
+        Column("identified_on", Date),
+        Column("enrolled_on", Date),
+        Column("month", String(7)),
+        Column("enrolled_day", Integer),
+        Column("end_day", Integer),
+        *extra,
+        prefixes=["TEMPORARY"],
+    )
+
+
+def _prepare(db: Connection, measures: MeasureSet, which: Period | Observed) -> Table:
+    """The report's cohort as a temporary table of this connection."""
+    if db.dialect.name == "postgresql":
+        # Sorts and hashes of a report over 100,000 episodes stay in memory (default 4 MB).
+        db.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+    cohort = _cohort_table(measures)
+    for table in (OBSERVED, cohort):
+        table.drop(db, checkfirst=True)
+    if isinstance(which, Observed):
+        OBSERVED.create(db)
+        if which.until:
+            db.execute(insert(OBSERVED), [{"episode_id": e, "until": u} for e, u in which.until])
+    cohort.create(db)
+    query = _cohort(measures, which)
+    db.execute(insert(cohort).from_select([c.name for c in cohort.columns], select(*query.c)))
+    if db.dialect.name == "postgresql":
+        db.exec_driver_sql("ANALYZE measure_cohort")  # temporary tables get no statistics otherwise
+    return cohort
+
+
+def _cohort(measures: MeasureSet, which: Period | Observed) -> Any:
+    """The cohort as a subquery: id, patient_ref, identified_on, enrolled_on, month, enrollment,
+    enrolled_day and end_day (E)."""
+    e = EPISODES
+    if isinstance(which, Observed):
+        source = e.join(OBSERVED, OBSERVED.c.episode_id == e.c.id)
+        until: Any = OBSERVED.c.until
+        where: list[Any] = []
+    else:
+        source, until = e, literal(which.as_of, Date)
+        where = [e.c.status.in_(REPORTED_STATUSES), not_(e.c.simulated), e.c.pathway_id == measures.pathway]
+        if which.start is not None:
+            where.append(e.c.identified_on >= which.start)
+        if which.end is not None:
+            where.append(e.c.identified_on <= which.end)
+    end_on: Any = until
+    ends_with = measures.observation.ends_with_event
+    if ends_with:
+        ended = (
+            select(EVENTS.c.episode_id, func.min(EVENTS.c.occurred_on).label("on"))
+            .where(EVENTS.c.type == ends_with)
+            .group_by(EVENTS.c.episode_id)
+            .subquery("ended")
+        )
+        source = source.outerjoin(ended, ended.c.episode_id == e.c.id)
+        end_on = case((and_(ended.c.on.is_not(None), ended.c.on < until), ended.c.on), else_=until)
+    return (
+        select(
+            e.c.id.label("episode_id"),
+            e.c.patient_ref,
+            e.c.identified_on,
+            e.c.enrolled_on,
+            MonthOf(e.c.enrolled_on).label("month"),
+            DayDiff(e.c.enrolled_on, e.c.identified_on).label("enrolled_day"),
+            DayDiff(end_on, e.c.identified_on).label("end_day"),
+            *(
+                _json_path(e.c.enrollment, field, kind).label(_column_name(field))
+                for field, kind in _enrollment_fields(measures).items()
+            ),
+        )
+        .select_from(source)
+        .where(*where)
+        .subquery("cohort")
+    )
+
+
+# ---- conditions ---------------------------------------------------------------------------------
+
+
+class _Joins:
+    """The first-occurrence tables a measure's conditions join (hash joins over one pass of the
+    look-up index each, instead of one correlated sub-query per cohort row)."""
+
+    def __init__(self) -> None:
+        self.tables: list[tuple[Any, Any]] = []
+
+    def first_day(self, query: Any, on: Any) -> Any:
+        table = query.subquery(f"first{len(self.tables)}")
+        self.tables.append((table, on(table)))
+        return table
+
+    def onto(self, source: Any) -> Any:
+        for table, on in self.tables:
+            source = source.outerjoin(table, on)
+        return source
+
+
+def _inside(first: Any, c: Any) -> ColumnElement[bool]:
+    """It happened, on or before the end day (the first occurrence decides)."""
+    return and_(first.is_not(None), first <= c.c.end_day)
+
+
+def _event_condition(c: Any, match: EventMatch, item: Any | None, joins: _Joins) -> ColumnElement[bool]:
+    ev = EVENTS.alias("ev")
+    if match.days_after_item is not None and item is not None:
+        # Relative to each population item: few items, so one probe of the index per item.
+        day = DayDiff(ev.c.occurred_on, c.c.identified_on)
+        low, high = match.days_after_item
+        where = [ev.c.episode_id == c.c.episode_id, ev.c.type.in_(match.types), day <= c.c.end_day]
+        where += [day >= item.c.day + low, day <= item.c.day + high]
+        if match.where is not None:
+            where.append(_matches(ev.c.payload, match.where))
+        return exists().where(*where)
+    owner = c.alias("owner")  # the cohort: only its episodes, with their day 0
+    day = DayDiff(ev.c.occurred_on, owner.c.identified_on)
+    where = [ev.c.type.in_(match.types)]
+    if match.where is not None:
+        where.append(_matches(ev.c.payload, match.where))
+    low, high = match.days
+    where += [day >= low] if low is not None else []
+    where += [day <= high] if high is not None else []
+    query = (
+        select(ev.c.episode_id, func.min(day).label("first"))
+        .select_from(ev.join(owner, owner.c.episode_id == ev.c.episode_id))
+        .where(*where)
+        .group_by(ev.c.episode_id)
+    )
+    table = joins.first_day(query, lambda t: t.c.episode_id == c.c.episode_id)
+    return _inside(table.c.first, c)
+
+
+def _item_condition(c: Any, match: ItemMatch, item: Any | None, joins: _Joins) -> ColumnElement[bool]:
+    found = ITEMS.alias("found")
+    kinds = [found.c.code.in_(match.codes)] if match.codes else []
+    kinds += [and_(found.c.kind == "phase", found.c.code.like(f"%->{p}")) for p in match.phases_entered]
+    keys = [found.c.episode_id]
+    if match.same_occasion and item is not None:
+        keys.append(found.c.occasion)
+    query = select(*keys, func.min(found.c.day).label("first")).where(or_(*kinds)).group_by(*keys)
+
+    def on(table: Any) -> Any:
+        same = [table.c.episode_id == c.c.episode_id]
+        if match.same_occasion and item is not None:
+            same.append(table.c.occasion == item.c.occasion)
+        return and_(*same)
+
+    return _inside(joins.first_day(query, on).c.first, c)
+
+
+def _condition(c: Any, condition: Condition, item: Any | None, joins: _Joins) -> ColumnElement[bool]:
+    """``condition`` for the cohort row ``c`` (and the population item ``item``), inside E."""
+    if condition.enrollment is not None:
+        return _holds(c.c[_column_name(condition.enrollment.field)], condition.enrollment)
+    if condition.event is not None:
+        return _event_condition(c, condition.event, item, joins)
+    assert condition.item is not None
+    return _item_condition(c, condition.item, item, joins)
+
+
+def _met(c: Any, met: Met, item: Any | None, joins: _Joins) -> ColumnElement[bool]:
+    parts: list[ColumnElement[bool]] = []
+    if met.any:
+        parts.append(or_(*(_condition(c, x, item, joins) for x in met.any)))
+    parts += [not_(_condition(c, x, item, joins)) for x in met.none]
+    return and_(*parts)
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """One measure's rows (episodes or items) with its eligible and met expressions."""
+
+    source: Any
+    eligible: ColumnElement[bool]
+    met: ColumnElement[bool]
+    observed: ColumnElement[bool]  # counted as the population before the window rule
+    item: Any | None
+
+
+def _frame(c: Any, spec: MeasureSpec) -> _Frame:
+    assert spec.met is not None
+    joins = _Joins()
+    if spec.items is not None:
+        population = spec.items
+        item = ITEMS.alias("subject")
+        on = [item.c.episode_id == c.c.episode_id, item.c.code.in_(population.codes), item.c.day <= c.c.end_day]
+        if population.occasions:
+            on.append(item.c.occasion.in_(population.occasions))
+        met = _met(c, spec.met, item, joins)
+        eligible = c.c.end_day >= item.c.day + population.observed_days
+        return _Frame(joins.onto(c.join(item, and_(*on))), eligible, met, true(), item)
+    episodes = spec.episodes
+    assert episodes is not None
+    threshold: Any = episodes.observed_days
+    if episodes.from_enrollment:
+        threshold = c.c.enrolled_day + episodes.observed_days
+    met = _met(c, spec.met, None, joins)
+    eligible: ColumnElement[bool] = c.c.end_day >= threshold
+    if episodes.eligible_once_met:
+        eligible = or_(eligible, met)
+    having = or_(*(_condition(c, x, None, joins) for x in episodes.having)) if episodes.having else true()
+    # Every cohort episode is observed; one outside ``having`` is not eligible.
+    return _Frame(joins.onto(c), and_(having, eligible), met, true(), None)
+
+
+def _one(flag: ColumnElement[bool]) -> Any:
+    return func.coalesce(func.sum(case((flag, 1), else_=0)), 0)
+
+
+def _proportion(db: Any, c: Any, spec: MeasureSpec) -> dict[str, Counts]:
+    frame = _frame(c, spec)
+    query = (
+        select(
+            c.c.month,
+            _one(frame.observed).label("observed"),
+            _one(frame.eligible).label("eligible"),
+            _one(and_(frame.eligible, frame.met)).label("numerator"),
+        )
+        .select_from(frame.source)
+        .group_by(c.c.month)
+    )
+    return {
+        row.month: Counts(numerator=row.numerator, eligible=row.eligible, observed=row.observed)
+        for row in db.execute(query)
+    }
+
+
+def _median(db: Any, c: Any, spec: MeasureSpec) -> dict[str, Counts]:
+    """Each eligible episode's latest value up to the day (ranked on narrow rows; the value read
+    from the winning event only), counted by value per month and overall: the median is read
+    off that histogram (SQLite has no percentile aggregate)."""
+    value, episodes = spec.value, spec.episodes
+    assert value is not None and episodes is not None
+    eligible, limit = c.c.end_day >= episodes.observed_days, value.up_to_day
+    ev = EVENTS.alias("ev")
+    day = DayDiff(ev.c.occurred_on, c.c.identified_on)
+    parts = [
+        select(
+            c.c.episode_id,
+            c.c.month,
+            day.label("day"),
+            literal(1).label("seq"),
+            ev.c.recorded_at.label("at"),
+            ev.c.id.label("event_id"),
+            cast(literal(None), Integer).label("given"),
+        )
+        .select_from(c.join(ev, ev.c.episode_id == c.c.episode_id))
+        .where(eligible, ev.c.type.in_(value.event_types), day <= limit, day <= c.c.end_day)
+    ]
+    if value.enrollment_field:
+        given = c.c[_column_name(value.enrollment_field)]
+        parts.append(
+            select(
+                c.c.episode_id,
+                c.c.month,
+                c.c.enrolled_day.label("day"),
+                literal(0).label("seq"),
+                cast(literal(None), EVENTS.c.recorded_at.type).label("at"),
+                cast(literal(None), String).label("event_id"),
+                given.label("given"),
+            ).where(eligible, c.c.enrolled_day <= limit, c.c.enrolled_day <= c.c.end_day, given.is_not(None))
+        )
+    recorded = union_all(*parts).subquery("recorded")
+    order = (recorded.c.day.desc(), recorded.c.seq.desc(), recorded.c.at.desc())
+    rank = func.row_number().over(partition_by=recorded.c.episode_id, order_by=order).label("rn")
+    ranked = select(recorded.c.month, recorded.c.event_id, recorded.c.given, rank).subquery("ranked")
+    winner = EVENTS.alias("winner")
+    number = func.coalesce(ranked.c.given, winner.c.payload[value.field].as_integer())
+    latest = (
+        select(ranked.c.month, number.label("value"))
+        .select_from(ranked.outerjoin(winner, winner.c.id == ranked.c.event_id))
+        .where(ranked.c.rn == 1)
+        .subquery("latest")
+    )
+    query = (
+        select(latest.c.month, latest.c.value, func.count().label("n"))
+        .where(latest.c.value.is_not(None))
+        .group_by(latest.c.month, latest.c.value)
+    )
+    histograms: dict[str, dict[float, int]] = {}
+    for row in db.execute(query):
+        for bucket in (row.month, ALL):
+            counts = histograms.setdefault(bucket, {})
+            counts[row.value] = counts.get(row.value, 0) + row.n
+    return {bucket: Counts(eligible=sum(h.values()), median=_median_of(h)) for bucket, h in histograms.items()}
+
+
+def _median_of(histogram: dict[float, int]) -> float:
+    """The median of the values counted in ``histogram`` (the mean of the middle two if even)."""
+    n, seen, middle = sum(histogram.values()), 0, []
+    for value in sorted(histogram):
+        for k in ((n + 1) // 2, (n + 2) // 2):
+            if seen < k <= seen + histogram[value]:
+                middle.append(value)
+        seen += histogram[value]
+    return float(sum(middle) / len(middle))
+
+
+def _cohort_sizes(db: Any, c: Any) -> dict[str, int]:
+    return {row.month: row.n for row in db.execute(select(c.c.month, func.count().label("n")).group_by(c.c.month))}
+
+
+@dataclass(frozen=True)
+class MeasureCounts:
+    """Counts per measure id, for the whole cohort and per month of enrollment."""
+
+    total: dict[str, Counts]
+    months: dict[str, dict[str, Counts]]  # month -> measure id -> counts
+    sizes: dict[str, int]  # month -> episodes in the cohort
+    first_day: date | None  # the earliest day 0 in the cohort
+
+    @property
+    def cohort(self) -> int:
+        return sum(self.sizes.values())
+
+
+def measure_counts(engine: Engine, measures: MeasureSet, which: Period | Observed) -> MeasureCounts:
+    """Every declared measure over the cohort ``which``: one aggregate query per measure."""
+    total: dict[str, Counts] = {}
+    with engine.connect() as db:
+        c = _prepare(db, measures, which)
+        sizes = _cohort_sizes(db, c)
+        first_day = db.execute(select(func.min(c.c.identified_on))).scalar()
+        months = {month: {} for month in sorted(sizes)}
+        for spec in measures.measures:
+            if spec.scoring == "median":
+                found = _median(db, c, spec)
+                # Not eligible: the rest of the cohort (not observed to the day, or no value).
+                found = {k: v.model_copy(update={"observed": sizes.get(k, 0)}) for k, v in found.items()}
+                overall = found.pop(ALL, Counts()).model_copy(update={"observed": sum(sizes.values())})
+            else:
+                found = _proportion(db, c, spec)
+                overall = Counts(
+                    numerator=sum(x.numerator for x in found.values()),
+                    eligible=sum(x.eligible for x in found.values()),
+                    observed=sum(x.observed for x in found.values()),
+                )
+            total[spec.id] = overall
+            for month, by_measure in months.items():
+                empty = Counts(observed=sizes[month] if spec.items is None else 0)
+                by_measure[spec.id] = found.get(month, empty)
+    return MeasureCounts(total=total, months=months, sizes=dict(sorted(sizes.items())), first_day=first_day)
+
+
+# ---- drill-down -----------------------------------------------------------------------------------
+
+
+def not_met(engine: Engine, measures: MeasureSet, which: Period | Observed, measure_id: str) -> list[dict[str, Any]]:
+    """The eligible episodes (or items) that did not meet ``measure_id``, oldest enrollment first."""
+    spec = measures.measure(measure_id)
+    if spec.scoring == "median":
+        return []
+    with engine.connect() as db:
+        c = _prepare(db, measures, which)
+        frame = _frame(c, spec)
+        columns = [c.c.episode_id, c.c.patient_ref, c.c.identified_on, c.c.enrolled_on, c.c.end_day]
+        if frame.item is not None:
+            columns += [frame.item.c.code, frame.item.c.occasion, frame.item.c.day]
+        query = (
+            select(*columns)
+            .select_from(frame.source)
+            .where(frame.eligible, not_(frame.met))
+            .order_by(c.c.enrolled_on, c.c.episode_id)
+            .limit(DRILL_LIMIT)
+        )
+        return [dict(row._mapping) for row in db.execute(query)]
+
+
+def store_version(engine: Engine) -> int:
+    """Grows with every recording (each writes one audit entry): a report over an unchanged store
+    is the same report."""
+    with engine.connect() as db:
+        return db.execute(select(func.max(AUDIT.c.id))).scalar() or 0
+
+
+# ---- forecast -------------------------------------------------------------------------------------
+
+
+def forecast(engine: Engine, as_of: date, weeks: int) -> list[dict[str, Any]]:
+    """Per coming week from ``as_of`` (week 1 starts on ``as_of``): how many of each code the
+    running episodes' clocks will raise, by assignee. One aggregate over ``coming_items``."""
+    end = as_of + timedelta(days=7 * weeks)
+    week = (DayDiff(COMING.c.due_on, literal(as_of, Date)) // 7).label("week")
+    query = (
+        select(week, COMING.c.code, COMING.c.assignee, func.count().label("count"))
+        .where(COMING.c.due_on >= as_of, COMING.c.due_on < end)
+        .group_by(week, COMING.c.code, COMING.c.assignee)
+        .order_by(week, COMING.c.assignee, COMING.c.code)
+    )
+    with engine.connect() as db:
+        return [
+            {
+                "week_start": (as_of + timedelta(days=7 * int(row.week))).isoformat(),
+                "code": row.code,
+                "assignee": row.assignee,
+                "count": row.count,
+            }
+            for row in db.execute(query)
+        ]
+
+
+__all__ = ["MeasureCounts", "Observed", "Period", "forecast", "measure_counts", "not_met"]
