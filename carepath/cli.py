@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -508,5 +509,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The ``carepath`` command: ``main``, then leave without the interpreter's finalization.
+
+    The Temporal SDK's runtime threads can hang or abort that finalization after a run
+    (ENGINEERING.md): seen as ``carepath import --json`` printing its report and never exiting
+    when Temporal had gone down mid-import. The work is done and flushed by then.
+    """
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
