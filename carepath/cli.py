@@ -122,7 +122,6 @@ def _seconds(value: str) -> float:
 
 def _schedules(args: argparse.Namespace) -> int:
     import asyncio
-    import os
 
     from carepath.schedules import ensure_schedules
     from carepath.settings import load_settings
@@ -137,9 +136,7 @@ def _schedules(args: argparse.Namespace) -> int:
         return await ensure_schedules(client, settings.task_queue, settings.clinic_timezone or None)
 
     print(f"schedule {asyncio.run(ensure())} is in place (created or updated)", flush=True)
-    # The SDK's runtime threads can abort the interpreter's finalization (docs: ENGINEERING.md);
-    # the work is done and printed, so leave without it.
-    os._exit(0)
+    return 0  # the command then leaves without the interpreter's finalization (entry)
 
 
 def _with_service(work: Callable[..., Any]) -> Any:
