@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import random
 import sys
-import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -30,7 +29,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from bench.worklist import figures
+from bench.worklist import figures, kept_or_temporary
 from carepath import measures as measures_module
 from carepath.app import create_app
 from carepath.service import CarepathService
@@ -150,14 +149,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", default="10000,100000", help="comma-separated sizes (multiples of 200)")
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--keep", metavar="DIR", help="keep the data in DIR (under /tmp), reuse it next run")
     options = parser.parse_args()
     sizes = sorted(int(n) for n in options.episodes.split(","))
     summary = []
-    with tempfile.TemporaryDirectory(prefix="carepath-bench-") as folder, running_postgres(Path(folder)) as url:
-        upgrade(url)
+    with kept_or_temporary(options.keep) as folder, running_postgres(Path(folder), reuse=True) as url:
+        upgrade(url)  # a kept store gets the migrations added since
         engine = make_engine(url)
         today = date.today()
-        fill_templates(engine, today)
+        with engine.connect() as db:
+            filled = db.execute(text("SELECT count(*) FROM episodes")).scalar_one()
+        if not filled:
+            fill_templates(engine, today)
         for size in sizes:
             started = time.perf_counter()
             grow(engine, size)

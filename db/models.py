@@ -135,6 +135,8 @@ class TimelineItemRow(Base):
         UniqueConstraint("episode_id", "code", "occasion", name="uq_timeline_item_occasion"),
         # The measures look items up by code (db/measures.py), then by episode.
         Index("ix_timeline_items_code", "code", "episode_id", "occasion", "day"),
+        # "Entered a phase" (a phase item's code ends with "->phase") reads the phase items only.
+        Index("ix_timeline_items_kind", "kind", "code", "episode_id", "day"),
     )
 
 
@@ -162,6 +164,9 @@ class TaskRow(Base):
         UniqueConstraint("episode_id", "code", "occasion", name="uq_task_occasion"),
         # The worklist's order within a status and priority, read by keyset (db/queries.task_page).
         Index("ix_tasks_worklist", "status", "priority", "due_on", "id"),
+        # The same order within one role (the worklist's and GET /tasks' assignee filter): a page
+        # of a rare role's tasks does not walk past every other role's.
+        Index("ix_tasks_assignee_worklist", "status", "assignee", "priority", "due_on", "id"),
     )
 
 
