@@ -25,6 +25,7 @@ from carepath.engine.registry import pathway_for
 from carepath.messages import DEFAULT_PUBLIC_URL, patient_words
 from carepath.observability import count_recording_retry
 from db import checkins as checkin
+from db.measure_facts import record_facts
 from db.models import AuditRow, ComingItemRow, EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
 
 EPISODES = EpisodeRow.__table__
@@ -190,6 +191,7 @@ def write_changes(
         )
     if record.coming is not None:
         _replace_coming(db, episode_id, record.coming)
+    record_facts(db, episode_id, written.pathway_id)  # what the cohort measures read, kept current
     db.execute(
         sql.audit,
         {

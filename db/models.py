@@ -201,6 +201,33 @@ class ComingItemRow(Base):
     __table_args__ = (Index("ix_coming_items_forecast", "due_on", "code", "assignee"),)
 
 
+class MeasureFactRow(Base):
+    """One fact per episode that a cohort measure reads (db/measures.py): the first day an event
+    or item it names happened, or the latest value it reads with that value's day. Rewritten
+    for the episode at every recording (in the recording's transaction), so a report reads one
+    narrow indexed row per episode and fact instead of every event and item."""
+
+    __tablename__ = "measure_facts"
+
+    fact: Mapped[str] = mapped_column(String(32), primary_key=True)  # the condition's key
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id"), primary_key=True)
+    day: Mapped[int] = mapped_column(Integer)  # days since day 0
+    value: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_measure_facts_episode_id", "episode_id"),)
+
+
+class MeasureFactSetRow(Base):
+    """A set of facts (one pathway's declared measures) filled for every episode stored before
+    it: until then a report counts from the events and items themselves."""
+
+    __tablename__ = "measure_fact_sets"
+
+    signature: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pathway_id: Mapped[str] = mapped_column(String(64))
+    filled_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class IdempotencyKeyRow(Base):
     """A client's Idempotency-Key for one episode, claimed before anything is applied.
 
