@@ -214,6 +214,9 @@ def fill(engine: Engine, measures: MeasureSet, progress: Callable[[int], None] |
         done, last = done + len(ids), ids[-1]
         if progress is not None:
             progress(done)
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
+            db.exec_driver_sql("ANALYZE measure_facts")  # the reports' plans need its statistics now
     try:
         with engine.begin() as db:
             row = {"signature": signature(measures), "pathway_id": measures.pathway, "filled_at": datetime.now(UTC)}

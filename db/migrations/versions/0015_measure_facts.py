@@ -24,14 +24,14 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "measure_facts",
-        sa.Column("fact", sa.String(length=32), nullable=False),
         sa.Column("episode_id", sa.String(length=64), nullable=False),
+        sa.Column("fact", sa.String(length=32), nullable=False),
         sa.Column("day", sa.Integer(), nullable=False),
         sa.Column("value", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(["episode_id"], ["episodes.id"]),
-        sa.PrimaryKeyConstraint("fact", "episode_id"),
+        sa.PrimaryKeyConstraint("episode_id", "fact"),
     )
-    op.create_index("ix_measure_facts_episode_id", "measure_facts", ["episode_id"])
+    op.create_index("ix_measure_facts_fact", "measure_facts", ["fact", "episode_id", "day", "value"])
     op.create_table(
         "measure_fact_sets",
         sa.Column("signature", sa.String(length=32), nullable=False),
@@ -47,5 +47,5 @@ def downgrade() -> None:
     op.drop_index("ix_tasks_assignee_worklist", table_name="tasks")
     op.drop_index("ix_timeline_items_kind", table_name="timeline_items")
     op.drop_table("measure_fact_sets")
-    op.drop_index("ix_measure_facts_episode_id", table_name="measure_facts")
+    op.drop_index("ix_measure_facts_fact", table_name="measure_facts")
     op.drop_table("measure_facts")
