@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     # Largest request body the API reads (an enrollment or event is well under 10 KB).
     max_request_bytes: int = 65_536
+    # Largest body POST /imports reads, line by line as it arrives (it has its own limit, not the
+    # one above): 256 MiB is about 600,000 enrollments; 0 takes any size.
+    import_max_bytes: int = Field(268_435_456, ge=0)
     # Signs the pages' CSRF tokens; empty: a random secret per API process (set one when several
     # API processes serve the pages behind one address).
     csrf_secret: str = ""
