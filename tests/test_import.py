@@ -244,3 +244,41 @@ async def test_imports_limits_and_content_type(env, tmp_path, monkeypatch):
         assert f"lines from {complete + 1} on were not read" in message, message
         assert [e["line"] for e in cut.json()["report"]["enrolled"]] == list(range(1, complete + 1))
         assert episodes(live.service) == complete
+
+
+async def test_imports_sender_gone_mid_body_keeps_the_whole_lines_only(env, tmp_path, caplog):
+    """The sender goes away mid-body (Content-Length not reached): the whole lines it sent were
+    imported as they came, the line it was cutting is not, the log says where it stopped, and the
+    API goes on serving (no 500)."""
+    whole = b"".join(json.dumps(enrollment(f"gone-{n}")).encode() + b"\n" for n in range(1, 4))
+    async with api_client(env, sqlite_url(tmp_path)) as live, served(live.app) as url:
+
+        def refs() -> list[str]:
+            with Session(live.service.engine) as session:
+                like = EpisodeRow.patient_ref.like("gone-%")
+                return sorted(session.scalars(select(EpisodeRow.patient_ref).where(like)).all())
+
+        host, port = url.removeprefix("http://").split(":")
+        _, writer = await asyncio.open_connection(host, int(port))
+        head = (
+            f"POST /imports HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-ndjson\r\n"
+            f"Authorization: Bearer {live.tokens['coordinator']}\r\nContent-Length: 100000\r\n\r\n"
+        )
+        writer.write(head.encode() + whole)
+        await writer.drain()
+        for _ in range(100):  # enrolled as they arrive, before the body ends
+            if len(refs()) == 3:
+                break
+            await asyncio.sleep(0.1)
+        writer.write(json.dumps(enrollment("gone-4")).encode()[:50])
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        for _ in range(100):
+            if "import stopped" in caplog.text:
+                break
+            await asyncio.sleep(0.1)
+        assert refs() == ["gone-1", "gone-2", "gone-3"]
+        assert "the connection closed before the body ended: lines from 4 on were not read" in caplog.text
+        async with httpx.AsyncClient(base_url=url, headers=live.auth("viewer")) as http:
+            assert (await http.get("/episodes")).status_code == 200

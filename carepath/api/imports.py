@@ -9,6 +9,8 @@ the sender's upload progress is the import's progress. The API's body limit
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +22,7 @@ from carepath.api.deps import Clinician, Service
 from carepath.importer import MAX_LINE_BYTES, ImportCut, ImportReport, import_enrollments, split_lines
 
 router = APIRouter(tags=["episodes"])
+log = logging.getLogger("carepath.api")
 # What a JSON-lines body is sent as; application/json is one enrollment a line all the same.
 LINES_TYPES = ("application/x-ndjson", "application/jsonl", "application/json")
 _STATUS = {"too_large": 413, "cut_short": 400}
@@ -57,6 +60,15 @@ def _refused_up_front(request: Request, limit: int) -> JSONResponse | None:
     return None
 
 
+def _log_cut(work: asyncio.Future[ImportReport]) -> None:
+    """An import that stopped early, in the log (its sender may no longer be there to be told)."""
+    cut = None if work.cancelled() else work.exception()
+    if isinstance(cut, ImportCut) and cut.report is not None:
+        log.warning("import stopped: %s (%s)", cut.message, cut.report.summary())
+    elif cut is not None:
+        log.error("import failed: %s", cut, exc_info=cut)
+
+
 @router.post(
     "/imports",
     response_model=ImportReport,
@@ -78,20 +90,34 @@ def _refused_up_front(request: Request, limit: int) -> JSONResponse | None:
 async def imports(request: Request, who: Clinician, service: Service) -> Response:
     """Enroll many patients: the body is JSON lines (``application/x-ndjson``), one enrollment per line.
 
-    Each start is durable and does not wait for the baseline; patients already active are skipped
-    (a re-sent file enrolls only what is missing). The body is read line by line as it arrives,
-    64 at a time being enrolled, so a file of any size up to ``CAREPATH_IMPORT_MAX_BYTES`` (256 MiB
-    by default) goes in one request; the upload advances as lines are enrolled. Lines are refused
-    one by one, naming the line and the field (a line over 65,536 bytes, not UTF-8 or not JSON names
-    ``line``), and the good lines are imported. The answer is the report ``carepath import --json``
-    prints: ``enrolled``, ``already_active``, ``rejected``, ``failed``, each by line number.
+    Each line is exactly a ``POST /episodes`` body. Each start is durable and does not wait for the
+    baseline; patients already active are skipped, so a re-sent file enrolls only what is missing.
+
+    **Any size, one request.** The body is read line by line as it arrives and 64 lines are enrolled
+    at a time; the next bytes are read only as lines are done, so the upload's own progress is the
+    import's progress, and the answer comes when the last line is done (about 150 lines a second
+    on one dev server: give the client a long timeout). Limits: 65,536 bytes a line, and
+    ``CAREPATH_IMPORT_MAX_BYTES`` (64 MiB, about 170,000 enrollments) in all; the API's request limit
+    (``CAREPATH_MAX_REQUEST_BYTES``) does not apply here.
+
+    **The answer** is the report ``carepath import --json`` prints: ``enrolled`` and
+    ``already_active`` (line, episode id), ``rejected`` (line, field, message: bad input, nothing
+    enrolled for that line) and ``failed`` (Temporal or the database unavailable: send the file
+    again). A line that is over the line limit, not UTF-8 or not JSON is rejected naming ``line``
+    (a last line cut short says so); the other lines are imported all the same. A body over the
+    total limit answers 413: refused before reading when its Content-Length says so, else the
+    lines before the limit were imported and the answer's ``report`` says how.
     """
     limit = request.app.state.import_max_bytes
     if (refused := _refused_up_front(request, limit)) is not None:
         return refused
     lines = split_lines(_chunks(request, limit), MAX_LINE_BYTES)
+    # Shielded: if the sender goes away (the request is cancelled), the lines already read are
+    # still enrolled, and no start is cut off between its reservation and its workflow.
+    work = asyncio.ensure_future(import_enrollments(service, lines, who.actor))
+    work.add_done_callback(_log_cut)
     try:
-        report = await import_enrollments(service, lines, who.actor)
+        report = await asyncio.shield(work)
     except ImportCut as cut:
         return _refusal(_STATUS[cut.reason], "body", cut.message, cut.report)
     return Response(report.model_dump_json(), media_type="application/json")
