@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from bench.live import carepath_env, connect_when_ready, enrollment, free_port, proc_status, start_dev_server  # noqa: E402
+from bench.write_path import wait_ready  # noqa: E402
 from carepath.codec import KeyRing  # noqa: E402
 from db.engine import make_engine  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
@@ -76,18 +77,6 @@ async def http_import(path: Path, url: str, token: str) -> tuple[float, dict[str
     return took, answer.json()
 
 
-async def wait_ready(url: str, timeout: float = 60) -> None:
-    async with httpx.AsyncClient(base_url=url) as client:
-        for _ in range(int(timeout * 10)):
-            try:
-                if (await client.get("/health")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise TimeoutError("the API never answered /health")
-
-
 def line(what: str, n: int, took: float, report: dict[str, list], rss: str) -> str:
     counts = ", ".join(f"{len(report[k])} {k}" for k in ("enrolled", "already_active", "rejected", "failed"))
     return f"{what}: {n} lines in {took:.1f} s = {n / took:.0f} lines/s ({counts}); {rss}"
@@ -114,7 +103,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     try:
         await connect_when_ready(address)
         url = f"http://127.0.0.1:{port}"
-        await wait_ready(url)
+        async with httpx.AsyncClient(base_url=url) as probe:
+            await wait_ready(probe)  # /ready: the database and Temporal answer
         before = proc_status(api.pid, "VmRSS")
         took_http, report_http = await http_import(tmp / "http.jsonl", url, token)
         grown = proc_status(api.pid, "VmHWM") - before
