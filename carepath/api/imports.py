@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from carepath.api.deps import Clinician, Service
+from carepath.api.schema import ERROR, ERROR_SCHEMAS, REF
 from carepath.importer import MAX_LINE_BYTES, ImportCut, ImportReport, import_enrollments, split_lines
 
 router = APIRouter(tags=["episodes"])
@@ -26,6 +27,20 @@ log = logging.getLogger("carepath.api")
 # What a JSON-lines body is sent as; application/json is one enrollment a line all the same.
 LINES_TYPES = ("application/x-ndjson", "application/jsonl", "application/json")
 _STATUS = {"too_large": 413, "cut_short": 400}
+# A body stopped early: the error, and the report of the lines read before it.
+CUT = {
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "detail": ERROR_SCHEMAS["ErrorAnswer"]["properties"]["detail"],
+                    "report": {"$ref": REF.format(model="ImportReport")},
+                },
+            }
+        }
+    }
+}
 
 
 def _refusal(status: int, field: str, message: str, report: ImportReport | None = None) -> JSONResponse:
@@ -79,12 +94,16 @@ def _log_cut(work: asyncio.Future[ImportReport]) -> None:
         }
     },
     responses={
-        400: {"description": "the connection closed mid-body: `report` says what the lines read did"},
+        400: {"description": "the connection closed mid-body: `report` says what the lines read did", **CUT},
         413: {
             "description": "over CAREPATH_IMPORT_MAX_BYTES: refused before reading when Content-Length says so, "
-            "else the lines read before the limit were imported and `report` says how"
+            "else the lines read before the limit were imported and `report` says how",
+            **CUT,
         },
-        415: {"description": "the body is not sent as application/x-ndjson (or application/jsonl, application/json)"},
+        415: {
+            "description": "the body is not sent as application/x-ndjson (or application/jsonl, application/json)",
+            "content": {"application/json": {"schema": ERROR}},
+        },
     },
 )
 async def imports(request: Request, who: Clinician, service: Service) -> Response:
