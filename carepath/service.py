@@ -33,7 +33,8 @@ from carepath.errors import FieldError, InvalidInput
 from carepath.outbox import Bounded, EventOutbox, Unavailable
 from carepath.settings import Settings
 from db import idempotency
-from db.models import AuditRow, EpisodeRow, TaskRow
+from db.audit import audit_trail, write_audit
+from db.models import EpisodeRow, TaskRow
 from db.queries import EpisodeFacts, TaskFilter, TaskView, episode_facts, task_page, timeline
 from workflows.client import UNREACHABLE, Attempts, EpisodeClient, EpisodeClosed, passing_cause
 from workflows.contracts import EpisodeView, EventOutcome, TaskClosing
@@ -414,15 +415,14 @@ class CarepathService:
                 ).rowcount
                 if not released:
                     return False
-                session.add(
-                    AuditRow(
-                        change_id=f"{episode_id}/released",
-                        episode_id=episode_id,
-                        at=now,
-                        actor=actor,
-                        action="enroll:released",
-                        detail={"reason": why, "replaced_by": replacement.id if replacement else None},
-                    )
+                write_audit(
+                    session,
+                    change_id=f"{episode_id}/released",
+                    episode_id=episode_id,
+                    at=now,
+                    actor=actor,
+                    action="enroll:released",
+                    detail={"reason": why, "replaced_by": replacement.id if replacement else None},
                 )
                 if replacement is not None:
                     session.flush()  # the old row leaves the one-active index before the new one enters
@@ -572,19 +572,18 @@ class CarepathService:
             task.status = closing.status
             task.closed_at = now
             task.close_reason = closing.reason
-            session.add(
-                AuditRow(
-                    change_id=f"{task.episode_id}/task-{task_id}-{closing.status}",
-                    episode_id=task.episode_id,
-                    at=now,
-                    actor=closing.actor,
-                    action=f"task:{closing.status}",
-                    detail={
-                        "closed": [f"{TaskKey(task.code, task.occasion)}:{closing.status}"],
-                        "reason": closing.reason,
-                        "after_workflow": True,
-                    },
-                )
+            write_audit(
+                session,
+                change_id=f"{task.episode_id}/task-{task_id}-{closing.status}",
+                episode_id=task.episode_id,
+                at=now,
+                actor=closing.actor,
+                action=f"task:{closing.status}",
+                detail={
+                    "closed": [f"{TaskKey(task.code, task.occasion)}:{closing.status}"],
+                    "reason": closing.reason,
+                    "after_workflow": True,
+                },
             )
 
     # ---- reads (from the store) -------------------------------------------------------------
@@ -620,9 +619,7 @@ class CarepathService:
 
     def audit(self, episode_id: str) -> list[AuditEntry]:
         self._episode_row(episode_id)
-        with Session(self.engine) as session:
-            rows = session.scalars(select(AuditRow).where(AuditRow.episode_id == episode_id).order_by(AuditRow.id))
-            return [AuditEntry.model_validate(row, from_attributes=True) for row in rows]
+        return [AuditEntry.model_validate(row, from_attributes=True) for row in audit_trail(self.engine, episode_id)]
 
     def task(self, task_id: int) -> TaskView:
         found = self.worklist(task_id=task_id, status=None, include_simulated=True)
