@@ -151,6 +151,12 @@ def long_functions(files: dict[str, Path]) -> list[tuple[str, str, int]]:
     return sorted(found, key=lambda f: -f[2])
 
 
+def typing_only(tree: ast.AST) -> set[ast.AST]:
+    """The imports under ``if TYPE_CHECKING:``: names used as types only."""
+    guarded = [n for n in ast.walk(tree) if isinstance(n, ast.If) and ast.unparse(n.test).endswith("TYPE_CHECKING")]
+    return {node for block in guarded for stmt in block.body for node in ast.walk(stmt)}
+
+
 def sql_outside_db(files: dict[str, Path]) -> list[tuple[str, list[str]]]:
     """Modules outside db/ importing sqlalchemy's query constructs, with the names they import."""
     found = []
@@ -158,7 +164,11 @@ def sql_outside_db(files: dict[str, Path]) -> list[tuple[str, list[str]]]:
         if name == "db" or name.startswith("db."):
             continue
         names: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        types_only = typing_only(tree)
+        for node in ast.walk(tree):
+            if node in types_only:
+                continue
             if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "sqlalchemy" for a in node.names):
                 names.add("sqlalchemy")
             elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sqlalchemy":
