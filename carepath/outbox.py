@@ -43,7 +43,8 @@ NO_ANSWER_YET = "no worker has answered yet (the workers are busy or not running
 
 
 class Unavailable(Exception):
-    """No answer within the wait bound (HTTP 503 + Retry-After); the message says what happens next."""
+    """No answer within the wait bound: the message says what happens next, ``retry_after`` (seconds)
+    when asking again makes sense."""
 
     def __init__(self, field: str, message: str, retry_after: int = RETRY_AFTER_SECONDS, cause: str = "") -> None:
         self.error = FieldError(field, message)
