@@ -22,6 +22,8 @@ from activities import channels
 from activities.followup import FollowUp
 from activities.notifications import NotificationDispatcher, NotificationSink
 from activities.recording import EpisodeRecorder
+from carepath.engine.registry import pathways
+from carepath.measures import fill_kept_facts_in_background
 from carepath.messages import DEFAULT_PUBLIC_URL
 from carepath.observability import configure_logging, tracing_interceptors, worker_runtime
 from carepath.pathways import register_shipped
@@ -101,6 +103,8 @@ def worker_from_settings(client: Client, engine: Engine, settings: Settings, exe
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
+    register_shipped()
+    fill_kept_facts_in_background(engine, pathways())  # episodes stored before the measures' facts
     client = await connect(
         settings.temporal_address,
         settings.temporal_namespace,

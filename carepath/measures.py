@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -21,9 +23,47 @@ from sqlalchemy import Engine
 from carepath.engine.measures import Counts, MeasureSet, result
 from carepath.engine.pathway import Pathway
 from carepath.errors import FieldError, InvalidInput
+from db.measure_facts import fill
 from db.measures import MeasureCounts, Observed, Period, forecast, measure_counts, not_met, store_version
 
 MAX_FORECAST_WEEKS = 52
+FILL_LOG_EVERY = 10_000  # episodes between two progress lines of a fill
+
+log = logging.getLogger(__name__)
+
+
+def fill_kept_facts(engine: Engine, pathways: list[Pathway]) -> int:
+    """Fill the kept per-episode facts of each pathway's measures for the episodes stored before
+    them (after an upgrade, or a new declaration), with progress in the log; returns the episodes
+    filled. Nothing to fill is one quick read."""
+    total = 0
+    for pathway in pathways:
+
+        def progress(done: int, pathway_id: str = pathway.id) -> None:
+            if done % FILL_LOG_EVERY == 0:
+                log.info("measures of %s: facts filled for %d stored episodes so far", pathway_id, done)
+
+        done = fill(engine, pathway.measures(), progress)
+        if done:
+            log.info("measures of %s: facts filled for all %d stored episodes", pathway.id, done)
+        total += done
+    return total
+
+
+def fill_kept_facts_in_background(engine: Engine, pathways: list[Pathway]) -> threading.Thread:
+    """Start the fill beside the worker, so the first report after an upgrade need not wait for it
+    (a report still fills what is missing itself). A daemon thread: stopping the worker never waits
+    for it, and a fill cut short is done again from the start next time."""
+
+    def run() -> None:
+        try:
+            fill_kept_facts(engine, pathways)
+        except Exception as exc:  # the database unreachable: the first report fills instead
+            log.warning("measures: facts not filled at start (%s); the first report fills them", exc)
+
+    thread = threading.Thread(target=run, name="measure-facts-fill", daemon=True)
+    thread.start()
+    return thread
 
 
 @dataclass(frozen=True)

@@ -292,3 +292,33 @@ def test_episodes_stored_before_their_facts_get_them_from_the_first_report(simul
             assert len(db.execute(select(FACT_SETS)).all()) == 1
     finally:
         engine.dispose()
+
+
+def test_the_worker_fills_facts_of_episodes_stored_before_them_at_start(simulated, tmp_path: Path, caplog) -> None:
+    """After an upgrade the worker fills the facts in the background (with progress in the log), so
+    the first report finds them filled and counts the hand-computed measures without a fill of its own."""
+    import logging
+    import shutil
+
+    from sqlalchemy import delete, select
+
+    from carepath.measures import fill_kept_facts_in_background
+    from db.measure_facts import FACT_SETS, FACTS, filled
+
+    url, paths, results, _ = simulated
+    copy = tmp_path / "upgraded.db"
+    shutil.copy(url.removeprefix("sqlite:///"), copy)
+    engine = make_engine(f"sqlite:///{copy}")
+    try:
+        with engine.begin() as db:
+            kept = sorted(db.execute(select(FACTS)).all())
+            db.execute(delete(FACTS))
+            db.execute(delete(FACT_SETS))
+        with caplog.at_level(logging.INFO, logger="carepath.measures"):
+            fill_kept_facts_in_background(engine, [OVCF_LUMBAR]).join(timeout=60)
+        assert f"facts filled for all {len(COHORT)} stored episodes" in caplog.text
+        with engine.connect() as db:
+            assert filled(db, OVCF_LUMBAR.measures())
+            assert sorted(db.execute(select(FACTS)).all()) == kept
+    finally:
+        engine.dispose()
