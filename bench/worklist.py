@@ -35,7 +35,7 @@ from carepath.access import COOKIE
 from carepath.app import create_app
 from carepath.service import CarepathService
 from carepath.settings import Settings
-from carepath.web import pages as pages_module
+from carepath.web import handling
 from db.engine import make_engine
 from db.migrate import upgrade
 from db.models import Base, EpisodeRow, TaskRow
@@ -131,7 +131,7 @@ async def walk(client: httpx.AsyncClient, first: str, pages: int, cursor_of, col
     times, url = [], first
     for _ in range(pages):
         if cold:
-            pages_module._counted.clear()
+            handling.COUNTED.clear()
         started = time.perf_counter()
         answer = await client.get(url)
         times.append((time.perf_counter() - started) * 1000)

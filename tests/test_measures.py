@@ -305,7 +305,7 @@ def test_the_worker_fills_facts_of_episodes_stored_before_them_at_start(simulate
     from carepath.measures import fill_kept_facts_in_background
     from db.measure_facts import FACT_SETS, FACTS, filled
 
-    url, paths, results, _ = simulated
+    url, *_ = simulated
     copy = tmp_path / "upgraded.db"
     shutil.copy(url.removeprefix("sqlite:///"), copy)
     engine = make_engine(f"sqlite:///{copy}")

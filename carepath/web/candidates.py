@@ -10,14 +10,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from carepath.access import CLINICIANS, Principal
-from carepath.engine.presentation import sections_values
 from carepath.engine.registry import pathway_for
 from carepath.errors import InvalidInput
 from carepath.intake.candidates import Candidates
 from carepath.service import Conflict, NotFound
-from carepath.web import drafts, pages
+from carepath.web import drafts, handling
 from carepath.web.guard import render
 from carepath.web.intake_view import highlighted
+from carepath.web.pages import render_enroll_form
 from db.intake import CandidateView
 from db.models import MAX_ID
 
@@ -42,14 +42,14 @@ def form_values(draft: dict[str, Any], prefix: str = "") -> dict[str, list[str]]
 
 
 def _queue(request: Request) -> Candidates:
-    return Candidates(pages._service(request))
+    return Candidates(handling.service_of(request))
 
 
 def _form(request: Request, who: Principal, view: CandidateView, status: int = 200, **context: Any) -> Response:
     queue = _queue(request)
     values = form_values(queue.draft(view))
     values.setdefault("identified_on", [view.received_at.date().isoformat()])
-    return pages._enroll_form(
+    return render_enroll_form(
         request,
         who,
         pathway_for(view.pathway_id),
@@ -71,7 +71,7 @@ def _missing(request: Request, who: Principal) -> Response:
 
 @router.get("/ui/candidates/{candidate_id}/enroll")
 def enroll_form(request: Request, candidate_id: int) -> Response:
-    who = pages._signed_in(request, CLINICIANS, "enrolling patients")
+    who = handling.signed_in(request, CLINICIANS, "enrolling patients")
     if isinstance(who, Response):
         return who
     try:
@@ -82,13 +82,13 @@ def enroll_form(request: Request, candidate_id: int) -> Response:
         return _missing(request, who)
     if view.status != "open" or view.active_episode_id:
         target = view.active_episode_id or view.episode_id
-        return pages._redirect(f"/ui/episodes/{target}" if target else "/", "enrolled" if target else "closed")
+        return handling.redirect_after(f"/ui/episodes/{target}" if target else "/", "enrolled" if target else "closed")
     return _form(request, who, view)
 
 
 @router.post("/ui/candidates/{candidate_id}/enroll")
 async def enroll(request: Request, candidate_id: int) -> Response:
-    checked = await pages._action(request, CLINICIANS, "enrolling patients")
+    checked = await handling.guarded_action(request, CLINICIANS, "enrolling patients")
     if isinstance(checked, Response):
         return checked
     who, form = checked
@@ -102,33 +102,33 @@ async def enroll(request: Request, candidate_id: int) -> Response:
     typed = drafts.typed(form)
     pathway = pathway_for(view.pathway_id)
     sections = pathway.enrollment_form(pathway.definition())
-    given = sections_values(sections, lambda name: pages._text(form, name), lambda name: pages._all(form, name))
+    given = handling.posted_sections(sections, form)
     try:
         enrolled = await queue.enroll(candidate_id, given, who.actor)
     except InvalidInput as exc:
-        return _form(request, who, view, 422, errors=pages._errors(exc), values=typed)
+        return _form(request, who, view, 422, errors=handling.field_errors(exc), values=typed)
     except Conflict as exc:
-        held = await run_in_threadpool(pages._service(request).active_episode_of, view.patient_ref)
+        held = await run_in_threadpool(handling.service_of(request).active_episode_of, view.patient_ref)
         errors = {exc.error.field: exc.error.message}
         return _form(request, who, view, 409, errors=errors, values=typed, existing=held)
-    return pages._redirect(f"/ui/episodes/{enrolled.episode_id}", "enrolled")
+    return handling.redirect_after(f"/ui/episodes/{enrolled.episode_id}", "enrolled")
 
 
 @router.post("/ui/candidates/{candidate_id}/{action}")
 async def close(request: Request, candidate_id: int, action: str) -> Response:
     """``confirm`` (record the offered event) or ``dismiss`` (a reason is required)."""
-    checked = await pages._action(request, CLINICIANS, "candidates")
+    checked = await handling.guarded_action(request, CLINICIANS, "candidates")
     if isinstance(checked, Response):
         return checked
     who, form = checked
     if action not in ("confirm", "dismiss") or not 1 <= candidate_id <= MAX_ID:
         return _missing(request, who)
     queue = _queue(request)
-    back = pages._back(form)
+    back = handling.return_path(form)
     try:
         if action == "dismiss":
             await run_in_threadpool(queue.dismiss, candidate_id, str(form.get("reason") or ""), who.actor)
-            return pages._redirect(back, "dismissed")
+            return handling.redirect_after(back, "dismissed")
         await queue.confirm(candidate_id, who.actor)
     except NotFound:
         return _missing(request, who)
@@ -136,4 +136,4 @@ async def close(request: Request, candidate_id: int, action: str) -> Response:
         message = str(exc.errors[0]) if isinstance(exc, InvalidInput) else str(exc.error)
         return render("message.html", 422, request, heading="Nothing was changed", message=message, who=who)
     view = await run_in_threadpool(queue.get, candidate_id)
-    return pages._redirect(f"/ui/episodes/{view.episode_id}", "recorded")
+    return handling.redirect_after(f"/ui/episodes/{view.episode_id}", "recorded")

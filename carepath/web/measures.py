@@ -15,7 +15,7 @@ from carepath.access import CLINICIANS, READERS
 from carepath.errors import InvalidInput
 from carepath.measures import as_csv, drill_down, period, report, weekly_load
 from carepath.web.guard import render
-from carepath.web.pages import _common, _signed_in
+from carepath.web.handling import signed_in, signed_in_context
 
 router = APIRouter(include_in_schema=False)
 FORECAST_WEEKS = 8
@@ -111,19 +111,19 @@ def _page_context(request: Request, who: Any) -> dict[str, Any]:
 
 @router.get("/ui/measures")
 async def measures_page(request: Request) -> Response:
-    who = await run_in_threadpool(_signed_in, request, READERS, "the measures")
+    who = await run_in_threadpool(signed_in, request, READERS, "the measures")
     if isinstance(who, Response):
         return who
     try:
         context = await run_in_threadpool(_page_context, request, who)
     except (InvalidInput, LookupError) as exc:
         return render("message.html", 422, request, heading="Cannot show these measures", message=str(exc), who=who)
-    return render("measures.html", 200, request, **_common(request, who), **context)
+    return render("measures.html", 200, request, **signed_in_context(request, who), **context)
 
 
 @router.get("/ui/measures.csv")
 async def measures_csv(request: Request) -> Response:
-    who = await run_in_threadpool(_signed_in, request, READERS, "the measures")
+    who = await run_in_threadpool(signed_in, request, READERS, "the measures")
     if isinstance(who, Response):
         return who
     service = request.app.state.service

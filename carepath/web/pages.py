@@ -11,7 +11,6 @@ page's CSRF token), which also renders every page.
 from __future__ import annotations
 
 import re
-import secrets
 import time
 from collections.abc import Callable
 from datetime import date
@@ -32,13 +31,11 @@ from carepath.access import (
     READERS,
     Forbidden,
     Principal,
-    Unauthorized,
-    authenticate,
     ensure,
     session_policy,
 )
 from carepath.engine.pathway import Pathway
-from carepath.engine.presentation import EventForm, sections_values
+from carepath.engine.presentation import EventForm
 from carepath.engine.registry import default_pathway, pathway_for, pathways
 from carepath.engine.vocabulary import Assignee, Priority, TaskStatus
 from carepath.errors import InvalidInput
@@ -46,6 +43,19 @@ from carepath.service import CarepathService, Conflict, NotFound, enrollment_dig
 from carepath.web import drafts
 from carepath.web.audit_words import audit_lines
 from carepath.web.guard import FORGED, checked_form, render
+from carepath.web.handling import (
+    COUNTED,
+    field_errors,
+    form_list,
+    form_text,
+    guarded_action,
+    posted_sections,
+    redirect_after,
+    return_path,
+    service_of,
+    signed_in,
+    signed_in_context,
+)
 from carepath.web.intake_view import section as intake_section
 from carepath.web.timeline import timeline_svg
 from db.models import EPISODE_ID_PATTERN, MAX_ID
@@ -65,113 +75,27 @@ STATUSES: tuple[str, ...] = get_args(TaskStatus)
 router = APIRouter(include_in_schema=False)
 
 
-def _service(request: Request) -> CarepathService:
-    return request.app.state.service
-
-
-def _signed_in(request: Request, roles: tuple[str, ...], what: str) -> Principal | Response:
-    """The signed-in person when their role is one of ``roles``, or the response to send instead."""
-    try:
-        who = authenticate(request, cookie=True)
-        ensure(who, roles, what)
-    except Unauthorized:
-        return RedirectResponse("/login", status_code=303)
-    except Forbidden as exc:
-        return render("message.html", 403, request, heading="Not allowed", message=str(exc), who=None)
-    return who
-
-
 def _reader(request: Request) -> Principal | Response:
-    return _signed_in(request, READERS, "open patient pages")
+    return signed_in(request, READERS, "open patient pages")
 
 
-async def _action(request: Request, roles: tuple[str, ...], what: str) -> tuple[Principal, FormData] | Response:
-    """A state-changing page form: the person's role, then this origin and the page's CSRF token."""
-    who = await run_in_threadpool(_signed_in, request, roles, what)  # the token's look-up: off the loop
-    if isinstance(who, Response):
-        return who
-    form = await checked_form(request)
-    if form is None:
-        return render("message.html", 403, request, heading="Nothing was changed", message=FORGED, who=who)
-    return who, form
-
-
-def _back(form: FormData, default: str = "/") -> str:
-    """Where a form returns to: a path on this site only (never another host)."""
-    target = str(form.get("back") or default)
-    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else default
-
-
-def _redirect(target: str, notice: str) -> RedirectResponse:
-    """After a change made on a page (POST-redirect-GET): the worklist counts are counted afresh."""
-    _counted.clear()
-    joiner = "&" if "?" in target else "?"
-    return drafts.clear(RedirectResponse(f"{target}{joiner}notice={notice}", status_code=303), target)
-
-
-def _text(form: FormData, name: str) -> str | None:
-    value = form.get(name)
-    return value if isinstance(value, str) else None
-
-
-def _all(form: FormData, name: str) -> list[str]:
-    return [v for v in form.getlist(name) if isinstance(v, str)]
-
-
-def _errors(exc: InvalidInput) -> dict[str, str]:
-    """Field -> message, the API's own field names (the page shows each beside its input)."""
-    found: dict[str, str] = {}
-    for error in exc.errors:
-        found.setdefault(error.field or "form", error.message)
-    return found
-
-
-# What a redirect's ?notice= says (codes, so that a link cannot make the page say anything else).
-NOTICES = {
-    "completed": "Task completed.",
-    "cancelled": "Task cancelled.",
-    "closed": "That task was already closed; nothing was recorded twice.",
-    "recorded": "Event recorded.",
-    "enrolled": "Patient enrolled.",
-    "already": "This patient was already enrolled with exactly these details: nothing new was created; "
-    "this is the existing episode.",
-    "withdrawn": "Patient withdrawn; open tasks were cancelled.",
-    "migrated": "Episode migrated to the new pathway version.",
-    "checkin": "A check-in link is on its way to the patient.",
-    "assigned": "Task assigned.",
-    "unassigned": "Task handed back to its role.",
-    "dismissed": "Candidate dismissed; nobody was enrolled.",
-}
 PAGE_SIZE = 50
-
-
-def _common(request: Request, who: Principal) -> dict[str, Any]:
-    """What every signed-in page shows: who, and the notice of the action that led here."""
-    return {
-        "who": who,
-        "notice": NOTICES.get(request.query_params.get("notice", "")),
-        "can_act": who.role in CLINICIANS,
-        "is_physician": who.role in PHYSICIANS,
-        "closers": {assignee: roles for assignee, roles in CLOSERS.items()},
-        "form_key": secrets.token_urlsafe(16),  # one per rendered page: a resubmission reuses it
-    }
 
 
 # Counting every open task is the one read on the worklist that grows with the store (tens of ms
 # at 100,000 tasks): the counts are kept COUNTS_TTL seconds per filter, and dropped by any change
 # made through these pages, so a person's own action shows in them at once.
 COUNTS_TTL = 5.0
-_counted: dict[tuple[str, date], tuple[float, dict[str, dict[str, int]]]] = {}
 
 
 def _counts(service: CarepathService, today: date, f: TaskFilter) -> dict[str, dict[str, int]]:
     key = (f.model_dump_json(), today)
     now = time.monotonic()
-    held = _counted.get(key)
+    held = COUNTED.get(key)
     if held is None or held[0] < now:
-        if len(_counted) > 1000:  # filters typed by hand: keep the cache small
-            _counted.clear()
-        held = _counted[key] = (now + COUNTS_TTL, task_counts(service.engine, today, f))
+        if len(COUNTED) > 1000:  # filters typed by hand: keep the cache small
+            COUNTED.clear()
+        held = COUNTED[key] = (now + COUNTS_TTL, task_counts(service.engine, today, f))
     return held[1]
 
 
@@ -200,7 +124,7 @@ def worklist(
     who = _reader(request)
     if isinstance(who, Response):
         return who
-    service = _service(request)
+    service = service_of(request)
     today = service.today()
     f = TaskFilter(
         assignee=_choice(assignee, ASSIGNEES),
@@ -225,7 +149,7 @@ def worklist(
         "worklist.html",
         200,
         request,
-        **_common(request, who),
+        **signed_in_context(request, who),
         assignee=f.assignee,
         groups=[g for g in groups if g[2]],
         failed_notifications=failed,
@@ -241,14 +165,14 @@ def worklist(
 
 @router.post("/ui/tasks/{task_id}/{action}")
 async def close_task(request: Request, task_id: int, action: str) -> Response:
-    checked = await _action(request, CLINICIANS, "close tasks")
+    checked = await guarded_action(request, CLINICIANS, "close tasks")
     if isinstance(checked, Response):
         return checked
     who, form = checked
     if action not in ("complete", "cancel", "assign") or not 1 <= task_id <= MAX_ID:
         return render("message.html", 404, request, heading="No such action", message="Nothing was changed.", who=who)
-    service = _service(request)
-    back = _back(form)
+    service = service_of(request)
+    back = return_path(form)
     if action == "assign":
         return await _assign(request, who, task_id, str(form.get("owner") or "").strip(), back)
     reason = str(form.get("reason") or "").strip()
@@ -260,14 +184,14 @@ async def close_task(request: Request, task_id: int, action: str) -> Response:
         status = "completed" if action == "complete" else "cancelled"
         await service.close_task(task_id, status, reason or "done", who.actor)
     except Conflict:  # closed already (a double click, or someone else): nothing recorded twice
-        return _redirect(back, "closed")
+        return redirect_after(back, "closed")
     except Forbidden as exc:
         return _task_refused(request, who, back, str(exc), 403)
     except NotFound as exc:
         return _task_refused(request, who, back, str(exc), 404)
     except InvalidInput as exc:
         return _task_refused(request, who, back, str(exc))
-    return _redirect(back, status)
+    return redirect_after(back, status)
 
 
 async def _assign(request: Request, who: Principal, task_id: int, owner: str, back: str) -> Response:
@@ -276,12 +200,12 @@ async def _assign(request: Request, who: Principal, task_id: int, owner: str, ba
 
     name = who.name if owner == "me" else owner[:200] or None
     try:
-        await assign_task(_service(request), task_id, name, who.actor)
+        await assign_task(service_of(request), task_id, name, who.actor)
     except Conflict as exc:
         return _task_refused(request, who, back, exc.error.message, 409)
     except NotFound as exc:
         return _task_refused(request, who, back, str(exc), 404)
-    return _redirect(back, "assigned" if name else "unassigned")
+    return redirect_after(back, "assigned" if name else "unassigned")
 
 
 def _task_refused(request: Request, who: Principal, back: str, why: str, status: int = 422) -> Response:
@@ -304,7 +228,7 @@ def patients(
     who = _reader(request)
     if isinstance(who, Response):
         return who
-    service = _service(request)
+    service = service_of(request)
     query = {
         "patient_ref": (patient or "").strip()[:64] or None,
         "phase": _choice(phase, _phases()),
@@ -316,7 +240,7 @@ def patients(
         "patients.html",
         200,
         request,
-        **_common(request, who),
+        **signed_in_context(request, who),
         episodes=page.items,
         query=query,
         phases=_phases(),
@@ -344,7 +268,7 @@ def _fhir_file(request: Request, episode_id: str, name: str, build: Callable[[An
     who = _reader(request)
     if isinstance(who, Response):
         return who
-    service = _service(request)
+    service = service_of(request)
     try:
         if not EPISODE_ID.fullmatch(episode_id):
             raise NotFound(episode_id)
@@ -366,7 +290,7 @@ async def episode_screen(request: Request, episode_id: str) -> Response:
 async def _episode_view(
     request: Request, who: Principal, episode_id: str, status: int = 200, draft: drafts.Draft = drafts.EMPTY
 ) -> Response:
-    service = _service(request)
+    service = service_of(request)
     try:
         if not EPISODE_ID.fullmatch(episode_id):
             raise NotFound(episode_id)
@@ -396,7 +320,7 @@ async def _episode_view(
         "episode.html",
         status,
         request,
-        **_common(request, who),
+        **signed_in_context(request, who),
         episode=episode,
         events=recorded,
         audit=audit_lines(trail, pathway, definition),
@@ -422,13 +346,13 @@ def _event_form(pathway: Pathway, definition: Any, kind: str) -> EventForm | Non
 
 @router.post("/ui/episodes/{episode_id}/events")
 async def record_event(request: Request, episode_id: str) -> Response:
-    checked = await _action(request, CLINICIANS, "record events")
+    checked = await guarded_action(request, CLINICIANS, "record events")
     if isinstance(checked, Response):
         return checked
     who, form = checked
     kind = str(form.get("type") or "")
     back = f"/ui/episodes/{episode_id}"
-    service = _service(request)
+    service = service_of(request)
     try:
         if not EPISODE_ID.fullmatch(episode_id):
             raise NotFound(episode_id)
@@ -438,18 +362,18 @@ async def record_event(request: Request, episode_id: str) -> Response:
             raise InvalidInput.one("type", "is not an event this page records")
         if spec.physicians_only:
             ensure(who, PHYSICIANS, f"record {spec.title.lower()} events")
-        event = pathway.parse_event(spec.values(lambda name: _text(form, name), lambda name: _all(form, name)))
+        event = pathway.parse_event(spec.values(lambda name: form_text(form, name), lambda name: form_list(form, name)))
         # The page's form key is the Idempotency-Key: a double click or a resubmission applies once.
         key = f"form-{str(form.get('form_key') or '')[:40]}" if form.get("form_key") else None
         await service.record_event(episode_id, event, who.actor, key)
     except InvalidInput as exc:
-        return await _refused(request, who, episode_id, drafts.Draft(kind, drafts.typed(form), _errors(exc)))
+        return await _refused(request, who, episode_id, drafts.Draft(kind, drafts.typed(form), field_errors(exc)))
     except Forbidden as exc:  # not this person's to do: said at once, with what they typed
         draft = drafts.Draft(kind, drafts.typed(form), {"form": str(exc)})
         return await _episode_view(request, who, episode_id, 403, draft)
     except NotFound:
         return await _episode_view(request, who, episode_id, 404)
-    return _redirect(back, "recorded")
+    return redirect_after(back, "recorded")
 
 
 async def _refused(request: Request, who: Principal, episode_id: str, draft: drafts.Draft) -> Response:
@@ -461,7 +385,7 @@ async def _refused(request: Request, who: Principal, episode_id: str, draft: dra
 
 @router.post("/ui/episodes/{episode_id}/checkins")
 async def send_checkin(request: Request, episode_id: str) -> Response:
-    checked = await _action(request, CLINICIANS, "send check-in links")
+    checked = await guarded_action(request, CLINICIANS, "send check-in links")
     if isinstance(checked, Response):
         return checked
     who, _ = checked
@@ -469,38 +393,38 @@ async def send_checkin(request: Request, episode_id: str) -> Response:
     from carepath.checkin_send import send_checkin as send
 
     try:
-        await send(_service(request), episode_id, who.actor, public_url(request))
+        await send(service_of(request), episode_id, who.actor, public_url(request))
     except InvalidInput as exc:
-        return await _refused(request, who, episode_id, drafts.Draft("checkin", {}, _errors(exc)))
-    return _redirect(f"/ui/episodes/{episode_id}", "checkin")
+        return await _refused(request, who, episode_id, drafts.Draft("checkin", {}, field_errors(exc)))
+    return redirect_after(f"/ui/episodes/{episode_id}", "checkin")
 
 
 @router.post("/ui/episodes/{episode_id}/withdraw")
 async def withdraw(request: Request, episode_id: str) -> Response:
-    checked = await _action(request, CLINICIANS, "withdraw a patient")
+    checked = await guarded_action(request, CLINICIANS, "withdraw a patient")
     if isinstance(checked, Response):
         return checked
     who, form = checked
-    service = _service(request)
+    service = service_of(request)
     try:
         pathway, definition = await run_in_threadpool(service.episode_pathway, episode_id)
         spec = pathway.withdraw_form(definition)
         if spec is None:
             raise InvalidInput.one("episode", "this pathway takes no withdrawal on this page")
-        data = spec.values(lambda name: _text(form, name), lambda name: _all(form, name))
+        data = spec.values(lambda name: form_text(form, name), lambda name: form_list(form, name))
         data["occurred_on"] = service.today(definition).isoformat()
         key = f"form-{str(form.get('form_key') or '')[:40]}" if form.get("form_key") else None
         await service.record_event(episode_id, data, who.actor, key)
     except InvalidInput as exc:
-        return await _refused(request, who, episode_id, drafts.Draft("withdraw", drafts.typed(form), _errors(exc)))
+        return await _refused(request, who, episode_id, drafts.Draft("withdraw", drafts.typed(form), field_errors(exc)))
     except NotFound:
         return await _episode_view(request, who, episode_id, 404)
-    return _redirect(f"/ui/episodes/{episode_id}", "withdrawn")
+    return redirect_after(f"/ui/episodes/{episode_id}", "withdrawn")
 
 
 @router.post("/ui/episodes/{episode_id}/migrate")
 async def migrate(request: Request, episode_id: str) -> Response:
-    checked = await _action(request, PHYSICIANS, "migrate an episode")
+    checked = await guarded_action(request, PHYSICIANS, "migrate an episode")
     if isinstance(checked, Response):
         return checked
     who, form = checked
@@ -511,12 +435,12 @@ async def migrate(request: Request, episode_id: str) -> Response:
             raise InvalidInput.one("version", "choose a pathway version")
         if not reason:
             raise InvalidInput.one("reason", "a migration needs a reason")
-        await _service(request).migrate(episode_id, int(version), reason, who.actor)
+        await service_of(request).migrate(episode_id, int(version), reason, who.actor)
     except InvalidInput as exc:
-        return await _refused(request, who, episode_id, drafts.Draft("migrate", drafts.typed(form), _errors(exc)))
+        return await _refused(request, who, episode_id, drafts.Draft("migrate", drafts.typed(form), field_errors(exc)))
     except NotFound:
         return await _episode_view(request, who, episode_id, 404)
-    return _redirect(f"/ui/episodes/{episode_id}", "migrated")
+    return redirect_after(f"/ui/episodes/{episode_id}", "migrated")
 
 
 def _enroll_pathway(request: Request, form: FormData | None = None) -> Pathway:
@@ -528,15 +452,17 @@ def _enroll_pathway(request: Request, form: FormData | None = None) -> Pathway:
         return default_pathway()
 
 
-def _enroll_form(request: Request, who: Principal, pathway: Pathway, status: int = 200, **context: Any) -> Response:
-    service = _service(request)
+def render_enroll_form(
+    request: Request, who: Principal, pathway: Pathway, status: int = 200, **context: Any
+) -> Response:
+    service = service_of(request)
     definition = pathway.definition(service.pathway_version if pathway is default_pathway() else None)
     sections = pathway.enrollment_form(definition)
     return render(
         "enroll.html",
         status,
         request,
-        **_common(request, who),
+        **signed_in_context(request, who),
         pathway=pathway,
         pathways=pathways(),
         definition=definition,
@@ -550,41 +476,43 @@ def _enroll_form(request: Request, who: Principal, pathway: Pathway, status: int
 
 @router.get("/ui/enroll")
 def enroll_form(request: Request) -> Response:
-    who = _signed_in(request, CLINICIANS, "enroll patients")
+    who = signed_in(request, CLINICIANS, "enroll patients")
     if isinstance(who, Response):
         return who
     pathway = _enroll_pathway(request)
     draft = drafts.take(request)
     if draft.form != "enroll":
-        return _enroll_form(request, who, pathway)
+        return render_enroll_form(request, who, pathway)
     ref = draft.value("patient.ref").strip()
-    existing = _service(request).active_episode_of(ref) if ref and "patient.ref" in draft.errors else None
-    return _enroll_form(request, who, pathway, errors=draft.errors, values=draft.values, existing=existing)
+    existing = service_of(request).active_episode_of(ref) if ref and "patient.ref" in draft.errors else None
+    return render_enroll_form(request, who, pathway, errors=draft.errors, values=draft.values, existing=existing)
 
 
 @router.post("/ui/enroll")
 async def enroll(request: Request) -> Response:
-    checked = await _action(request, CLINICIANS, "enroll patients")
+    checked = await guarded_action(request, CLINICIANS, "enroll patients")
     if isinstance(checked, Response):
         return checked
     who, form = checked
-    service = _service(request)
+    service = service_of(request)
     pathway = _enroll_pathway(request, form)
     try:
         definition = pathway.definition(service.pathway_version if pathway is default_pathway() else None)
-        data = sections_values(pathway.enrollment_form(definition), lambda n: _text(form, n), lambda n: _all(form, n))
+        data = posted_sections(pathway.enrollment_form(definition), form)
         enrollment = pathway.parse_enrollment(data)
         enrolled = await service.enroll(enrollment, who.actor, pathway.id)
     except InvalidInput as exc:
-        return _enroll_refused(request, who, pathway, drafts.Draft("enroll", drafts.typed(form), _errors(exc)), 422)
+        return _enroll_refused(
+            request, who, pathway, drafts.Draft("enroll", drafts.typed(form), field_errors(exc)), 422
+        )
     except Conflict as exc:
         held = await run_in_threadpool(service.active_episode_of, enrollment.patient_ref)
         if held is not None and held.enrollment_digest == enrollment_digest(enrollment):
             # The same form sent again (a double click, or later): the first made the episode.
-            return _redirect(f"/ui/episodes/{held.id}", "already")
+            return redirect_after(f"/ui/episodes/{held.id}", "already")
         draft = drafts.Draft("enroll", drafts.typed(form), {exc.error.field: exc.error.message})
         return _enroll_refused(request, who, pathway, draft, 409, held)
-    return _redirect(f"/ui/episodes/{enrolled.episode_id}", "enrolled")
+    return redirect_after(f"/ui/episodes/{enrolled.episode_id}", "enrolled")
 
 
 def _enroll_refused(
@@ -593,7 +521,9 @@ def _enroll_refused(
     """Back to the enroll form (303) with what was typed and what was wrong (post/redirect/get)."""
     target = "/ui/enroll" if pathway is default_pathway() else f"/ui/enroll?pathway={pathway.id}"
     back = drafts.redirect_back(request, target, draft)
-    return back or _enroll_form(request, who, pathway, status, errors=draft.errors, values=draft.values, existing=held)
+    return back or render_enroll_form(
+        request, who, pathway, status, errors=draft.errors, values=draft.values, existing=held
+    )
 
 
 @router.get("/ui/evidence")
@@ -603,7 +533,7 @@ def evidence(request: Request) -> Response:
     if isinstance(who, Response):
         return who
     lists = [(p.title, p.id, p.evidence()) for p in pathways() if p.evidence()]
-    return render("evidence.html", 200, request, **_common(request, who), lists=lists)
+    return render("evidence.html", 200, request, **signed_in_context(request, who), lists=lists)
 
 
 @router.get("/login")
@@ -617,7 +547,7 @@ async def login(request: Request) -> Response:
     if form is None:
         return render("login.html", 403, request, who=None, error=FORGED)
     token = str(form.get("token") or "").strip()
-    service = _service(request)
+    service = service_of(request)
     holder = await run_in_threadpool(verify, service.engine, token) if token else None
     if holder is None:
         return render("login.html", 401, request, who=None, error="That token is unknown or revoked.")
@@ -640,7 +570,7 @@ async def logout(request: Request) -> Response:
     if await checked_form(request) is None:
         return render("message.html", 403, request, heading="Not signed out", message=FORGED, who=None)
     if session_id := request.cookies.get(COOKIE):
-        service = _service(request)
+        service = service_of(request)
         await run_in_threadpool(end_session, service.engine, session_id, service.clock())
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)
