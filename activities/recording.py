@@ -94,7 +94,10 @@ class EpisodeRecorder:
         self.public_url = public_url  # the base of the patients' check-in links
 
     @activity.defn(name="record_changes")
-    def record_changes(self, record: ChangeRecord) -> None:
+    def record_changes(self, record: ChangeRecord) -> dict[str, Any] | None:
+        """Write ``record``. Run as a local activity it returns the record: a local activity's
+        input is not kept in the workflow's history, its result is, and ``carepath reconcile``
+        re-records an episode from what its history kept."""
         count_recording_retry()
         try:
             with Session(self.engine) as session, session.begin():
@@ -103,6 +106,7 @@ class EpisodeRecorder:
             # SQLAlchemy's message carries the SQL and its parameters (patient data, and big enough
             # for Temporal to replace the failure by "Failure exceeds size limit."): say the cause only.
             raise ApplicationError(database_cause(exc), type=DATABASE_ERROR) from None
+        return record.model_dump(mode="json") if activity.info().is_local else None
 
 
 def database_cause(exc: DBAPIError) -> str:

@@ -9,15 +9,17 @@ start the workflow.
 
 ``carepath reconcile`` (``reconcile_episodes``) repairs the database after a restore from a backup
 older than Temporal's state, or lost rows: it replays every running episode's recorded decisions
-(the ``record_changes`` inputs in its history) through the same idempotent ``write_changes``, then
-runs the enrollment sweep.
+(the ``record_changes`` inputs in its history, or what a local one returned) through the same
+idempotent ``write_changes``, then runs the enrollment sweep.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import timedelta
+from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import Engine, func, select, update
@@ -35,6 +37,8 @@ from carepath.settings import Settings
 from db.models import AuditRow, EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
 
 log = logging.getLogger(__name__)
+# The marker Temporal's core SDK writes for a local activity: its result, not its input.
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 
 async def reconcile_periodically(service: CarepathService, every: float, older_than: timedelta) -> None:
@@ -115,11 +119,25 @@ async def recorded_changes(client: Client, workflow: str) -> list[ChangeRecord]:
                 scheduled = event.activity_task_scheduled_event_attributes
                 if scheduled.activity_type.name == "record_changes":
                     records += await client.data_converter.decode(scheduled.input.payloads, [ChangeRecord])
+            elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+                kept = _locally_recorded(event.marker_recorded_event_attributes)
+                if kept is not None:
+                    records += await client.data_converter.decode(kept, [ChangeRecord])
         runs.append(records)
         if not previous:
             break
         run_id = previous
     return [record for run in reversed(runs) for record in run]
+
+
+def _locally_recorded(marker: Any) -> Any:
+    """The record a successful local ``record_changes`` returned (its input is not in history)."""
+    if marker.marker_name != LOCAL_ACTIVITY_MARKER or "result" not in marker.details:
+        return None
+    data = marker.details["data"].payloads
+    if not data or json.loads(data[0].data).get("activity_type") != "record_changes":
+        return None
+    return marker.details["result"].payloads
 
 
 def _counts(session: Session, episode_id: str) -> dict[str, int]:
