@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 from temporalio import activity
 
 from activities.notifications import NotificationDispatcher
@@ -22,6 +21,9 @@ from carepath.messages import due_words, episode_link
 from db import checkins as checkin
 from db import followup as store
 from db import notifications as outbox
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 DIGEST_ROLES = ("coordinator", "physician")
 DIGEST_CODE = "DIGEST"
@@ -77,7 +79,7 @@ class FollowUp:
     def renotify_urgent(self, due: UrgentDue) -> bool:
         """The second notification of an urgent item still open ``after_hours`` after it was raised,
         to its role; True if one is (now or before) in the outbox."""
-        with Session(self.engine) as session, session.begin():
+        with store.transaction(self.engine) as session:
             found = store.open_urgent_task(session, due.task_id)
             if found is None:
                 return False
@@ -116,7 +118,7 @@ class FollowUp:
         """One digest per role for the clinic's day of ``now``: written once per day, then delivered."""
         definition = default_pathway().definition()  # the clinic's day: the default pathway's clock
         today = local_date(definition, request.now)
-        with Session(self.engine) as session, session.begin():
+        with store.transaction(self.engine) as session:
             open_tasks = store.open_tasks(session)
             urgent = store.urgent_items_since(session, request.now - timedelta(hours=24))
             per_assignee = dict(Counter(task.assignee for task, _ in open_tasks))

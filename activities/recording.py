@@ -7,12 +7,11 @@ retried call (after a timeout, a crash, a lost connection) writes nothing twice.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -23,6 +22,10 @@ from carepath.messages import DEFAULT_PUBLIC_URL, patient_words
 from carepath.observability import count_recording_retry
 from db import checkins as checkin
 from db import recording as rows
+from db.audit import write_audit
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 # The type of the non-retryable failure when an episode's reservation was released (see below).
 RESERVATION_RELEASED = "ReservationReleased"
@@ -94,8 +97,8 @@ class EpisodeRecorder:
         re-records an episode from what its history kept."""
         count_recording_retry()
         try:
-            with Session(self.engine) as session, session.begin():
-                write_changes(session, record, public_url=self.public_url)
+            with rows.transaction(self.engine) as db:
+                write_changes(db, record, public_url=self.public_url)
         except DBAPIError as exc:
             # SQLAlchemy's message carries the SQL and its parameters (patient data, and big enough
             # for Temporal to replace the failure by "Failure exceeds size limit."): say the cause only.
@@ -112,14 +115,17 @@ def database_cause(exc: DBAPIError) -> str:
 
 
 def write_changes(
-    session: Session, record: ChangeRecord, repair: bool = False, public_url: str = DEFAULT_PUBLIC_URL
+    transaction: Connection | Session,
+    record: ChangeRecord,
+    repair: bool = False,
+    public_url: str = DEFAULT_PUBLIC_URL,
 ) -> None:
     """Write ``record`` inside the caller's transaction; a second call is a no-op.
 
     ``repair`` (carepath reconcile) also brings back a task or notification deleted from beside an
     item that is still there; the activity skips that look-up, since it writes them together.
     """
-    db = session.connection()
+    db = rows.connection_of(transaction)
     sql = rows.statements(db.dialect.name)
     written = _write_episode(db, sql, record)
     if record.event is not None:
@@ -130,7 +136,7 @@ def write_changes(
     rows.close_tasks(db, record.episode_id, record.changes.closures, record.at)
     if record.coming is not None:
         rows.replace_coming(db, record.episode_id, [item.model_dump() for item in record.coming])
-    rows.add_audit(db, sql, _audit_row(record))
+    write_audit(db, **_audit_entry(record), keep_written=True)  # a retried recording writes it once
 
 
 def _write_episode(db: Connection, sql: rows.Inserts, record: ChangeRecord) -> Any:
@@ -164,7 +170,7 @@ def _event_row(record: ChangeRecord, event: RecordedEvent) -> dict[str, Any]:
     }
 
 
-def _audit_row(record: ChangeRecord) -> dict[str, Any]:
+def _audit_entry(record: ChangeRecord) -> dict[str, Any]:
     return {
         "change_id": record.change_id,
         "episode_id": record.episode_id,

@@ -1,5 +1,6 @@
 """The shape of the code, measured: import circles, arrows pointing up, modules outside
-carepath/pathways/ that import a shipped pathway, and product functions over 60 lines.
+carepath/pathways/ that import a shipped pathway, modules outside db/ that build SQL, and product
+functions over 60 lines.
 
     .venv/bin/python bench/arch.py [ROOT]      # ROOT: a checkout (default: this one)
 
@@ -28,6 +29,9 @@ PACKAGES = ("carepath", "activities", "workflows", "db")
 INFRASTRUCTURE = ("settings", "codec", "temporal", "messages", "observability")
 ROOTS = ("carepath.app", "carepath.cli", "carepath.dev", "worker", "carepath.simulate.runner")
 MAX_LINES = 60
+# What builds or runs a query: a module importing one of these from sqlalchemy holds SQL (a type
+# such as Engine, Connection or an exception does not).
+QUERY_CONSTRUCTS = {"select", "insert", "update", "delete", "text", "func", "Session", "sessionmaker", "and_", "or_"}
 
 
 def modules(root: Path) -> dict[str, Path]:
@@ -147,6 +151,33 @@ def long_functions(files: dict[str, Path]) -> list[tuple[str, str, int]]:
     return sorted(found, key=lambda f: -f[2])
 
 
+def typing_only(tree: ast.AST) -> set[ast.AST]:
+    """The imports under ``if TYPE_CHECKING:``: names used as types only."""
+    guarded = [n for n in ast.walk(tree) if isinstance(n, ast.If) and ast.unparse(n.test).endswith("TYPE_CHECKING")]
+    return {node for block in guarded for stmt in block.body for node in ast.walk(stmt)}
+
+
+def sql_outside_db(files: dict[str, Path]) -> list[tuple[str, list[str]]]:
+    """Modules outside db/ importing sqlalchemy's query constructs, with the names they import."""
+    found = []
+    for name, path in files.items():
+        if name == "db" or name.startswith("db."):
+            continue
+        names: set[str] = set()
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        types_only = typing_only(tree)
+        for node in ast.walk(tree):
+            if node in types_only:
+                continue
+            if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "sqlalchemy" for a in node.names):
+                names.add("sqlalchemy")
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sqlalchemy":
+                names |= {a.name for a in node.names if a.name in QUERY_CONSTRUCTS}
+        if names:
+            found.append((name, sorted(names)))
+    return sorted(found)
+
+
 def main() -> None:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent)
     files = modules(root)
@@ -168,6 +199,10 @@ def main() -> None:
     print(f"modules outside carepath/pathways/ importing a shipped pathway: {len(shipped)}")
     for name in shipped:
         print(f"  {name}")
+    sql = sql_outside_db(files)
+    print(f"modules outside db/ building SQL: {len(sql)}")
+    for name, names in sql:
+        print(f"  {name} ({', '.join(names)})")
     longest = long_functions(files)
     print(f"product functions over {MAX_LINES} lines: {len(longest)}")
     for name, function, length in longest:

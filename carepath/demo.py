@@ -16,12 +16,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from carepath.service import CarepathService, Conflict
-from db.models import ApiTokenRow
-from db.tokens import create_token
+from db.tokens import create_token, token_names
 
 
 @dataclass(frozen=True)
@@ -118,8 +114,7 @@ def _enrollment(patient: DemoPatient, today: date) -> dict[str, Any]:
 def demo_tokens(engine: Any) -> list[tuple[str, str, str]]:
     """(name, role, token) for a demo coordinator and physician, made once (tokens are stored
     hashed, so a later start cannot show them again)."""
-    with Session(engine) as session:
-        taken = set(session.scalars(select(ApiTokenRow.name)))
+    taken = token_names(engine)
     made = []
     for name, role in (("demo-coordinator", "coordinator"), ("demo-physician", "physician")):
         if name not in taken:

@@ -13,12 +13,12 @@ from datetime import datetime
 from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
 from carepath.engine.pathway import Pathway
 from carepath.engine.presentation import RecordedEvent
 from carepath.engine.registry import pathway_for
+from db.exports import episode_audit, episode_records
 from db.models import AuditRow, EpisodeRow, EventRow, TaskRow
 
 PATIENT_SYSTEM = "urn:carepath:patient"
@@ -53,23 +53,9 @@ def _patient(ref: str) -> dict[str, Any]:
     return {"identifier": {"system": PATIENT_SYSTEM, "value": ref}}
 
 
-def _episode(session: Session, episode_id: str) -> EpisodeRow:
-    episode = session.get(EpisodeRow, episode_id)
-    if episode is None:
-        raise LookupError(f"no episode {episode_id}")
-    return episode
-
-
 def episode_bundle(engine: Engine, episode_id: str) -> dict[str, Any]:
     """The episode's CarePlan and its Tasks as a validated FHIR R4 ``collection`` Bundle."""
-    with Session(engine) as session:
-        episode = _episode(session, episode_id)
-        tasks = session.scalars(select(TaskRow).where(TaskRow.episode_id == episode_id).order_by(TaskRow.id)).all()
-        recorded = session.scalars(
-            select(EventRow)
-            .where(EventRow.episode_id == episode_id)
-            .order_by(EventRow.occurred_on, EventRow.recorded_at)
-        ).all()
+    episode, tasks, recorded = episode_records(engine, episode_id)
     plan_url = _full_url("CarePlan", episode.id)
     entries = [_task_entry(task, episode, plan_url) for task in tasks]
     pathway = pathway_for(episode.pathway_id)
@@ -162,9 +148,7 @@ def _event_entry(row: EventRow, episode: EpisodeRow, pathway: Pathway, plan_url:
 
 def audit_bundle(engine: Engine, episode_id: str) -> dict[str, Any]:
     """The episode's audit trail as FHIR R4 AuditEvents in a ``collection`` Bundle."""
-    with Session(engine) as session:
-        episode = _episode(session, episode_id)
-        rows = session.scalars(select(AuditRow).where(AuditRow.episode_id == episode_id).order_by(AuditRow.id)).all()
+    episode, rows = episode_audit(engine, episode_id)
     plan_url = _full_url("CarePlan", episode.id)
     entries = [
         {"fullUrl": _full_url("AuditEvent", f"{episode.id}/{row.id}"), "resource": _audit_event(row, plan_url)}

@@ -24,12 +24,11 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, case, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import Response
 
-from db.models import EpisodeRow, NotificationRow, TaskRow
+from db.gauges import store_counts
 
 # Process-wide, in prometheus-client's default registry (one API process, one set of series).
 REQUESTS = Counter("carepath_http_requests", "HTTP requests answered", ["method", "route", "status"])
@@ -55,35 +54,13 @@ class StoreCollector(Collector):
         self.today = today
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        real = EpisodeRow.simulated.is_(False)
-        with Session(self.engine) as session:
-            phases = session.execute(
-                select(EpisodeRow.phase, func.count())
-                .where(real, EpisodeRow.status.not_in(("reserving", "abandoned")))
-                .group_by(EpisodeRow.phase)
-            ).all()
-            reservations = session.execute(
-                select(EpisodeRow.status, func.count())
-                .where(real, EpisodeRow.status.in_(("reserving", "abandoned")))
-                .group_by(EpisodeRow.status)
-            ).all()
-            open_tasks = select(TaskRow.code, func.count()).join(EpisodeRow).where(real, TaskRow.status == "open")
-            opened = session.execute(open_tasks.group_by(TaskRow.code)).all()
-            overdue = session.execute(open_tasks.where(TaskRow.due_on < self.today()).group_by(TaskRow.code)).all()
-            notes = session.execute(
-                select(
-                    NotificationRow.status,
-                    func.count(),
-                    # Attempts after each one's first: the deliveries that failed and were retried.
-                    func.coalesce(
-                        func.sum(case((NotificationRow.attempts > 1, NotificationRow.attempts - 1), else_=0)), 0
-                    ),
-                ).group_by(NotificationRow.status)
-            ).all()
-        yield _gauge("carepath_episodes", "Episodes by phase (enrolled, not simulated)", "phase", phases)
+        counts = store_counts(self.engine, self.today())
+        notes = counts.notifications
+        yield _gauge("carepath_episodes", "Episodes by phase (enrolled, not simulated)", "phase", counts.phases)
+        reservations = counts.reservations
         yield _gauge("carepath_enrollment_reservations", "Reservations not (yet) episodes", "status", reservations)
-        yield _gauge("carepath_open_tasks", "Open tasks by code", "code", opened)
-        yield _gauge("carepath_overdue_tasks", "Open tasks past their due date, by code", "code", overdue)
+        yield _gauge("carepath_open_tasks", "Open tasks by code", "code", counts.open_tasks)
+        yield _gauge("carepath_overdue_tasks", "Open tasks past their due date, by code", "code", counts.overdue_tasks)
         yield _gauge("carepath_notifications", "Notifications by status", "status", [(s, n) for s, n, _ in notes])
         yield GaugeMetricFamily(
             "carepath_notification_retries",

@@ -17,12 +17,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from temporalio.client import Client
 
 from carepath.errors import FieldError, InvalidInput
 from carepath.observability import observe_update
 from db import idempotency
+from db.health import check_database
 from workflows.client import UNREACHABLE, Attempts, EpisodeClient, EpisodeClosed
 from workflows.contracts import EventOutcome
 
@@ -42,7 +43,8 @@ NO_ANSWER_YET = "no worker has answered yet (the workers are busy or not running
 
 
 class Unavailable(Exception):
-    """No answer within the wait bound (HTTP 503 + Retry-After); the message says what happens next."""
+    """No answer within the wait bound: the message says what happens next, ``retry_after`` (seconds)
+    when asking again makes sense."""
 
     def __init__(self, field: str, message: str, retry_after: int = RETRY_AFTER_SECONDS, cause: str = "") -> None:
         self.error = FieldError(field, message)
@@ -118,12 +120,8 @@ class Bounded:
             return False
 
     async def _database_up(self, within: float) -> bool:
-        def ping() -> None:
-            with self.engine.connect() as db:
-                db.execute(text("SELECT 1"))
-
         try:
-            await asyncio.wait_for(asyncio.to_thread(ping), within)
+            await asyncio.wait_for(asyncio.to_thread(check_database, self.engine), within)
         except Exception:
             return False
         return True

@@ -19,12 +19,11 @@ import asyncio
 import json
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
@@ -34,7 +33,10 @@ from activities.recording import ChangeRecord, episode_status, write_changes
 from carepath.engine.state import EpisodeCore
 from carepath.service import CarepathService, Reconciled
 from carepath.settings import Settings
-from db.models import AuditRow, EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
+from db.repair import rewrite
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 # The marker Temporal's core SDK writes for a local activity: its result, not its input.
@@ -79,15 +81,6 @@ def sweep_schedule(settings: Settings) -> tuple[float, timedelta]:
 
 # ---- carepath reconcile: the database re-recorded from the workflows ----------------------------
 
-# Each row an episode owns, by table: what a reconciliation counts as restored.
-_OWNED = {
-    "episodes": (EpisodeRow, EpisodeRow.id),
-    "events": (EventRow, EventRow.episode_id),
-    "timeline_items": (TimelineItemRow, TimelineItemRow.episode_id),
-    "tasks": (TaskRow, TaskRow.episode_id),
-    "notifications": (NotificationRow, NotificationRow.episode_id),
-    "audit_log": (AuditRow, AuditRow.episode_id),
-}
 RUNNING = 'WorkflowType="Episode" AND ExecutionStatus="Running"'
 ANY_STATUS = 'WorkflowType="Episode"'
 
@@ -140,29 +133,18 @@ def _locally_recorded(marker: Any) -> Any:
     return marker.details["result"].payloads
 
 
-def _counts(session: Session, episode_id: str) -> dict[str, int]:
-    return {
-        table: session.scalar(select(func.count()).select_from(model).where(column == episode_id)) or 0
-        for table, (model, column) in _OWNED.items()
-    }
-
-
 def _rerecord(
     engine: Engine, episode_id: str, records: list[ChangeRecord], state: EpisodeCore | None
 ) -> dict[str, int]:
     """Write ``records`` again in one transaction; returns the rows that were missing, by table."""
-    with Session(engine) as session, session.begin():
-        before = _counts(session, episode_id)
+
+    def write(session: Session) -> None:
         for record in records:
             write_changes(session, record, repair=True)
-        if state is not None:  # a decision that changed the phase alone records no items: take it from the workflow
-            session.execute(
-                update(EpisodeRow)
-                .where(EpisodeRow.id == episode_id, EpisodeRow.status != "abandoned")
-                .values(phase=state.phase, status=episode_status(state.phase))
-            )
-        after = _counts(session, episode_id)
-    return {table: after[table] - before[table] for table in after if after[table] > before[table]}
+
+    # A decision that changed the phase alone records no items: take it from the workflow.
+    phase = (state.phase, episode_status(state.phase)) if state is not None else None
+    return rewrite(engine, episode_id, write, phase)
 
 
 async def reconcile_episodes(

@@ -10,7 +10,8 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from db.models import AuditRow, TaskRow
+from db.audit import write_audit
+from db.models import TaskRow
 
 
 class TaskNotOpen(Exception):
@@ -33,14 +34,13 @@ def assign(engine: Engine, task_id: int, owner: str | None, actor: str, now: dat
         reason = f"{what} given to {owner}" if owner else f"{what} handed back to the {task.assignee}s"
         if before and owner:
             reason += f" (was {before})"
-        session.add(
-            AuditRow(
-                change_id=f"{task.episode_id}/task-{task_id}-owner-{uuid.uuid4().hex[:12]}",
-                episode_id=task.episode_id,
-                at=now,
-                actor=actor,
-                action="task:assigned" if owner else "task:unassigned",
-                detail={"reason": reason, "task_id": task_id, "owner": owner, "previous_owner": before},
-            )
+        write_audit(
+            session,
+            change_id=f"{task.episode_id}/task-{task_id}-owner-{uuid.uuid4().hex[:12]}",
+            episode_id=task.episode_id,
+            at=now,
+            actor=actor,
+            action="task:assigned" if owner else "task:unassigned",
+            detail={"reason": reason, "task_id": task_id, "owner": owner, "previous_owner": before},
         )
     return True

@@ -34,7 +34,8 @@ from carepath.engine.presentation import CheckIn
 from carepath.engine.registry import pathway_for
 from carepath.errors import InvalidInput
 from carepath.messages import patient_checkin_message, patient_outbox
-from db.models import AuditRow, CheckInRow, EpisodeRow, NotificationRow, TaskRow
+from db.audit import write_audit
+from db.models import CheckInRow, EpisodeRow, NotificationRow, TaskRow
 
 CHECKIN_CODE = "CHECKIN"
 REMINDER_CODE = "CHECKIN_REMINDER"
@@ -177,15 +178,14 @@ def send_now(engine: Engine, episode_id: str, now: datetime, today: date, public
         )
         subject, body = patient_checkin_message(plan, link(public_url, token), expires_on, reminder=False)
         session.add(NotificationRow(**patient_outbox(episode_id, CHECKIN_CODE, occasion, subject, body, now)))
-        session.add(
-            AuditRow(
-                change_id=f"{episode_id}/checkin-{occasion}",
-                episode_id=episode_id,
-                at=now,
-                actor=actor,
-                action="checkin:sent",
-                detail={"reason": f"check-in link sent to the patient, valid until {last_day(expires_on)}"},
-            )
+        write_audit(
+            session,
+            change_id=f"{episode_id}/checkin-{occasion}",
+            episode_id=episode_id,
+            at=now,
+            actor=actor,
+            action="checkin:sent",
+            detail={"reason": f"check-in link sent to the patient, valid until {last_day(expires_on)}"},
         )
     return Sent(occasion, expires_on)
 

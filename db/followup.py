@@ -3,13 +3,22 @@ second notification, and the daily digest's rows."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import Engine, and_, select
 from sqlalchemy.orm import Session
 
 from db.models import EpisodeRow, NotificationRow, TaskRow, TimelineItemRow
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """One follow-up's transaction, on ORM rows."""
+    with Session(engine) as session, session.begin():
+        yield session
 
 
 def open_urgent_task(session: Session, task_id: int) -> tuple[TaskRow, str] | None:

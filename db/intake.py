@@ -18,7 +18,8 @@ from sqlalchemy import Connection, Engine, bindparam, func, insert, select, upda
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.models import AuditRow, CandidateAuditRow, CandidateRow, EpisodeRow, IntakeMessageRow
+from db.audit import write_audit
+from db.models import CandidateAuditRow, CandidateRow, EpisodeRow, IntakeMessageRow
 
 ACCEPTED, REFUSED = "accepted", "refused"
 MESSAGES, CANDIDATES = IntakeMessageRow.__table__, CandidateRow.__table__
@@ -502,14 +503,13 @@ def close_candidate(
             return False
         _audit(session, candidate_id, actor, status, now, reason=reason, episode_id=episode_id)
         if episode_id:
-            session.add(
-                AuditRow(
-                    change_id=f"{episode_id}/candidate-{candidate_id}-{status}",
-                    episode_id=episode_id,
-                    at=now,
-                    actor=actor,
-                    action=f"intake:{status}",
-                    detail={"candidate": candidate_id},
-                )
+            write_audit(
+                session,
+                change_id=f"{episode_id}/candidate-{candidate_id}-{status}",
+                episode_id=episode_id,
+                at=now,
+                actor=actor,
+                action=f"intake:{status}",
+                detail={"candidate": candidate_id},
             )
     return True

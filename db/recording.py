@@ -10,17 +10,19 @@ statement layer (measured ~5% of worker CPU for one UPDATE).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Row, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
 from carepath.engine.items import TaskClosure
-from db.models import AuditRow, ComingItemRow, EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
+from db.models import ComingItemRow, EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
 
 EPISODES = EpisodeRow.__table__
 TASKS = TaskRow.__table__
@@ -41,7 +43,6 @@ class Inserts(NamedTuple):
     item: Any
     task: Any
     notification: Any
-    audit: Any
 
 
 @cache
@@ -59,8 +60,19 @@ def statements(dialect: str) -> Inserts:
         .returning(ITEMS.c.id),
         task=upsert(TASKS).on_conflict_do_nothing(index_elements=["episode_id", "code", "occasion"]),
         notification=upsert(NotificationRow.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"]),
-        audit=upsert(AuditRow.__table__).on_conflict_do_nothing(index_elements=["change_id"]),
     )
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """One recording's transaction: committed when the block ends, rolled back if it raises."""
+    with engine.begin() as db:
+        yield db
+
+
+def connection_of(db: Connection | Session) -> Connection:
+    """The connection of a caller's transaction (reconcile and tests hand a Session)."""
+    return db.connection() if isinstance(db, Session) else db
 
 
 def open_episode(db: Connection, sql: Inserts, row: dict[str, Any]) -> None:
@@ -135,7 +147,3 @@ def replace_coming(db: Connection, episode_id: str, rows: list[dict[str, Any]]) 
     db.execute(delete(COMING).where(COMING.c.episode_id == episode_id))
     if rows:
         db.execute(insert(COMING), [{"episode_id": episode_id, **row} for row in rows])
-
-
-def add_audit(db: Connection, sql: Inserts, row: dict[str, Any]) -> None:
-    db.execute(sql.audit, row)

@@ -42,6 +42,12 @@ def create_token(engine: Engine, name: str, role: str, created_by: str) -> tuple
         return row.id, token
 
 
+def token_names(engine: Engine) -> set[str]:
+    """The names tokens were made for (revoked ones included)."""
+    with Session(engine) as session:
+        return set(session.scalars(select(ApiTokenRow.name)))
+
+
 def verify(engine: Engine, token: str) -> TokenHolder | None:
     with Session(engine) as session:
         row = session.scalar(select(ApiTokenRow).where(ApiTokenRow.token_hash == digest(token)))

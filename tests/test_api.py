@@ -250,6 +250,24 @@ async def test_tasks_are_completed_and_cancelled_through_the_workflow(api):
     assert [t["code"] for t in completed if t["episode_id"] == episode_id] == ["CALCIUM_VITAMIN_D"]
 
 
+async def test_a_task_left_open_by_an_ended_workflow_is_closed_in_the_store_on_the_record(api):
+    """E.g. the 12-month review after completion: no workflow is left to ask, so the store is updated."""
+    client, service = api
+    episode_id = (await client.post("/episodes", json=enrollment())).json()["episode_id"]
+    tasks = {t["code"]: t for t in (await client.get("/tasks")).json() if t["episode_id"] == episode_id}
+    await service.episodes.handle(episode_id).terminate("the workflow ended with the task open")
+    task_id = tasks["CALCIUM_VITAMIN_D"]["id"]
+    done = await client.post(f"/tasks/{task_id}/complete", json={"reason": "started at the GP"})
+    assert done.status_code == 200 and done.json()["status"] == "completed", done.text
+    again = await client.post(f"/tasks/{task_id}/complete", json={"reason": "again"})
+    assert again.status_code == 409 and fields(again) == ["task"]
+    trail = (await client.get(f"/episodes/{episode_id}/audit")).json()
+    closed = [entry for entry in trail if entry["action"] == "task:completed"]
+    assert [entry["detail"] for entry in closed] == [
+        {"closed": ["CALCIUM_VITAMIN_D@enrollment:completed"], "reason": "started at the GP", "after_workflow": True}
+    ]
+
+
 async def test_withdraw_ends_the_episode_and_later_events_are_refused(api):
     client, _ = api
     episode_id = (await client.post("/episodes", json=enrollment())).json()["episode_id"]

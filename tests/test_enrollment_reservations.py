@@ -120,7 +120,7 @@ async def test_a_workflow_started_after_its_reservation_was_released_records_not
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         with pytest.raises(Conflict, match="replaced"):
-            await service._start(episode_id, late, load_definition(), "coordinator:slow")
+            await service.enrollment._start(episode_id, late, load_definition(), "coordinator:slow")
         handle = service.client.get_workflow_handle(workflow_id(episode_id))
         with pytest.raises(WorkflowFailureError) as failed:
             await handle.result()

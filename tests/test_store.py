@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from activities.recording import ChangeRecord, EpisodeOpened, EpisodeRecorder, RecordedEvent, write_changes
 from carepath.engine.items import Changes, TaskClosure, TimelineEntry
 from db import queries
+from db.audit import audit_trail, write_audit
 from db.engine import make_engine
 from db.migrate import alembic_config
 from db.models import AuditRow, Base, EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
@@ -204,6 +205,27 @@ def test_a_retried_activity_writes_nothing_twice(engine: Engine) -> None:
     record(engine, first)
 
     assert {model.__name__: count(engine, model) for model in models} == before
+
+
+def test_one_audit_writer_refuses_a_second_entry_for_one_change_unless_told_to_keep_the_first(
+    engine: Engine,
+) -> None:
+    record(engine, enrollment())  # ep-1, with its enroll entry
+    entry = {"episode_id": "ep-1", "actor": "coordinator:a", "action": "task:assigned"}
+    later = T0 + timedelta(days=1)
+    with Session(engine) as session, session.begin():
+        write_audit(session, change_id="ep-1/owner-1", at=later, detail={"owner": "Dana"}, **entry)
+    with pytest.raises(IntegrityError), Session(engine) as session, session.begin():
+        write_audit(session, change_id="ep-1/owner-1", at=later, detail={"owner": "Sam"}, **entry)
+    with engine.begin() as connection:  # a retried recording: the first entry stays, nothing doubles
+        write_audit(connection, change_id="ep-1/owner-1", at=later, detail={"owner": "Sam"}, keep_written=True, **entry)
+
+    trail = audit_trail(engine, "ep-1")
+    assert [(row.action, row.actor, row.detail.get("owner")) for row in trail] == [
+        ("enroll", "nurse@example.org", None),
+        ("task:assigned", "coordinator:a", "Dana"),
+    ]
+    assert utc(trail[1].at) == later
 
 
 def test_a_later_step_raising_the_same_item_again_does_not_duplicate_it(engine: Engine) -> None:

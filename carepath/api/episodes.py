@@ -14,8 +14,7 @@ from carepath.api.deps import Clinician, EpisodeId, Migrator, Reader, Service
 from carepath.api.tasks import PatientRefPrefix, paged
 from carepath.engine.inputs import Text
 from carepath.engine.registry import pathways
-from carepath.reads import EpisodeWithUpcoming, episode_with_upcoming
-from carepath.service import AuditEntry, Enrolled, Migrated
+from carepath.service import AuditEntry, Enrolled, EpisodeWithUpcoming, Migrated
 from db.checkins import last_day
 from db.queries import EpisodeSummary, EventView, episode_page, events
 from workflows.contracts import EventOutcome
@@ -80,7 +79,7 @@ def list_episodes(
 @router.get("/{episode_id}")
 async def episode(episode_id: EpisodeId, _: Reader, service: Service) -> EpisodeWithUpcoming:
     """Phase, definition version, open tasks, timeline, and what comes next (``upcoming``)."""
-    return await episode_with_upcoming(service, episode_id)
+    return await service.episode_with_upcoming(episode_id)
 
 
 @router.get("/{episode_id}/events")

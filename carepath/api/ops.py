@@ -9,7 +9,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import text
 
 from carepath.access import CLINICIANS, Principal, allow
 from carepath.engine.definition import local_date
@@ -18,6 +17,7 @@ from carepath.errors import InvalidInput
 from carepath.importer import ImportReport, import_enrollments
 from carepath.observability import metrics_text
 from carepath.service import CarepathService
+from db.health import check_database
 
 router = APIRouter(tags=["ops"])
 # A readiness probe must answer quickly even when what it probes hangs.
@@ -37,17 +37,12 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-def _ping_database(service: CarepathService) -> None:
-    with service.engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
-
-
 @router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
     """200 when the database and Temporal both answer; 503 naming each that does not."""
     service = _service(request)
     checks = {
-        "database": asyncio.to_thread(_ping_database, service),
+        "database": asyncio.to_thread(check_database, service.engine),
         "temporal": service.client.service_client.check_health(timeout=timedelta(seconds=READY_TIMEOUT)),
     }
     down = []

@@ -42,7 +42,6 @@ from carepath.engine.presentation import EventForm, sections_values
 from carepath.engine.registry import default_pathway, pathway_for, pathways
 from carepath.engine.vocabulary import Assignee, Priority, TaskStatus
 from carepath.errors import InvalidInput
-from carepath.reads import episode_with_upcoming
 from carepath.service import CarepathService, Conflict, NotFound, enrollment_digest
 from carepath.web import drafts
 from carepath.web.audit_words import audit_lines
@@ -371,7 +370,7 @@ async def _episode_view(
     try:
         if not EPISODE_ID.fullmatch(episode_id):
             raise NotFound(episode_id)
-        episode = await episode_with_upcoming(service, episode_id)
+        episode = await service.episode_with_upcoming(episode_id)
     except NotFound:
         return render(
             "message.html",
