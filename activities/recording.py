@@ -23,6 +23,7 @@ from carepath.observability import count_recording_retry
 from db import checkins as checkin
 from db import recording as rows
 from db.audit import write_audit
+from db.measure_facts import record_facts
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -136,6 +137,7 @@ def write_changes(
     rows.close_tasks(db, record.episode_id, record.changes.closures, record.at)
     if record.coming is not None:
         rows.replace_coming(db, record.episode_id, [item.model_dump() for item in record.coming])
+    record_facts(db, record.episode_id, written.pathway_id)  # what the cohort measures read, kept current
     write_audit(db, **_audit_entry(record), keep_written=True)  # a retried recording writes it once
 
 

@@ -19,6 +19,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,7 +38,7 @@ from carepath.settings import Settings
 from carepath.web import pages as pages_module
 from db.engine import make_engine
 from db.migrate import upgrade
-from db.models import Base, TaskRow
+from db.models import Base, EpisodeRow, TaskRow
 from db.tokens import create_token
 from tests.support.postgres import running_postgres
 from tests.support.story import Story
@@ -153,6 +155,17 @@ def next_from_page(answer: httpx.Response) -> str | None:
     return httpx.URL(link.replace("&amp;", "&")).params.get("cursor")
 
 
+@contextmanager
+def kept_or_temporary(folder: str | None) -> Iterator[str]:
+    """``folder`` (made if missing, left afterwards), or a temporary directory."""
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix="carepath-bench-") as temporary:
+        yield temporary
+
+
 def figures(name: str, times: list[float]) -> tuple[str, float, float]:
     ordered = sorted(times)
     p50 = statistics.median(ordered)
@@ -199,12 +212,16 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10_000)
     parser.add_argument("--pages", type=int, default=40, help="pages walked per kind, by cursor")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--keep", metavar="DIR", help="keep the data in DIR (under /tmp), reuse it next run")
     options = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="carepath-bench-") as folder, running_postgres(Path(folder)) as url:
-        upgrade(url)
+    with kept_or_temporary(options.keep) as folder, running_postgres(Path(folder), reuse=True) as url:
+        upgrade(url)  # a kept store gets the migrations added since
         engine = make_engine(url)
         started = time.perf_counter()
-        fill(engine, options.episodes)
+        with Session(engine) as session:
+            filled = session.scalar(select(func.count()).select_from(EpisodeRow))
+        if filled != options.episodes:
+            fill(engine, options.episodes)
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
             db.execute(text("VACUUM ANALYZE"))  # what autovacuum does on a live server
         with Session(engine) as session:

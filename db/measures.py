@@ -30,6 +30,7 @@ from sqlalchemy import (
     case,
     cast,
     exists,
+    false,
     func,
     insert,
     literal,
@@ -39,11 +40,11 @@ from sqlalchemy import (
     true,
     union_all,
 )
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.functions import FunctionElement
 
-from carepath.engine.measures import Condition, Counts, EventMatch, FieldMatch, ItemMatch, MeasureSet, MeasureSpec, Met
+from carepath.engine.measures import Condition, Counts, EventMatch, ItemMatch, MeasureSet, MeasureSpec, Met
+from db.measure_facts import FACTS, event_fact, fill, filled, item_fact, value_fact
+from db.measure_sql import DayDiff, LatestValue, MonthOf, holds, json_path, matches
 from db.models import AuditRow, ComingItemRow, EpisodeRow, EventRow, TimelineItemRow
 
 EPISODES = EpisodeRow.__table__
@@ -53,69 +54,6 @@ COMING = ComingItemRow.__table__
 AUDIT = AuditRow.__table__
 ALL = "all"  # the bucket of the whole cohort beside its months
 DRILL_LIMIT = 500
-
-
-# ---- dialect helpers ------------------------------------------------------------------------
-
-
-class DayDiff(FunctionElement[int]):
-    """``later - earlier`` in whole days."""
-
-    type = Integer()
-    inherit_cache = True
-
-
-@compiles(DayDiff, "sqlite")
-def _day_diff_sqlite(element: DayDiff, compiler: Any, **kw: Any) -> str:
-    later, earlier = (compiler.process(c, **kw) for c in element.clauses)
-    return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
-
-
-@compiles(DayDiff, "postgresql")
-def _day_diff_postgresql(element: DayDiff, compiler: Any, **kw: Any) -> str:
-    later, earlier = (compiler.process(c, **kw) for c in element.clauses)
-    return f"(CAST({later} AS DATE) - CAST({earlier} AS DATE))"
-
-
-class MonthOf(FunctionElement[str]):
-    """``YYYY-MM`` of a date."""
-
-    type = String()
-    inherit_cache = True
-
-
-@compiles(MonthOf, "sqlite")
-def _month_sqlite(element: MonthOf, compiler: Any, **kw: Any) -> str:
-    return f"strftime('%Y-%m', {compiler.process(element.clauses, **kw)})"
-
-
-@compiles(MonthOf, "postgresql")
-def _month_postgresql(element: MonthOf, compiler: Any, **kw: Any) -> str:
-    return f"to_char({compiler.process(element.clauses, **kw)}, 'YYYY-MM')"
-
-
-def _json_path(col: Any, field: str, kind: type) -> ColumnElement[Any]:
-    path = tuple(field.split("."))
-    element = col[path] if len(path) > 1 else col[path[0]]
-    if kind is Boolean:
-        return element.as_boolean()
-    if kind is Integer:
-        return element.as_integer()
-    return element.as_string()
-
-
-def _kind(match: FieldMatch) -> type:
-    first = match.values[0]
-    return Boolean if isinstance(first, bool) else Integer if isinstance(first, int) else String
-
-
-def _holds(value: ColumnElement[Any], match: FieldMatch) -> ColumnElement[bool]:
-    """True or false, never NULL (an absent field is no match: NOT of a NULL would drop rows)."""
-    return and_(value.is_not(None), value.in_(match.values))
-
-
-def _matches(col: Any, match: FieldMatch) -> ColumnElement[bool]:
-    return _holds(_json_path(col, match.field, _kind(match)), match)
 
 
 # ---- the cohort -------------------------------------------------------------------------------
@@ -180,7 +118,7 @@ def _cohort_table(measures: MeasureSet) -> Table:
     return Table(
         "measure_cohort",
         MetaData(),
-        Column("episode_id", String(64), primary_key=True),
+        Column("episode_id", String(64), nullable=False),  # no key to build: every read hashes it
         Column("patient_ref", String(64)),
         Column("identified_on", Date),
         Column("enrolled_on", Date),
@@ -195,8 +133,10 @@ def _cohort_table(measures: MeasureSet) -> Table:
 def _prepare(db: Connection, measures: MeasureSet, which: Period | Observed) -> Table:
     """The report's cohort as a temporary table of this connection."""
     if db.dialect.name == "postgresql":
-        # Sorts and hashes of a report over 100,000 episodes stay in memory (default 4 MB).
+        # Sorts and hashes of a report over 100,000 episodes stay in memory (default 4 MB); no
+        # JIT: compiling a measure's plan cost more than it saved (25-60 ms a query at 100,000).
         db.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+        db.exec_driver_sql("SET LOCAL jit = off")
     cohort = _cohort_table(measures)
     for table in (OBSERVED, cohort):
         table.drop(db, checkfirst=True)
@@ -248,7 +188,7 @@ def _cohort(measures: MeasureSet, which: Period | Observed) -> Any:
             DayDiff(e.c.enrolled_on, e.c.identified_on).label("enrolled_day"),
             DayDiff(end_on, e.c.identified_on).label("end_day"),
             *(
-                _json_path(e.c.enrollment, field, kind).label(_column_name(field))
+                json_path(e.c.enrollment, field, kind).label(_column_name(field))
                 for field, kind in _enrollment_fields(measures).items()
             ),
         )
@@ -265,8 +205,16 @@ class _Joins:
     """The first-occurrence tables a measure's conditions join (hash joins over one pass of the
     look-up index each, instead of one correlated sub-query per cohort row)."""
 
-    def __init__(self) -> None:
+    def __init__(self, facts: bool) -> None:
         self.tables: list[tuple[Any, Any]] = []
+        self.facts = facts  # the cohort's facts are kept (db/measure_facts.py): read them
+
+    def kept(self, key: str | None, c: Any) -> ColumnElement[bool] | None:
+        """The condition read from the kept fact ``key`` (its first day), if there is one."""
+        if not self.facts or key is None:
+            return None
+        query = select(FACTS.c.episode_id, FACTS.c.day.label("first")).where(FACTS.c.fact == key)
+        return _inside(self.first_day(query, lambda t: t.c.episode_id == c.c.episode_id).c.first, c)
 
     def first_day(self, query: Any, on: Any) -> Any:
         table = query.subquery(f"first{len(self.tables)}")
@@ -293,13 +241,15 @@ def _event_condition(c: Any, match: EventMatch, item: Any | None, joins: _Joins)
         where = [ev.c.episode_id == c.c.episode_id, ev.c.type.in_(match.types), day <= c.c.end_day]
         where += [day >= item.c.day + low, day <= item.c.day + high]
         if match.where is not None:
-            where.append(_matches(ev.c.payload, match.where))
+            where.append(matches(ev.c.payload, match.where))
         return exists().where(*where)
+    if (kept := joins.kept(event_fact(match), c)) is not None:
+        return kept
     owner = c.alias("owner")  # the cohort: only its episodes, with their day 0
     day = DayDiff(ev.c.occurred_on, owner.c.identified_on)
     where = [ev.c.type.in_(match.types)]
     if match.where is not None:
-        where.append(_matches(ev.c.payload, match.where))
+        where.append(matches(ev.c.payload, match.where))
     low, high = match.days
     where += [day >= low] if low is not None else []
     where += [day <= high] if high is not None else []
@@ -314,6 +264,8 @@ def _event_condition(c: Any, match: EventMatch, item: Any | None, joins: _Joins)
 
 
 def _item_condition(c: Any, match: ItemMatch, item: Any | None, joins: _Joins) -> ColumnElement[bool]:
+    if (kept := joins.kept(item_fact(match), c)) is not None:
+        return kept
     found = ITEMS.alias("found")
     kinds = [found.c.code.in_(match.codes)] if match.codes else []
     kinds += [and_(found.c.kind == "phase", found.c.code.like(f"%->{p}")) for p in match.phases_entered]
@@ -334,7 +286,7 @@ def _item_condition(c: Any, match: ItemMatch, item: Any | None, joins: _Joins) -
 def _condition(c: Any, condition: Condition, item: Any | None, joins: _Joins) -> ColumnElement[bool]:
     """``condition`` for the cohort row ``c`` (and the population item ``item``), inside E."""
     if condition.enrollment is not None:
-        return _holds(c.c[_column_name(condition.enrollment.field)], condition.enrollment)
+        return holds(c.c[_column_name(condition.enrollment.field)], condition.enrollment)
     if condition.event is not None:
         return _event_condition(c, condition.event, item, joins)
     assert condition.item is not None
@@ -360,9 +312,9 @@ class _Frame:
     item: Any | None
 
 
-def _frame(c: Any, spec: MeasureSpec) -> _Frame:
+def _frame(c: Any, spec: MeasureSpec, facts: bool) -> _Frame:
     assert spec.met is not None
-    joins = _Joins()
+    joins = _Joins(facts)
     if spec.items is not None:
         population = spec.items
         item = ITEMS.alias("subject")
@@ -390,8 +342,8 @@ def _one(flag: ColumnElement[bool]) -> Any:
     return func.coalesce(func.sum(case((flag, 1), else_=0)), 0)
 
 
-def _proportion(db: Any, c: Any, spec: MeasureSpec) -> dict[str, Counts]:
-    frame = _frame(c, spec)
+def _proportion(db: Any, c: Any, spec: MeasureSpec, facts: bool) -> dict[str, Counts]:
+    frame = _frame(c, spec, facts)
     query = (
         select(
             c.c.month,
@@ -408,10 +360,54 @@ def _proportion(db: Any, c: Any, spec: MeasureSpec) -> dict[str, Counts]:
     }
 
 
-def _median(db: Any, c: Any, spec: MeasureSpec) -> dict[str, Counts]:
-    """Each eligible episode's latest value up to the day (ranked on narrow rows; the value read
-    from the winning event only), counted by value per month and overall: the median is read
-    off that histogram (SQLite has no percentile aggregate)."""
+def _median(db: Any, c: Any, spec: MeasureSpec, facts: bool) -> dict[str, Counts]:
+    """Each eligible episode's latest value up to the day, counted by value per month and
+    overall: the median is read off that histogram (SQLite has no percentile aggregate)."""
+    key = value_fact(spec) if facts else None
+    latest = _latest_kept(c, spec, key) if key else _latest_recorded(db, c, spec)
+    query = (
+        select(latest.c.month, latest.c.value, func.count().label("n"))
+        .where(latest.c.value.is_not(None))
+        .group_by(latest.c.month, latest.c.value)
+    )
+    histograms: dict[str, dict[float, int]] = {}
+    for row in db.execute(query):
+        for bucket in (row.month, ALL):
+            counts = histograms.setdefault(bucket, {})
+            counts[row.value] = counts.get(row.value, 0) + row.n
+    return {bucket: Counts(eligible=sum(h.values()), median=_median_of(h)) for bucket, h in histograms.items()}
+
+
+def _given(c: Any, spec: MeasureSpec) -> tuple[Any, ColumnElement[bool]]:
+    """The enrollment's value and whether it counts (given, on a day up to the limit, inside E)."""
+    value = spec.value
+    assert value is not None
+    if not value.enrollment_field:
+        return cast(literal(None), Integer), false()
+    given = c.c[_column_name(value.enrollment_field)]
+    day = c.c.enrolled_day
+    return given, and_(given.is_not(None), day <= value.up_to_day, day <= c.c.end_day)
+
+
+def _latest_kept(c: Any, spec: MeasureSpec, key: str) -> Any:
+    """From the kept latest event (value_fact): it wins over the enrollment's value unless it lies
+    before the enrollment day (on the same day the event, recorded after, is the later)."""
+    assert spec.episodes is not None
+    kept = select(FACTS.c.episode_id, FACTS.c.day, FACTS.c.value).where(FACTS.c.fact == key).subquery("kept")
+    given, counts = _given(c, spec)
+    event_wins = and_(kept.c.day.is_not(None), or_(not_(counts), kept.c.day >= c.c.enrolled_day))
+    value = case((event_wins, kept.c.value), (counts, given), else_=None).label("value")
+    return (
+        select(c.c.month, value)
+        .select_from(c.outerjoin(kept, kept.c.episode_id == c.c.episode_id))
+        .where(c.c.end_day >= spec.episodes.observed_days)
+        .subquery("latest")
+    )
+
+
+def _latest_recorded(db: Any, c: Any, spec: MeasureSpec) -> Any:
+    """From the events themselves: each eligible episode's rows ranked (narrow rows that carry
+    the value itself: no second look-up of the winning event)."""
     value, episodes = spec.value, spec.episodes
     assert value is not None and episodes is not None
     eligible, limit = c.c.end_day >= episodes.observed_days, value.up_to_day
@@ -424,8 +420,7 @@ def _median(db: Any, c: Any, spec: MeasureSpec) -> dict[str, Counts]:
             day.label("day"),
             literal(1).label("seq"),
             ev.c.recorded_at.label("at"),
-            ev.c.id.label("event_id"),
-            cast(literal(None), Integer).label("given"),
+            ev.c.payload[value.field].as_integer().label("value"),
         )
         .select_from(c.join(ev, ev.c.episode_id == c.c.episode_id))
         .where(eligible, ev.c.type.in_(value.event_types), day <= limit, day <= c.c.end_day)
@@ -439,33 +434,22 @@ def _median(db: Any, c: Any, spec: MeasureSpec) -> dict[str, Counts]:
                 c.c.enrolled_day.label("day"),
                 literal(0).label("seq"),
                 cast(literal(None), EVENTS.c.recorded_at.type).label("at"),
-                cast(literal(None), String).label("event_id"),
-                given.label("given"),
+                given.label("value"),
             ).where(eligible, c.c.enrolled_day <= limit, c.c.enrolled_day <= c.c.end_day, given.is_not(None))
         )
-    recorded = union_all(*parts).subquery("recorded")
-    order = (recorded.c.day.desc(), recorded.c.seq.desc(), recorded.c.at.desc())
-    rank = func.row_number().over(partition_by=recorded.c.episode_id, order_by=order).label("rn")
-    ranked = select(recorded.c.month, recorded.c.event_id, recorded.c.given, rank).subquery("ranked")
-    winner = EVENTS.alias("winner")
-    number = func.coalesce(ranked.c.given, winner.c.payload[value.field].as_integer())
-    latest = (
-        select(ranked.c.month, number.label("value"))
-        .select_from(ranked.outerjoin(winner, winner.c.id == ranked.c.event_id))
-        .where(ranked.c.rn == 1)
-        .subquery("latest")
-    )
-    query = (
-        select(latest.c.month, latest.c.value, func.count().label("n"))
-        .where(latest.c.value.is_not(None))
-        .group_by(latest.c.month, latest.c.value)
-    )
-    histograms: dict[str, dict[float, int]] = {}
-    for row in db.execute(query):
-        for bucket in (row.month, ALL):
-            counts = histograms.setdefault(bucket, {})
-            counts[row.value] = counts.get(row.value, 0) + row.n
-    return {bucket: Counts(eligible=sum(h.values()), median=_median_of(h)) for bucket, h in histograms.items()}
+    return _latest_values(db, union_all(*parts).subquery("recorded"))
+
+
+def _latest_values(db: Any, recorded: Any) -> Any:
+    """Per episode: its month and the value of its latest row (day, then events after the
+    enrollment on one day, then the later recording)."""
+    r = recorded.c
+    if db.dialect.name == "postgresql":
+        value = LatestValue(r.day, r.seq, r.at, r.value).label("value")
+        return select(r.month, value).group_by(r.episode_id, r.month).subquery("latest")
+    rank = func.row_number().over(partition_by=r.episode_id, order_by=(r.day.desc(), r.seq.desc(), r.at.desc()))
+    ranked = select(r.month, r.value, rank.label("rn")).subquery("ranked")
+    return select(ranked.c.month, ranked.c.value).where(ranked.c.rn == 1).subquery("latest")
 
 
 def _median_of(histogram: dict[float, int]) -> float:
@@ -497,22 +481,26 @@ class MeasureCounts:
         return sum(self.sizes.values())
 
 
-def measure_counts(engine: Engine, measures: MeasureSet, which: Period | Observed) -> MeasureCounts:
-    """Every declared measure over the cohort ``which``: one aggregate query per measure."""
+def measure_counts(engine: Engine, measures: MeasureSet, which: Period | Observed, kept: bool = True) -> MeasureCounts:
+    """Every declared measure over the cohort ``which``: one aggregate query per measure, reading
+    the kept facts (``kept=False``: everything counted from the events and items themselves)."""
     total: dict[str, Counts] = {}
+    if kept:
+        fill(engine, measures)  # once per declaration: the facts of episodes stored before
     with engine.connect() as db:
+        facts = kept and filled(db, measures)
         c = _prepare(db, measures, which)
         sizes = _cohort_sizes(db, c)
         first_day = db.execute(select(func.min(c.c.identified_on))).scalar()
         months = {month: {} for month in sorted(sizes)}
         for spec in measures.measures:
             if spec.scoring == "median":
-                found = _median(db, c, spec)
+                found = _median(db, c, spec, facts)
                 # Not eligible: the rest of the cohort (not observed to the day, or no value).
                 found = {k: v.model_copy(update={"observed": sizes.get(k, 0)}) for k, v in found.items()}
                 overall = found.pop(ALL, Counts()).model_copy(update={"observed": sum(sizes.values())})
             else:
-                found = _proportion(db, c, spec)
+                found = _proportion(db, c, spec, facts)
                 overall = Counts(
                     numerator=sum(x.numerator for x in found.values()),
                     eligible=sum(x.eligible for x in found.values()),
@@ -533,9 +521,11 @@ def not_met(engine: Engine, measures: MeasureSet, which: Period | Observed, meas
     spec = measures.measure(measure_id)
     if spec.scoring == "median":
         return []
+    fill(engine, measures)
     with engine.connect() as db:
+        frame_facts = filled(db, measures)
         c = _prepare(db, measures, which)
-        frame = _frame(c, spec)
+        frame = _frame(c, spec, frame_facts)
         columns = [c.c.episode_id, c.c.patient_ref, c.c.identified_on, c.c.enrolled_on, c.c.end_day]
         if frame.item is not None:
             columns += [frame.item.c.code, frame.item.c.occasion, frame.item.c.day]

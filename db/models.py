@@ -135,6 +135,8 @@ class TimelineItemRow(Base):
         UniqueConstraint("episode_id", "code", "occasion", name="uq_timeline_item_occasion"),
         # The measures look items up by code (db/measures.py), then by episode.
         Index("ix_timeline_items_code", "code", "episode_id", "occasion", "day"),
+        # "Entered a phase" (a phase item's code ends with "->phase") reads the phase items only.
+        Index("ix_timeline_items_kind", "kind", "code", "episode_id", "day"),
     )
 
 
@@ -162,6 +164,9 @@ class TaskRow(Base):
         UniqueConstraint("episode_id", "code", "occasion", name="uq_task_occasion"),
         # The worklist's order within a status and priority, read by keyset (db/queries.task_page).
         Index("ix_tasks_worklist", "status", "priority", "due_on", "id"),
+        # The same order within one role (the worklist's and GET /tasks' assignee filter): a page
+        # of a rare role's tasks does not walk past every other role's.
+        Index("ix_tasks_assignee_worklist", "status", "assignee", "priority", "due_on", "id"),
     )
 
 
@@ -194,6 +199,34 @@ class ComingItemRow(Base):
     assignee: Mapped[str] = mapped_column(String(16))
 
     __table_args__ = (Index("ix_coming_items_forecast", "due_on", "code", "assignee"),)
+
+
+class MeasureFactRow(Base):
+    """One fact per episode that a cohort measure reads (db/measures.py): the first day an event
+    or item it names happened, or the latest value it reads with that value's day. Rewritten
+    for the episode at every recording (in the recording's transaction), so a report reads one
+    narrow indexed row per episode and fact instead of every event and item."""
+
+    __tablename__ = "measure_facts"
+
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id"), primary_key=True)
+    fact: Mapped[str] = mapped_column(String(32), primary_key=True)  # the condition's key
+    day: Mapped[int] = mapped_column(Integer)  # days since day 0
+    value: Mapped[int | None] = mapped_column(Integer)
+
+    # A report reads one fact of every episode: from this index alone (an index-only scan).
+    __table_args__ = (Index("ix_measure_facts_fact", "fact", "episode_id", "day", "value"),)
+
+
+class MeasureFactSetRow(Base):
+    """A set of facts (one pathway's declared measures) filled for every episode stored before
+    it: until then a report counts from the events and items themselves."""
+
+    __tablename__ = "measure_fact_sets"
+
+    signature: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pathway_id: Mapped[str] = mapped_column(String(64))
+    filled_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class IdempotencyKeyRow(Base):

@@ -228,3 +228,67 @@ def test_median_of_an_even_count_is_the_mean_of_the_middle_two() -> None:
     assert _median_of({0: 1, 1: 1, 2: 1, 6: 2}) == 2.0  # 0 1 2 6 6
     assert _median_of({3: 1, 4: 1}) == 3.5
     assert _median_of({5: 4}) == 5.0
+
+
+def test_kept_facts_count_what_the_events_and_items_count(simulated) -> None:
+    """The facts each recording keeps give the very counts the events and items give."""
+    url, paths, results, _ = simulated
+    from carepath.simulate.cohort import observed
+    from db.measures import measure_counts
+
+    engine = make_engine(url)
+    try:
+        which = observed(paths, results)
+        kept = measure_counts(engine, OVCF_LUMBAR.measures(), which)
+        counted = measure_counts(engine, OVCF_LUMBAR.measures(), which, kept=False)
+    finally:
+        engine.dispose()
+    assert kept == counted
+
+
+def test_facts_kept_by_recordings_equal_a_fill_from_the_stored_rows(tmp_path: Path) -> None:
+    from sqlalchemy import delete, select
+
+    from db.measure_facts import FACT_SETS, FACTS, fill
+
+    url = f"sqlite:///{tmp_path / 'sim.db'}"
+    run_files(write_cohort(tmp_path), url, processes=1, lanes=1)  # recordings only, no report yet
+    engine = make_engine(url)
+    try:
+        with engine.begin() as db:
+            recorded = sorted(db.execute(select(FACTS)).all())
+            assert db.execute(select(FACT_SETS)).all() == []  # never filled: every fact is a recording's
+            db.execute(delete(FACTS))
+        assert fill(engine, OVCF_LUMBAR.measures()) == len(COHORT)
+        with engine.connect() as db:
+            assert sorted(db.execute(select(FACTS)).all()) == recorded
+    finally:
+        engine.dispose()
+    assert len(recorded) > len(COHORT)  # several facts per episode
+
+
+def test_episodes_stored_before_their_facts_get_them_from_the_first_report(simulated, tmp_path: Path) -> None:
+    """Episodes written before facts were kept (migration 0015): the first report fills them
+    from the stored events and items, and the measures are the hand-computed ones."""
+    import shutil
+
+    from sqlalchemy import delete, select
+
+    from carepath.simulate.cohort import cohort_measures
+    from db.measure_facts import FACT_SETS, FACTS
+
+    url, paths, results, _ = simulated
+    copy = tmp_path / "before.db"
+    shutil.copy(url.removeprefix("sqlite:///"), copy)
+    engine = make_engine(f"sqlite:///{copy}")
+    try:
+        with engine.begin() as db:
+            kept = sorted(db.execute(select(FACTS)).all())
+            db.execute(delete(FACTS))
+            db.execute(delete(FACT_SETS))
+        assert numbers(cohort_measures(f"sqlite:///{copy}", paths, results)) == EXPECTED
+        with engine.connect() as db:
+            assert sorted(db.execute(select(FACTS)).all()) == kept
+            assert len(db.execute(select(FACT_SETS)).all()) == 1
+    finally:
+        engine.dispose()

@@ -57,10 +57,12 @@ def postgres_available() -> bool:
 
 
 @contextmanager
-def running_postgres(base_dir: Path) -> Iterator[str]:
+def running_postgres(base_dir: Path, reuse: bool = False) -> Iterator[str]:
     """Start a server with its data, socket and log in ``base_dir``; yield the URL of a database.
 
     The URL is ``postgresql+psycopg://postgres@127.0.0.1:PORT/carepath_test`` (trust auth).
+    ``reuse``: a server already made in ``base_dir`` is started again with its data (a benchmark
+    keeps its filled store between runs).
     """
     bin_dir = find_bin_dir()
     if bin_dir is None:
@@ -70,6 +72,13 @@ def running_postgres(base_dir: Path) -> Iterator[str]:
     if os.geteuid() == 0:
         _hand_over(base_dir)
     data_dir, log_file = base_dir / "data", base_dir / "postgres.log"
+    if reuse and (data_dir / "PG_VERSION").exists():
+        try:
+            port = _start(bin_dir, data_dir, log_file)
+            yield f"postgresql+psycopg://{SERVER_USER}@127.0.0.1:{port}/{DATABASE}"
+        finally:
+            _stop(bin_dir, data_dir, base_dir)
+        return
     _run(
         bin_dir / "initdb",
         "--pgdata",
