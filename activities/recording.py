@@ -132,8 +132,7 @@ def write_changes(
     if record.event is not None:
         rows.add_event(db, sql, _event_row(record, record.event))
     follow = FollowUps(written.pathway_id, written.pathway_version, written.simulated, public_url)
-    for item in record.changes.items:
-        _add_item(db, sql, record, item, repair, follow)
+    _add_items(db, sql, record, repair, follow)
     rows.close_tasks(db, record.episode_id, record.changes.closures, record.at)
     if record.coming is not None:
         rows.replace_coming(db, record.episode_id, [item.model_dump() for item in record.coming])
@@ -208,26 +207,42 @@ class FollowUps(NamedTuple):
         return patient_words(pathway.patient_message(pathway.definition(self.pathway_version), code), title)
 
 
-def _add_item(
-    db: Connection, sql: rows.Inserts, record: ChangeRecord, item: TimelineEntry, repair: bool, follow: FollowUps
-) -> None:
-    item_rows = ItemRows(record.episode_id, item, record.at)
-    item_id, new = rows.add_item(db, sql, item_rows.timeline(), repair)
-    if item_id is None:  # already recorded (a retry, or raised again in a later step)
+def _add_items(db: Connection, sql: rows.Inserts, record: ChangeRecord, repair: bool, follow: FollowUps) -> None:
+    """The items' timeline rows in one statement, their tasks in one more, then each item's
+    follow-up (check-in, patient words, notification) in the items' order."""
+    firsts = {item.key: item for item in reversed(record.changes.items)}  # an item raised twice: its first
+    items = [ItemRows(record.episode_id, item, record.at) for item in record.changes.items if firsts[item.key] is item]
+    if not items:
         return
+    ids = rows.add_items(db, sql, [item.timeline() for item in items], repair)
+    written = [(item, ids[key]) for item in items if (key := (item.item.code, item.item.key.occasion)) in ids]
+    rows.add_tasks(db, sql, [item.task(item_id) for item, (item_id, _) in written if item.item.actionable])
+    for item_rows, (_, new) in written:
+        _follow_up(db, sql, record, item_rows, new, follow)
+
+
+def _follow_up(
+    db: Connection,
+    sql: rows.Inserts,
+    record: ChangeRecord,
+    rows_of: ItemRows,
+    new: bool,
+    follow: FollowUps,
+) -> None:
+    """Beside an item written now (or brought back by a repair), as its pathway declares: a check-in
+    for a new task, the patient's words for a task of theirs, and the item's notification (all keyed,
+    so a repair writes only what is missing)."""
+    item = rows_of.item
     if item.actionable:
-        rows.add_task(db, sql, item_rows.task(item_id))
-        # Follow-up beside the rules, as the pathway declares it: the task row is new here, so
-        # each is written once.
         plan = follow.check_in(item.code) if new else None
         if plan is not None:
             checkin.issue(
                 db, sql.upsert, plan, record.episode_id, item.key.occasion, item.on, record.at, follow.public_url
             )
-        if (new or repair) and item.assignee == checkin.PATIENT and not item.notify:  # keyed: once
-            rows.add_notification(db, sql, item_rows.notification(*follow.patient_words(item.code, item.title)))
+        if item.assignee == checkin.PATIENT and not item.notify:
+            rows.add_notification(db, sql, rows_of.notification(*follow.patient_words(item.code, item.title)))
     if item.notify and item.assignee is not None:
-        rows.add_notification(db, sql, item_rows.notification())
+        rows.add_notification(db, sql, rows_of.notification())
 
 
 class ItemRows(NamedTuple):

@@ -40,7 +40,7 @@ class Inserts(NamedTuple):
     upsert: Any  # the dialect's insert (for statements built elsewhere, e.g. check-ins)
     episode: Any
     event: Any
-    item: Any
+    items: Any
     task: Any
     notification: Any
 
@@ -55,9 +55,9 @@ def statements(dialect: str) -> Inserts:
         upsert=upsert,
         episode=upsert(EPISODES).on_conflict_do_nothing(index_elements=["id"]),
         event=upsert(EventRow.__table__).on_conflict_do_nothing(index_elements=["id"]),
-        item=upsert(ITEMS)
+        items=upsert(ITEMS)
         .on_conflict_do_nothing(index_elements=["episode_id", "code", "occasion"])
-        .returning(ITEMS.c.id),
+        .returning(ITEMS.c.id, ITEMS.c.code, ITEMS.c.occasion),
         task=upsert(TASKS).on_conflict_do_nothing(index_elements=["episode_id", "code", "occasion"]),
         notification=upsert(NotificationRow.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"]),
     )
@@ -103,24 +103,28 @@ def add_event(db: Connection, sql: Inserts, row: dict[str, Any]) -> None:
     db.execute(sql.event, row)
 
 
-def add_item(db: Connection, sql: Inserts, row: dict[str, Any], repair: bool) -> tuple[int | None, bool]:
-    """The timeline row's id and whether it is new; (None, False) when it was already there,
-    unless ``repair`` (carepath reconcile) asks for the id of the row that survived."""
-    item_id = db.execute(sql.item, row).scalar()
-    if item_id is not None:
-        return item_id, True
-    if not repair:
-        return None, False
-    found = db.execute(
-        select(ITEMS.c.id).where(
-            ITEMS.c.episode_id == row["episode_id"], ITEMS.c.code == row["code"], ITEMS.c.occasion == row["occasion"]
-        )
-    ).scalar_one()
-    return found, False
+def add_items(
+    db: Connection, sql: Inserts, rows: list[dict[str, Any]], repair: bool
+) -> dict[tuple[str, str], tuple[int, bool]]:
+    """The timeline rows, in one statement: (id, whether new) by (code, occasion) of those written
+    now; with ``repair`` (carepath reconcile) also of those that were already there."""
+    written = {(row.code, row.occasion): (row.id, True) for row in db.execute(sql.items, rows)}
+    for row in rows if repair else []:
+        key = (row["code"], row["occasion"])
+        if key not in written:
+            found = db.execute(
+                select(ITEMS.c.id).where(
+                    ITEMS.c.episode_id == row["episode_id"], ITEMS.c.code == key[0], ITEMS.c.occasion == key[1]
+                )
+            ).scalar_one()
+            written[key] = (found, False)
+    return written
 
 
-def add_task(db: Connection, sql: Inserts, row: dict[str, Any]) -> None:
-    db.execute(sql.task, row)
+def add_tasks(db: Connection, sql: Inserts, rows: list[dict[str, Any]]) -> None:
+    """The items' tasks in one statement (one already there is kept)."""
+    if rows:
+        db.execute(sql.task, rows)
 
 
 def add_notification(db: Connection, sql: Inserts, row: dict[str, Any]) -> None:
