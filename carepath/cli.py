@@ -368,10 +368,8 @@ def _intake_command(sub: argparse._SubParsersAction) -> None:
     intake.set_defaults(handler=_intake)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="carepath", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _simulate_command(sub: argparse._SubParsersAction) -> None:
+    """carepath simulate: patients' stories on a time-skipping server."""
     sim = sub.add_parser(
         "simulate",
         help="run scenario files through the production workflow on a time-skipping server",
@@ -402,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.set_defaults(handler=_simulate)
 
+
+def _dev_command(sub: argparse._SubParsersAction) -> None:
+    """carepath dev: everything locally on embedded defaults."""
     dev = sub.add_parser(
         "dev",
         help="run Temporal, the worker and the API locally on embedded defaults",
@@ -423,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--mllp-port", type=int, default=2575, help="HL7 v2 (MLLP) intake on HOST (default 2575)")
     dev.set_defaults(handler=_dev)
 
+
+def _serve_commands(sub: argparse._SubParsersAction) -> None:
+    """carepath worker and carepath api: the production processes."""
     sub.add_parser("worker", help="run the worker (production; settings from CAREPATH_* env)").set_defaults(
         handler=_worker
     )
@@ -430,8 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
     api.set_defaults(handler=_api)
-    _intake_command(sub)
 
+
+def _bootstrap_command(sub: argparse._SubParsersAction) -> None:
+    """carepath bootstrap-admin: the first admin token of a production install."""
     boot = sub.add_parser(
         "bootstrap-admin",
         help="create an admin API token directly in the database (first set-up of a production install)",
@@ -440,6 +446,15 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--force", action="store_true", help="even if an admin token exists")
     boot.set_defaults(handler=_bootstrap_admin)
 
+
+def _schedules_command(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser(
+        "schedules", help="create or update carepath's Temporal Schedules (the daily digest at 08:00 clinic time)"
+    ).set_defaults(handler=_schedules)
+
+
+def _repair_commands(sub: argparse._SubParsersAction) -> None:
+    """carepath reconcile-enrollments and carepath reconcile: the database brought back in line with the workflows."""
     rec = sub.add_parser(
         "reconcile-enrollments",
         help="release enrollment reservations that no workflow backs (the API also does this every minute)",
@@ -470,6 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
     full.add_argument("--json", action="store_true", help="print the report as JSON")
     full.set_defaults(handler=_reconcile)
 
+
+def _import_command(sub: argparse._SubParsersAction) -> None:
+    """carepath import: many enrollments from a JSON-lines file."""
     imp = sub.add_parser(
         "import",
         help="enroll many patients from a JSON-lines file (one enrollment per line), resumable",
@@ -486,11 +504,22 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--json", action="store_true", help="print the full report as JSON")
     imp.set_defaults(handler=_import)
 
-    sub.add_parser(
-        "schedules", help="create or update carepath's Temporal Schedules (the daily digest at 08:00 clinic time)"
-    ).set_defaults(handler=_schedules)
 
-    _terminal_commands(sub)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="carepath", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (
+        _simulate_command,
+        _dev_command,
+        _serve_commands,
+        _intake_command,
+        _bootstrap_command,
+        _repair_commands,
+        _import_command,
+        _schedules_command,
+        _terminal_commands,
+    ):
+        add(sub)
     return parser
 
 

@@ -197,6 +197,16 @@ def _local_settings(settings: Settings, options: DevOptions) -> Settings:
     return settings.model_copy(update=update)
 
 
+@dataclass(frozen=True)
+class _Where:
+    """Where this `carepath dev` runs, for the lines it prints once it is up."""
+
+    address: str  # Temporal's
+    database_url: str
+    own_temporal: bool  # started here (its UI is ours) rather than CAREPATH_TEMPORAL_ADDRESS
+    first_token: str | None  # the admin token made for an empty database, shown once
+
+
 async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) -> None:
     options.home.mkdir(parents=True, exist_ok=True)
     temporal: asyncio.subprocess.Process | None = None
@@ -208,10 +218,7 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
         database_url = f"sqlite:///{options.home / 'carepath.db'}"
     settings = _local_settings(settings, options)
     try:
-        if not _port_free(options.host, options.port):
-            raise DevError(f"port {options.port} on {options.host} is in use (set --port)")
-        if not _port_free(options.host, options.mllp_port):
-            raise DevError(f"port {options.mllp_port} on {options.host} is in use (set --mllp-port)")
+        _check_ports_free(options)
         upgrade(database_url)
         engine = make_engine(database_url)
         first_token = _first_admin_token(engine)
@@ -220,63 +227,88 @@ async def run_dev(options: DevOptions, settings: Settings, stop: asyncio.Event) 
         )
         service = CarepathService.from_settings(client, engine, settings)
         await ensure_schedules(client, settings.task_queue, settings.clinic_timezone or None)
-        server = _Server(
-            uvicorn.Config(
-                _dev_app(settings, service, options), host=options.host, port=options.port, log_level="warning"
-            )
-        )
-        with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as threads:
-            worker = worker_from_settings(client, engine, settings, threads)
-            mllp = MllpServer(engine, options.host, options.mllp_port, limits_of(settings))
-            async with worker, mllp:
-                serving = asyncio.create_task(server.serve())
-                # Releases reservations a killed `carepath dev` left behind (and later ones).
-                sweep = asyncio.create_task(reconcile_periodically(service, *sweep_schedule(settings)))
-                outbox = asyncio.create_task(drain_periodically(service, settings.outbox_every_seconds))
-                while not server.started and not serving.done():
-                    await asyncio.sleep(0.05)
-                if serving.done():
-                    serving.result()
-                    raise DevError("the HTTP API did not start")
-                base = base_of(options)
-                address_file = options.home / "api-url"  # terminal commands of this folder find us
-                address_file.write_text(base_of(options) + "\n", encoding="utf-8")
-                print(f"carepath is running (pathway episodes on {address}, database {database_url})")
-                print(f"  worklist     {base}/")
-                print(f"  API          {base}/docs")
-                print(f"  HL7 v2 MLLP  {options.host}:{mllp.bound_port} (ORU^R01, ADT^A01/A04/A08)")
-                newest = default_pathway().definition(settings.pathway_version)
-                print(f"  new enrollments get pathway {newest.id} v{newest.version}")
-                if temporal is not None:
-                    print(f"  Temporal UI  http://127.0.0.1:{options.ui_port}")
-                print(f"  notifications {settings.notification_file} (patients: {settings.patient_file})")
-                if first_token:
-                    print(f"\nFirst admin token (shown once, stored hashed): {first_token}")
-                    print(
-                        "  create clinician tokens with it:  CAREPATH_TOKEN=<admin token> carepath token "
-                        "--name alice --role coordinator"
-                    )
-                if options.demo:
-                    await _demo(service, engine, settings, base)
-                print("Press Ctrl-C to stop.", flush=True)
-                await stop.wait()
-                print("stopping…", flush=True)
-                server.should_exit = True
-                address_file.unlink(missing_ok=True)
-                for task in (sweep, outbox):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-                await serving
+        await _serve(options, settings, service, _Where(address, database_url, temporal is not None, first_token), stop)
         engine.dispose()
     finally:
-        if temporal is not None and temporal.returncode is None:
-            temporal.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(temporal.wait(), 15)
-            except TimeoutError:
-                temporal.kill()
-                await temporal.wait()
+        await _stop_temporal(temporal)
+
+
+def _check_ports_free(options: DevOptions) -> None:
+    if not _port_free(options.host, options.port):
+        raise DevError(f"port {options.port} on {options.host} is in use (set --port)")
+    if not _port_free(options.host, options.mllp_port):
+        raise DevError(f"port {options.mllp_port} on {options.host} is in use (set --mllp-port)")
+
+
+async def _serve(
+    options: DevOptions, settings: Settings, service: CarepathService, where: _Where, stop: asyncio.Event
+) -> None:
+    """The worker, the HL7 listener, the HTTP API and the sweeps, until ``stop`` is set."""
+    app = _dev_app(settings, service, options)
+    server = _Server(uvicorn.Config(app, host=options.host, port=options.port, log_level="warning"))
+    with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as threads:
+        worker = worker_from_settings(service.client, service.engine, settings, threads)
+        mllp = MllpServer(service.engine, options.host, options.mllp_port, limits_of(settings))
+        async with worker, mllp:
+            serving = asyncio.create_task(server.serve())
+            sweeps = [
+                # Releases reservations a killed `carepath dev` left behind (and later ones).
+                asyncio.create_task(reconcile_periodically(service, *sweep_schedule(settings))),
+                asyncio.create_task(drain_periodically(service, settings.outbox_every_seconds)),
+            ]
+            await _started(server, serving)
+            address_file = options.home / "api-url"  # terminal commands of this folder find us
+            address_file.write_text(base_of(options) + "\n", encoding="utf-8")
+            _print_running(options, settings, where, mllp.bound_port)
+            if options.demo:
+                await _demo(service, service.engine, settings, base_of(options))
+            print("Press Ctrl-C to stop.", flush=True)
+            await stop.wait()
+            print("stopping…", flush=True)
+            server.should_exit = True
+            address_file.unlink(missing_ok=True)
+            for task in sweeps:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await serving
+
+
+async def _started(server: uvicorn.Server, serving: asyncio.Task[None]) -> None:
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.05)
+    if serving.done():
+        serving.result()
+        raise DevError("the HTTP API did not start")
+
+
+def _print_running(options: DevOptions, settings: Settings, where: _Where, mllp_port: int) -> None:
+    base = base_of(options)
+    print(f"carepath is running (pathway episodes on {where.address}, database {where.database_url})")
+    print(f"  worklist     {base}/")
+    print(f"  API          {base}/docs")
+    print(f"  HL7 v2 MLLP  {options.host}:{mllp_port} (ORU^R01, ADT^A01/A04/A08)")
+    newest = default_pathway().definition(settings.pathway_version)
+    print(f"  new enrollments get pathway {newest.id} v{newest.version}")
+    if where.own_temporal:
+        print(f"  Temporal UI  http://127.0.0.1:{options.ui_port}")
+    print(f"  notifications {settings.notification_file} (patients: {settings.patient_file})")
+    if where.first_token:
+        print(f"\nFirst admin token (shown once, stored hashed): {where.first_token}")
+        print(
+            "  create clinician tokens with it:  CAREPATH_TOKEN=<admin token> carepath token "
+            "--name alice --role coordinator"
+        )
+
+
+async def _stop_temporal(temporal: asyncio.subprocess.Process | None) -> None:
+    if temporal is not None and temporal.returncode is None:
+        temporal.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(temporal.wait(), 15)
+        except TimeoutError:
+            temporal.kill()
+            await temporal.wait()
 
 
 async def _demo(service: CarepathService, engine: Engine, settings: Settings, base: str) -> None:

@@ -10,7 +10,10 @@ start the workflow.
 ``carepath reconcile`` (``reconcile_episodes``) repairs the database after a restore from a backup
 older than Temporal's state, or lost rows: it replays every running episode's recorded decisions
 (the ``record_changes`` inputs in its history, or what a local one returned) through the same
-idempotent ``write_changes``, then runs the enrollment sweep.
+idempotent ``write_changes``, then runs the enrollment sweep. It also fills what a recording made
+before migration 0013 did not write: the enrollment the workflow was started with (from its first
+run's input, parsed as the workflow parses it) and the running episode's coming items (from its
+state, as the clock runs).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -29,11 +32,13 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 
 from activities.notifications import NotificationDispatcher, NotificationSink
-from activities.recording import ChangeRecord, episode_status, write_changes
+from activities.recording import ChangeRecord, ComingItem, episode_status, write_changes
+from carepath.engine.registry import pathway_for
 from carepath.engine.state import EpisodeCore
 from carepath.service import CarepathService, Reconciled
 from carepath.settings import Settings
 from db.repair import rewrite
+from workflows.contracts import EpisodeStart
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -94,20 +99,24 @@ class EpisodesReconciled(BaseModel):
     enrollments: Reconciled = Reconciled()
 
 
-async def recorded_changes(client: Client, workflow: str) -> list[ChangeRecord]:
-    """Every ``record_changes`` input of the workflow, oldest first, across its continue-as-new runs.
+async def recorded_history(client: Client, workflow: str) -> tuple[list[ChangeRecord], EpisodeStart | None]:
+    """Every ``record_changes`` input of the workflow, oldest first, across its continue-as-new runs,
+    and the oldest run's input (the enrollment it was started with).
 
     These are exactly what the workflow asked to be recorded (the rules' decisions, events, closures,
     audit entries); replaying them through ``write_changes`` is idempotent by each row's natural key.
     """
     runs: list[list[ChangeRecord]] = []
     run_id: str | None = None
+    first: EpisodeStart | None = None  # the oldest run's input: the enrollment it was started with
     while True:
         records: list[ChangeRecord] = []
         previous = ""
         async for event in client.get_workflow_handle(workflow, run_id=run_id).fetch_history_events():
             if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
-                previous = event.workflow_execution_started_event_attributes.continued_execution_run_id
+                started = event.workflow_execution_started_event_attributes
+                previous = started.continued_execution_run_id
+                (first,) = await client.data_converter.decode(started.input.payloads, [EpisodeStart])
             elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
                 scheduled = event.activity_task_scheduled_event_attributes
                 if scheduled.activity_type.name == "record_changes":
@@ -120,7 +129,29 @@ async def recorded_changes(client: Client, workflow: str) -> list[ChangeRecord]:
         if not previous:
             break
         run_id = previous
-    return [record for run in reversed(runs) for record in run]
+    return [record for run in reversed(runs) for record in run], first
+
+
+def with_stored_since(
+    records: list[ChangeRecord], start: EpisodeStart | None, state: EpisodeCore | None, now: datetime
+) -> list[ChangeRecord]:
+    """``records`` with what recordings made before migration 0013 did not carry: the parsed
+    enrollment on the record that opened the episode, and on the last record the running
+    episode's coming items from its state (the projection the workflow would record now)."""
+    if start is not None and start.enrollment is not None and start.definition is not None:
+        pathway = pathway_for(start.definition.id)
+        parsed = pathway.parse_enrollment(start.enrollment, "enrollment").model_dump(mode="json")
+        records = [
+            r.model_copy(update={"opened": r.opened.model_copy(update={"enrollment": parsed})})
+            if r.opened is not None and r.opened.enrollment is None
+            else r
+            for r in records
+        ]
+    if records and state is not None and not (start is not None and start.simulated):
+        items = pathway_for(state.definition.id).coming(state, now)
+        coming = [ComingItem(due_on=i.on, code=i.code, assignee=i.assignee or "") for i in items]
+        records = [*records[:-1], records[-1].model_copy(update={"coming": coming})]
+    return records
 
 
 def _locally_recorded(marker: Any) -> Any:
@@ -160,10 +191,11 @@ async def reconcile_episodes(
     async for execution in client.list_workflows(ANY_STATUS if include_closed else RUNNING):
         episode_id = execution.id.removeprefix("episode-")
         try:
-            records = await recorded_changes(client, execution.id)
+            records, start = await recorded_history(client, execution.id)
             state = None
             if execution.status == WorkflowExecutionStatus.RUNNING:
                 state = await service.episodes.state(episode_id)
+            records = with_stored_since(records, start, state, service.clock())
             restored = await asyncio.to_thread(_rerecord, engine, episode_id, records, state)
         except ApplicationError as exc:  # its reservation was released: the workflow records nothing
             report.skipped[episode_id] = str(exc)

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     # Largest request body the API reads (an enrollment or event is well under 10 KB).
     max_request_bytes: int = 65_536
+    # Largest body POST /imports reads, line by line as it arrives (its own limit, not the one
+    # above): 64 MiB is about 170,000 enrollments, whose report holds about 60 MB in the API
+    # process until it is sent; 0 takes any size. `carepath import` has no such limit.
+    import_max_bytes: int = Field(67_108_864, ge=0)
     # Signs the pages' CSRF tokens; empty: a random secret per API process (set one when several
     # API processes serve the pages behind one address).
     csrf_secret: str = ""

@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from carepath.engine.measures import Condition, EventMatch, ItemMatch, MeasureSet, MeasureSpec
 from carepath.engine.registry import pathway_for
-from db.measure_sql import DayDiff, matches
+from db.measure_sql import DayDiff, event_where
 from db.models import EpisodeRow, EventRow, MeasureFactRow, MeasureFactSetRow, TimelineItemRow
 
 FACTS = MeasureFactRow.__table__
@@ -111,16 +111,10 @@ def _no_value() -> Any:
 
 def _event_rows(key: str, match: EventMatch, episodes: Any) -> Any:
     day = DayDiff(EVENTS.c.occurred_on, episodes.c.identified_on)
-    where = [EVENTS.c.type.in_(match.types)]
-    if match.where is not None:
-        where.append(matches(EVENTS.c.payload, match.where))
-    low, high = match.days
-    where += [day >= low] if low is not None else []
-    where += [day <= high] if high is not None else []
     return (
         select(EVENTS.c.episode_id, literal(key).label("fact"), func.min(day).label("day"), _no_value())
         .select_from(EVENTS.join(episodes, episodes.c.id == EVENTS.c.episode_id))
-        .where(*where)
+        .where(*event_where(EVENTS, match, day))
         .group_by(EVENTS.c.episode_id)
     )
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from carepath.engine.measures import FieldMatch
+from carepath.engine.measures import EventMatch, FieldMatch
 
 
 class DayDiff(FunctionElement[int]):
@@ -71,6 +71,17 @@ def holds(value: ColumnElement[Any], match: FieldMatch) -> ColumnElement[bool]:
 
 def matches(col: Any, match: FieldMatch) -> ColumnElement[bool]:
     return holds(json_path(col, match.field, value_kind(match)), match)
+
+
+def event_where(events: Any, match: EventMatch, day: Any) -> list[ColumnElement[bool]]:
+    """The events ``match`` names (types, field value) on a day (``day``: days since day 0) in its range."""
+    where = [events.c.type.in_(match.types)]
+    if match.where is not None:
+        where.append(matches(events.c.payload, match.where))
+    low, high = match.days
+    where += [day >= low] if low is not None else []
+    where += [day <= high] if high is not None else []
+    return where
 
 
 class LatestValue(FunctionElement[int]):

@@ -44,7 +44,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from carepath.engine.measures import Condition, Counts, EventMatch, ItemMatch, MeasureSet, MeasureSpec, Met
 from db.measure_facts import FACTS, event_fact, fill, filled, item_fact, value_fact
-from db.measure_sql import DayDiff, LatestValue, MonthOf, holds, json_path, matches
+from db.measure_sql import DayDiff, LatestValue, MonthOf, event_where, holds, json_path, matches
 from db.models import AuditRow, ComingItemRow, EpisodeRow, EventRow, TimelineItemRow
 
 EPISODES = EpisodeRow.__table__
@@ -247,16 +247,10 @@ def _event_condition(c: Any, match: EventMatch, item: Any | None, joins: _Joins)
         return kept
     owner = c.alias("owner")  # the cohort: only its episodes, with their day 0
     day = DayDiff(ev.c.occurred_on, owner.c.identified_on)
-    where = [ev.c.type.in_(match.types)]
-    if match.where is not None:
-        where.append(matches(ev.c.payload, match.where))
-    low, high = match.days
-    where += [day >= low] if low is not None else []
-    where += [day <= high] if high is not None else []
     query = (
         select(ev.c.episode_id, func.min(day).label("first"))
         .select_from(ev.join(owner, owner.c.episode_id == ev.c.episode_id))
-        .where(*where)
+        .where(*event_where(ev, match, day))
         .group_by(ev.c.episode_id)
     )
     table = joins.first_day(query, lambda t: t.c.episode_id == c.c.episode_id)

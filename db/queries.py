@@ -169,7 +169,10 @@ def task_page(engine: Engine, today: date, f: TaskFilter, limit: int, cursor: st
                 continue
             query = base.where(TaskRow.priority == priority)
             if no_due:
-                query = query.where(TaskRow.due_on.is_(None)).order_by(TaskRow.id)
+                # Ordered by due_on too (all NULL here): with ``ORDER BY id`` alone PostgreSQL walks
+                # the primary key past every other task when this segment has none (0.3-0.8 s at
+                # 980,000 tasks for a role's undated urgent ones); this way the index's range is it.
+                query = query.where(TaskRow.due_on.is_(None)).order_by(TaskRow.due_on, TaskRow.id)
             else:
                 query = query.where(TaskRow.due_on.is_not(None)).order_by(TaskRow.due_on, TaskRow.id)
             if after and rank == after[0]:

@@ -357,6 +357,7 @@ async def _failover(
     up each orphan (an episode with a workflow task or activity pending when it died)."""
     await asyncio.sleep(rng.uniform(1.0, 2.5))
     victim, survivor = _identity(pool[0]), _identity(pool[1])
+    await _until_busy(population)  # on a loaded machine the episodes can all be asleep at that moment
     await pool[0].kill()
     killed = time.monotonic()
     log.append(f"killed {victim}, survivor {survivor}")
@@ -375,6 +376,17 @@ async def _failover(
         "pick-up seconds: median": round(seconds[len(seconds) // 2], 1) if seconds else None,
         "pick-up seconds: max": round(seconds[-1], 1) if seconds else None,
     }
+
+
+async def _until_busy(population: list[Episode], within: float = 30.0) -> None:
+    """Return as soon as some episode has work pending (a workflow task or an activity), so a kill
+    then hits work in flight; give up quietly after ``within`` seconds (the caller's count says so)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        descriptions = await asyncio.gather(*(e.handle.describe() for e in population))
+        if any(_busy(d) for d in descriptions):
+            return
+        await asyncio.sleep(0.02)
 
 
 async def _survivor_took_it(episode: Episode, length_at_kill: int, survivor: str) -> bool:

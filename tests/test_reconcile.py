@@ -155,3 +155,58 @@ async def test_reconcile_restores_an_older_backup_and_deleted_rows(env, tmp_path
         assert "3 episodes re-recorded, 3 had rows missing" in out and out.strip().endswith("in progress"), out
         assert dump(service.engine) == truth
         await timelines_follow_the_rules(service, ids)
+
+
+async def test_reconcile_fills_what_recordings_before_migration_0013_did_not_write(env, tmp_path, monkeypatch):
+    """An episode recorded before 0013 has no stored enrollment and no coming items, and its
+    history's records carry neither: reconcile takes the enrollment from the workflow's first
+    input and the coming items from its state, so its measures and the forecast are right."""
+    from pydantic import model_validator
+    from sqlalchemy import update
+
+    from activities.recording import ChangeRecord
+    from carepath import measures as measures_module
+    from carepath import reconcile as reconcile_module
+    from db.models import ComingItemRow
+
+    class RecordedBefore0013(ChangeRecord):
+        """A record as the workflow wrote it before 0013: no parsed enrollment, no coming items."""
+
+        @model_validator(mode="before")
+        @classmethod
+        def _old(cls, data: Any) -> Any:
+            data = {**data, "coming": None}
+            if data.get("opened"):
+                data["opened"] = {**data["opened"], "enrollment": None}
+            return data
+
+    def stored(engine: Any) -> tuple[Any, list[tuple[Any, ...]]]:
+        with Session(engine) as session:
+            episode = session.scalar(select(EpisodeRow.enrollment))
+            coming = session.execute(select(ComingItemRow.due_on, ComingItemRow.code, ComingItemRow.assignee))
+            return episode, sorted(tuple(row) for row in coming)
+
+    async with api_client(env, sqlite_url(tmp_path), MemorySink()) as live:
+        api, service = live.client, live.service
+        answer = await api.post("/episodes", json=enrollment("old-a", days_ago=98, pain_nrs=8))
+        assert answer.status_code == 201, answer.text
+        await settled(service.engine)
+        await listed(service, 1)
+        truth, measures = stored(service.engine), (await api.get("/measures")).json()
+        forecast = (await api.get("/forecast?weeks=12")).json()
+        assert truth[0]["pain_nrs"] == 8 and truth[1] and forecast, truth
+        assert measures["pain_month3_median"]["median"] == 8.0, measures  # the enrollment's score, day 98
+        with Session(service.engine) as session, session.begin():  # as written before migration 0013
+            session.execute(update(EpisodeRow).values(enrollment=None))
+            session.execute(delete(ComingItemRow))
+        measures_module._reports.clear()
+        assert (await api.get("/forecast?weeks=12")).json() == []
+        assert (await api.get("/measures")).json() != measures  # the enrollment's pain score is missing
+
+        monkeypatch.setattr(reconcile_module, "ChangeRecord", RecordedBefore0013)  # the history's decoding
+        report = await reconcile_episodes(service)
+        assert report.episodes == 1 and not report.skipped, report
+        assert stored(service.engine) == truth
+        measures_module._reports.clear()
+        assert (await api.get("/measures")).json() == measures
+        assert (await api.get("/forecast?weeks=12")).json() == forecast

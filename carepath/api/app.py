@@ -1,6 +1,6 @@
 """The JSON API over the carepath service: one router per resource (``episodes``, ``tasks``,
 ``definitions``, ``tokens``, ``codec``, ``notifications``, ``intake``: FHIR in and the candidates,
-``measures``, ops), its error answers and its hardening. Shared typed dependencies are in
+``measures``, ``imports``, ops), its error answers and its hardening. Shared typed dependencies are in
 ``carepath.api.deps``. The app that serves it (with the pages) is composed in ``carepath.app``.
 """
 
@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from carepath.api import definitions, episodes, errors, intake, measures, notifications, schema, security, tasks, tokens
+from carepath.api import (
+    definitions,
+    episodes,
+    errors,
+    imports,
+    intake,
+    measures,
+    notifications,
+    schema,
+    security,
+    tasks,
+    tokens,
+)
 from carepath.api.codec import router as codec_router
 from carepath.api.deps import MAX_ID
 from carepath.api.errors import PageAnswer
@@ -31,7 +43,7 @@ def install(app: FastAPI, config: Settings, unavailable_page: PageAnswer | None 
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    routers = (episodes, tasks, definitions, tokens, notifications, intake, measures)
+    routers = (episodes, tasks, definitions, tokens, notifications, intake, measures, imports)
     for router in (*(r.router for r in routers), codec_router, ops_router):
         app.include_router(router)
     app.middleware("http")(intake.fhir_outcomes)  # outside the hardening: every 4xx under /fhir is FHIR

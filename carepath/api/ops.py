@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from carepath.access import CLINICIANS, Principal, allow
 from carepath.engine.definition import local_date
 from carepath.engine.registry import default_pathway
-from carepath.errors import InvalidInput
-from carepath.importer import ImportReport, import_enrollments
 from carepath.observability import metrics_text
 from carepath.service import CarepathService
 from db.health import check_database
@@ -54,19 +50,3 @@ async def ready(request: Request) -> JSONResponse:
     if down:
         return JSONResponse(status_code=503, content={"detail": down}, headers={"Retry-After": "5"})
     return JSONResponse({"status": "ready", "database": "ok", "temporal": "ok"})
-
-
-@router.post("/imports", tags=["episodes"])
-async def imports(request: Request, who: Annotated[Principal, Depends(allow(*CLINICIANS))]) -> ImportReport:
-    """Enroll many patients: the body is JSON lines (``application/x-ndjson``), one enrollment per line.
-
-    Each start is durable and does not wait for the baseline; patients already active are skipped
-    (a re-sent batch enrolls only what is missing). Lines are refused one by one, naming the line
-    and field; the body limit (``CAREPATH_MAX_REQUEST_BYTES``) applies: send large files in batches,
-    or use ``carepath import``.
-    """
-    try:
-        text = (await request.body()).decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidInput.one("body", "is not UTF-8 text") from None
-    return await import_enrollments(_service(request), text.splitlines(), who.actor)

@@ -31,8 +31,13 @@ def secured(response: Response) -> Response:
     return response
 
 
+# Routes that read their body as a stream under their own limit (CAREPATH_IMPORT_MAX_BYTES).
+STREAMED = frozenset({("POST", "/imports")})
+
+
 def install(app: FastAPI, settings: Settings) -> None:
     limit = settings.max_request_bytes
+    app.state.import_max_bytes = settings.import_max_bytes
     app.state.session_policy = SessionPolicy(
         idle=timedelta(minutes=settings.session_idle_minutes),
         absolute=timedelta(hours=settings.session_absolute_hours),
@@ -49,6 +54,8 @@ def install(app: FastAPI, settings: Settings) -> None:
 
     @app.middleware("http")
     async def harden(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if (request.method, request.url.path) in STREAMED:
+            return secured(await call_next(request))
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             return secured(_too_large(limit))
