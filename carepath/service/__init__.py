@@ -15,15 +15,14 @@ parts, each with its own reason to change, over what they share (``core``):
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine
 from temporalio.client import Client
 
 from carepath.outbox import Unavailable
 from carepath.service.commands import Commands, Migrated
-from carepath.service.core import UPDATE_WAIT_SECONDS, Conflict, NotFound, ServiceCore, utcnow
+from carepath.service.core import Conflict, NotFound, ServiceCore
 from carepath.service.enrollment import Enrolled, Enrollment, Reconciled, enrollment_digest
 from carepath.service.reads import AuditEntry, EpisodeDetail, EpisodeWithUpcoming, Reads
 from carepath.settings import Settings
@@ -44,17 +43,10 @@ __all__ = [
 
 
 class CarepathService(ServiceCore):
-    def __init__(
-        self,
-        client: Client,
-        engine: Engine,
-        task_queue: str,
-        clock: Callable[[], datetime] = utcnow,
-        pathway_version: int | None = None,
-        update_wait: float = UPDATE_WAIT_SECONDS,
-        history_limit: int | None = None,
-    ) -> None:
-        super().__init__(client, engine, task_queue, clock, pathway_version, update_wait, history_limit)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Takes ``ServiceCore``'s arguments (client, engine, task queue, clock, pathway version,
+        update wait, history limit) and composes the parts over it."""
+        super().__init__(*args, **kwargs)
         self.enrollment = Enrollment(self)
         self.reads = Reads(self)
         self.commands = Commands(self, self.reads.task)
