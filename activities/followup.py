@@ -7,12 +7,11 @@ writes outbox rows of its own (patient reminders, digests), delivered by the sam
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, and_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 from temporalio import activity
 
 from activities.notifications import NotificationDispatcher
@@ -20,7 +19,11 @@ from carepath.engine.definition import local_date
 from carepath.engine.registry import default_pathway
 from carepath.messages import due_words, episode_link
 from db import checkins as checkin
-from db.models import EpisodeRow, NotificationRow, TaskRow, TimelineItemRow
+from db import followup as store
+from db import notifications as outbox
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 DIGEST_ROLES = ("coordinator", "physician")
 DIGEST_CODE = "DIGEST"
@@ -76,36 +79,29 @@ class FollowUp:
     def renotify_urgent(self, due: UrgentDue) -> bool:
         """The second notification of an urgent item still open ``after_hours`` after it was raised,
         to its role; True if one is (now or before) in the outbox."""
-        with Session(self.engine) as session, session.begin():
-            row = session.execute(
-                select(TaskRow, EpisodeRow.patient_ref)
-                .join(EpisodeRow, EpisodeRow.id == TaskRow.episode_id)
-                .where(TaskRow.id == due.task_id, TaskRow.status == "open", EpisodeRow.status == "active")
-            ).first()
-            if row is None:
+        with store.transaction(self.engine) as session:
+            found = store.open_urgent_task(session, due.task_id)
+            if found is None:
                 return False
-            task, ref = row
+            task, ref = found
             occasion = f"{task.occasion}:{STILL_OPEN}"[:64]
             key = f"{task.episode_id}:{task.code}@{occasion}"
-            if session.scalar(select(NotificationRow.id).where(NotificationRow.dedupe_key == key)) is None:
-                session.add(
-                    NotificationRow(
-                        dedupe_key=key,
-                        episode_id=task.episode_id,
-                        code=task.code,
-                        occasion=occasion,
-                        recipient_role=task.assignee,
-                        subject=f"[urgent] Still open after {due.after_hours} h: {task.title}",
-                        body=(
-                            f"Patient {ref}: {task.title}. Raised {task.raised_on.isoformat()} and nobody has "
-                            f"acted on it for {due.after_hours} hours; it is due {task.raised_on.isoformat()}."
-                        ),
-                        created_at=due.now,
-                        status="pending",
-                        attempts=0,
-                    )
+            if not store.has_notification(session, key):
+                store.add_notification(
+                    session,
+                    dedupe_key=key,
+                    episode_id=task.episode_id,
+                    code=task.code,
+                    occasion=occasion,
+                    recipient_role=task.assignee,
+                    subject=f"[urgent] Still open after {due.after_hours} h: {task.title}",
+                    body=(
+                        f"Patient {ref}: {task.title}. Raised {task.raised_on.isoformat()} and nobody has "
+                        f"acted on it for {due.after_hours} hours; it is due {task.raised_on.isoformat()}."
+                    ),
+                    created_at=due.now,
                 )
-        self.dispatcher.deliver_where(NotificationRow.dedupe_key == key)
+        self.dispatcher.deliver_where(outbox.keyed(key))
         return True
 
     @activity.defn(name="send_checkin_reminder")
@@ -114,9 +110,7 @@ class FollowUp:
         episode_id = checkin.remind(self.engine, due.checkin_id, due.now, self.dispatcher.public_url)
         if episode_id is None:
             return False
-        self.dispatcher.deliver_where(
-            and_(NotificationRow.episode_id == episode_id, NotificationRow.code == checkin.REMINDER_CODE)
-        )
+        self.dispatcher.deliver_where(outbox.of_episode_code(episode_id, checkin.REMINDER_CODE))
         return True
 
     @activity.defn(name="send_digests")
@@ -124,57 +118,38 @@ class FollowUp:
         """One digest per role for the clinic's day of ``now``: written once per day, then delivered."""
         definition = default_pathway().definition()  # the clinic's day: the default pathway's clock
         today = local_date(definition, request.now)
-        since = request.now - timedelta(hours=24)
-        with Session(self.engine) as session, session.begin():
-            live = and_(EpisodeRow.status == "active", EpisodeRow.simulated.is_(False))
-            open_tasks = session.execute(
-                select(TaskRow, EpisodeRow.patient_ref)
-                .join(EpisodeRow, EpisodeRow.id == TaskRow.episode_id)
-                .where(live, TaskRow.status == "open")
-                .order_by(TaskRow.due_on, TaskRow.id)
-            ).all()
-            urgent = session.execute(
-                select(TimelineItemRow, EpisodeRow.patient_ref)
-                .join(EpisodeRow, EpisodeRow.id == TimelineItemRow.episode_id)
-                .where(live, TimelineItemRow.priority == "urgent", TimelineItemRow.created_at >= since)
-                .order_by(TimelineItemRow.id)
-            ).all()
+        with store.transaction(self.engine) as session:
+            open_tasks = store.open_tasks(session)
+            urgent = store.urgent_items_since(session, request.now - timedelta(hours=24))
             per_assignee = dict(Counter(task.assignee for task, _ in open_tasks))
-            still_open = _still_open_urgent(session, definition, live, request.now)
+            hours = {code: a.renotify_after_hours for code, a in definition.actions.items() if a.renotify_after_hours}
+            still_open = store.still_open_urgent(session, hours, request.now)
             digests = []
             for role in DIGEST_ROLES:
-                mine = [(t, ref) for t, ref in open_tasks if t.assignee == role]
-                overdue = [(t, ref) for t, ref in mine if t.due_on is not None and t.due_on < today]
-                due_today = [(t, ref) for t, ref in mine if t.due_on == today]
-                new_urgent = [(i, ref) for i, ref in urgent if i.assignee == role]
-                waiting = [(t, ref) for t, ref in still_open if t.assignee == role]
+                sections = _sections(role, today, open_tasks, urgent, still_open)
                 digest = Digest(
                     role=role,
                     on=today.isoformat(),
-                    urgent_open=len(waiting),
-                    new_urgent=len(new_urgent),
-                    overdue=len(overdue),
-                    due_today=len(due_today),
+                    urgent_open=len(sections[0]),
+                    new_urgent=len(sections[1]),
+                    overdue=len(sections[2]),
+                    due_today=len(sections[3]),
                     per_assignee=per_assignee,
                 )
                 digests.append(digest)
-                self._write_digest(session, digest, [waiting, new_urgent, overdue, due_today], request.now)
-        self.dispatcher.deliver_where(
-            and_(NotificationRow.code == DIGEST_CODE, NotificationRow.occasion == today.isoformat())
-        )
+                self._write_digest(session, digest, sections, request.now)
+        self.dispatcher.deliver_where(outbox.of_code_occasion(DIGEST_CODE, today.isoformat()))
         # Once a day, also what no episode delivery picked up (a patient task raised by a recording
         # that notified nobody else): real episodes only, never a story's, and only rows an hour
         # old, so as not to race an episode's own delivery (which would send one twice).
-        real = select(EpisodeRow.id).where(EpisodeRow.simulated.is_(False))
-        old = NotificationRow.created_at < request.now - timedelta(hours=1)
-        self.dispatcher.deliver_where(and_(NotificationRow.episode_id.in_(real), old))
+        self.dispatcher.deliver_where(outbox.real_episodes_older_than(request.now - timedelta(hours=1)))
         return digests
 
     def _write_digest(self, session: Session, digest: Digest, sections: list[list[Any]], now: datetime) -> None:
         """Urgent items still open past their renotify time head it; then new urgent items,
         overdue tasks and what is due today."""
         key = f"digest:{digest.role}:{digest.on}"
-        if session.scalar(select(NotificationRow.id).where(NotificationRow.dedupe_key == key)) is not None:
+        if store.has_notification(session, key):
             return  # one digest per role and day, however often the schedule is triggered
         url = self.dispatcher.public_url
 
@@ -195,33 +170,28 @@ class FollowUp:
             + [f"Open tasks per assignee: {counts}"]
         )
         head = f"{digest.urgent_open} URGENT STILL OPEN, " if digest.urgent_open else ""
-        session.add(
-            NotificationRow(
-                dedupe_key=key,
-                episode_id=None,
-                code=DIGEST_CODE,
-                occasion=digest.on,
-                recipient_role=digest.role,
-                subject=(
-                    f"[digest] {digest.role} {digest.on}: {head}{digest.new_urgent} new urgent, "
-                    f"{digest.overdue} overdue, {digest.due_today} due today"
-                ),
-                body=body,
-                created_at=now,
-                status="pending",
-                attempts=0,
-            )
+        store.add_notification(
+            session,
+            dedupe_key=key,
+            episode_id=None,
+            code=DIGEST_CODE,
+            occasion=digest.on,
+            recipient_role=digest.role,
+            subject=(
+                f"[digest] {digest.role} {digest.on}: {head}{digest.new_urgent} new urgent, "
+                f"{digest.overdue} overdue, {digest.due_today} due today"
+            ),
+            body=body,
+            created_at=now,
         )
 
 
-def _still_open_urgent(session: Session, definition: Any, live: Any, now: datetime) -> list[Any]:
-    """Open tasks whose action renotifies, raised longer ago than its renotify time."""
-    hours = {code: spec.renotify_after_hours for code, spec in definition.actions.items() if spec.renotify_after_hours}
-    rows = session.execute(
-        select(TaskRow, EpisodeRow.patient_ref, TimelineItemRow.created_at)
-        .join(EpisodeRow, EpisodeRow.id == TaskRow.episode_id)
-        .join(TimelineItemRow, TimelineItemRow.id == TaskRow.timeline_item_id)
-        .where(live, TaskRow.status == "open", TaskRow.code.in_(list(hours)))
-        .order_by(TimelineItemRow.created_at, TaskRow.id)
-    ).all()
-    return [(task, ref) for task, ref, at in rows if at <= now - timedelta(hours=hours[task.code])]
+def _sections(role: str, today: date, open_tasks: list[Any], urgent: list[Any], still_open: list[Any]) -> list[Any]:
+    """A role's digest sections: urgent and still open, new urgent, overdue, due today."""
+    mine = [(t, ref) for t, ref in open_tasks if t.assignee == role]
+    return [
+        [(t, ref) for t, ref in still_open if t.assignee == role],
+        [(i, ref) for i, ref in urgent if i.assignee == role],
+        [(t, ref) for t, ref in mine if t.due_on is not None and t.due_on < today],
+        [(t, ref) for t, ref in mine if t.due_on == today],
+    ]

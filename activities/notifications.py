@@ -27,21 +27,19 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Engine, and_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Engine
 from temporalio import activity
 
 from carepath.messages import DEFAULT_PUBLIC_URL, clinician_text, episode_link
-from db.models import EpisodeRow, NotificationRow, TaskRow
+from db import notifications as outbox
+from db.models import NotificationRow
 
 PATIENT = "patient"
-UNDELIVERED = ("pending", "failed")
 # Bodies that carry a check-in token: scrubbed once delivered (only the token's hash is kept).
 LINK_CODES = ("CHECKIN", "CHECKIN_REMINDER")
 SCRUBBED = "(the check-in link was sent; it is not kept)"
@@ -196,74 +194,32 @@ class NotificationDispatcher:
         # episode workflow, which calls this activity after every recording that notifies.
         self.before_delivery = before_delivery
 
-    def _mark_delivered(self, ids: list[int]) -> int:
-        if not ids:
-            return 0
-        with Session(self.engine) as session, session.begin():
-            now = datetime.now(UTC)
-            undelivered = and_(NotificationRow.id.in_(ids), NotificationRow.status.in_(UNDELIVERED))
-            scrubbed = session.execute(
-                update(NotificationRow)
-                .where(undelivered, NotificationRow.code.in_(LINK_CODES))
-                .values(status="delivered", delivered_at=now, body=SCRUBBED, last_error=None)
-            )
-            marked = session.execute(
-                update(NotificationRow).where(undelivered).values(status="delivered", delivered_at=now, last_error=None)
-            )
-            return scrubbed.rowcount + marked.rowcount
-
-    def _mark_failed(self, row_id: int, exc: Exception) -> None:
-        with Session(self.engine) as session, session.begin():
-            session.execute(
-                update(NotificationRow)
-                .where(NotificationRow.id == row_id, NotificationRow.status.in_(UNDELIVERED))
-                .values(status="failed", last_error=f"{type(exc).__name__}: {exc}"[:1000])
-            )
-
     def deliver_where(self, condition: ColumnElement[bool]) -> int:
         """Deliver the undelivered rows matching ``condition``; returns how many were delivered now."""
-        with Session(self.engine) as session:
-            pending = session.execute(
-                select(NotificationRow, EpisodeRow.patient_ref, TaskRow.due_on)
-                .outerjoin(EpisodeRow, EpisodeRow.id == NotificationRow.episode_id)
-                .outerjoin(
-                    TaskRow,
-                    and_(
-                        TaskRow.episode_id == NotificationRow.episode_id,
-                        TaskRow.code == NotificationRow.code,
-                        TaskRow.occasion == NotificationRow.occasion,
-                    ),
-                )
-                .where(condition, NotificationRow.status.in_(UNDELIVERED))
-                .order_by(NotificationRow.id)
-            ).all()
-            messages = [(row.id, message_of(row, ref, due, self.public_url)) for row, ref, due in pending]
+        pending = outbox.undelivered(self.engine, condition)
+        messages = [(row.id, message_of(row, ref, due, self.public_url)) for row, ref, due in pending]
         if not messages:
             return 0
-        ids = [row_id for row_id, _ in messages]
         # Two transactions per batch, not two per message: on SQLite every write transaction
         # queues behind the others, and this ran once per raised task.
-        with Session(self.engine) as session, session.begin():
-            session.execute(
-                update(NotificationRow).where(NotificationRow.id.in_(ids)).values(attempts=NotificationRow.attempts + 1)
-            )
+        outbox.count_attempt(self.engine, [row_id for row_id, _ in messages])
         sent: list[int] = []
         try:
             for row_id, message in messages:
                 try:
                     self.sink.deliver(message)
                 except Exception as exc:
-                    self._mark_failed(row_id, exc)  # visible while the activity retries
+                    outbox.mark_failed(self.engine, row_id, f"{type(exc).__name__}: {exc}")  # seen while it retries
                     raise
                 sent.append(row_id)
         finally:
             # Record what the sink accepted even if a later message failed (the retry resends
             # only the rest); the status condition makes a repeat of this a no-op.
-            delivered = self._mark_delivered(sent)
+            delivered = outbox.mark_delivered(self.engine, sent, LINK_CODES, SCRUBBED)
         return delivered
 
     def deliver_episode(self, episode_id: str) -> int:
-        return self.deliver_where(NotificationRow.episode_id == episode_id)
+        return self.deliver_where(outbox.of_episode(episode_id))
 
     @activity.defn(name="deliver_notifications")
     async def deliver_notifications(self, episode_id: str) -> int:

@@ -7,15 +7,11 @@ retried call (after a timeout, a crash, a lost connection) writes nothing twice.
 from __future__ import annotations
 
 from datetime import date, datetime
-from functools import cache
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Engine, delete, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -25,12 +21,13 @@ from carepath.engine.registry import pathway_for
 from carepath.messages import DEFAULT_PUBLIC_URL, patient_words
 from carepath.observability import count_recording_retry
 from db import checkins as checkin
+from db import recording as rows
+from db.audit import write_audit
 from db.measure_facts import record_facts
-from db.models import AuditRow, ComingItemRow, EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
 
-EPISODES = EpisodeRow.__table__
-TASKS = TaskRow.__table__
-COMING = ComingItemRow.__table__
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
 # The type of the non-retryable failure when an episode's reservation was released (see below).
 RESERVATION_RELEASED = "ReservationReleased"
 # The type of the (retried) failure when the database refused a recording.
@@ -95,15 +92,19 @@ class EpisodeRecorder:
         self.public_url = public_url  # the base of the patients' check-in links
 
     @activity.defn(name="record_changes")
-    def record_changes(self, record: ChangeRecord) -> None:
+    def record_changes(self, record: ChangeRecord) -> dict[str, Any] | None:
+        """Write ``record``. Run as a local activity it returns the record: a local activity's
+        input is not kept in the workflow's history, its result is, and ``carepath reconcile``
+        re-records an episode from what its history kept."""
         count_recording_retry()
         try:
-            with Session(self.engine) as session, session.begin():
-                write_changes(session, record, public_url=self.public_url)
+            with rows.transaction(self.engine) as db:
+                write_changes(db, record, public_url=self.public_url)
         except DBAPIError as exc:
             # SQLAlchemy's message carries the SQL and its parameters (patient data, and big enough
             # for Temporal to replace the failure by "Failure exceeds size limit."): say the cause only.
             raise ApplicationError(database_cause(exc), type=DATABASE_ERROR) from None
+        return record.model_dump(mode="json") if activity.in_activity() and activity.info().is_local else None
 
 
 def database_cause(exc: DBAPIError) -> str:
@@ -115,107 +116,76 @@ def database_cause(exc: DBAPIError) -> str:
 
 
 def write_changes(
-    session: Session, record: ChangeRecord, repair: bool = False, public_url: str = DEFAULT_PUBLIC_URL
+    transaction: Connection | Session,
+    record: ChangeRecord,
+    repair: bool = False,
+    public_url: str = DEFAULT_PUBLIC_URL,
 ) -> None:
     """Write ``record`` inside the caller's transaction; a second call is a no-op.
 
     ``repair`` (carepath reconcile) also brings back a task or notification deleted from beside an
     item that is still there; the activity skips that look-up, since it writes them together.
-
-    Plain INSERT .. ON CONFLICT DO NOTHING statements on each row's natural key rather than
-    ORM look-ups before every insert: one statement per row (a network round trip each on
-    PostgreSQL), and measured ~12% of a simulated patient-year's worker CPU saved on SQLite.
     """
-    # Core statements straight on the transaction's connection: through Session.execute each one
-    # would also go through the ORM's statement layer (measured ~5% of worker CPU for one UPDATE).
-    db = session.connection()
-    sql = _statements(db.dialect.name)
-    episode_id, at = record.episode_id, record.at
-    status = episode_status(record.phase)
-    if record.opened is not None:
-        db.execute(
-            sql.episode,
-            {"id": episode_id, "created_at": at, "updated_at": at, "phase": record.phase, "status": status}
-            | record.opened.model_dump(),
-        )
+    db = rows.connection_of(transaction)
+    sql = rows.statements(db.dialect.name)
+    written = _write_episode(db, sql, record)
+    if record.event is not None:
+        rows.add_event(db, sql, _event_row(record, record.event))
+    follow = FollowUps(written.pathway_id, written.pathway_version, written.simulated, public_url)
+    _add_items(db, sql, record, repair, follow)
+    rows.close_tasks(db, record.episode_id, record.changes.closures, record.at)
+    if record.coming is not None:
+        rows.replace_coming(db, record.episode_id, [item.model_dump() for item in record.coming])
+    record_facts(db, record.episode_id, written.pathway_id)  # what the cohort measures read, kept current
+    write_audit(db, **_audit_entry(record), keep_written=True)  # a retried recording writes it once
+
+
+def _write_episode(db: Connection, sql: rows.Inserts, record: ChangeRecord) -> Any:
+    """The episode's row as of ``record``: opened by the enrollment, then updated."""
+    at, status = record.at, episode_status(record.phase)
     values: dict[str, Any] = {"phase": record.phase, "status": status, "updated_at": at}
+    if record.opened is not None:
+        opened = record.opened.model_dump()
+        rows.open_episode(db, sql, {"id": record.episode_id, "created_at": at, **values} | opened)
+        if record.opened.enrollment is not None:
+            values["enrollment"] = record.opened.enrollment  # the row may be the service's reservation
     if record.facts is not None:
         values["facts"] = record.facts
-    if record.opened is not None and record.opened.enrollment is not None:
-        values["enrollment"] = record.opened.enrollment  # the row may be the service's reservation
     if record.pathway_version is not None:
         values["pathway_version"] = record.pathway_version
-    # An abandoned reservation stays abandoned: its workflow started too late (the enrollment was
-    # released or replaced meanwhile), so it records nothing and fails instead of reviving it.
-    # The row lock makes this and the release's conditional update exclusive: one of them wins.
-    written = db.execute(
-        update(EPISODES)
-        .where(EPISODES.c.id == episode_id, EPISODES.c.status != "abandoned")
-        .values(values)
-        .returning(EPISODES.c.pathway_id, EPISODES.c.pathway_version, EPISODES.c.simulated)
-    ).first()
-    if written is None:
-        if db.execute(select(EPISODES.c.id).where(EPISODES.c.id == episode_id)).first() is not None:
-            raise ApplicationError(
-                f"episode {episode_id}'s enrollment was released before it was recorded",
-                type=RESERVATION_RELEASED,
-                non_retryable=True,
-            )
-        raise LookupError(f"episode {episode_id} was never opened")
-    if record.event is not None:
-        db.execute(
-            sql.event,
-            {
-                "id": record.event.event_id,
-                "episode_id": episode_id,
-                "type": record.event.type,
-                "occurred_on": record.event.occurred_on,
-                "payload": record.event.payload,
-                "recorded_at": at,
-                "recorded_by": record.actor,
-            },
-        )
-    follow = FollowUps(written.pathway_id, written.pathway_version, written.simulated, public_url)
-    for item in record.changes.items:
-        _add_item(db, sql, record, item, repair, follow)
-    for closure in record.changes.closures:
-        db.execute(
-            update(TASKS)
-            .where(
-                TASKS.c.episode_id == episode_id,
-                TASKS.c.code == closure.code,
-                TASKS.c.occasion == closure.milestone,
-                TASKS.c.status == "open",
-            )
-            .values(status=closure.status, closed_at=at, close_reason=closure.reason)
-        )
-    if record.coming is not None:
-        _replace_coming(db, episode_id, record.coming)
-    record_facts(db, episode_id, written.pathway_id)  # what the cohort measures read, kept current
-    db.execute(
-        sql.audit,
-        {
-            "change_id": record.change_id,
-            "episode_id": episode_id,
-            "at": at,
-            "actor": record.actor,
-            "action": record.action,
-            "detail": {
-                "event_id": record.event.event_id if record.event else None,
-                "reason": record.reason,
-                "raised": [str(i.key) for i in record.changes.items],
-                "closed": [f"{c.key}:{c.status}" for c in record.changes.closures],
-                "phase": record.phase,
-            },
+    try:
+        return rows.update_episode(db, record.episode_id, values)
+    except rows.ReservationReleased as exc:
+        raise ApplicationError(str(exc), type=RESERVATION_RELEASED, non_retryable=True) from None
+
+
+def _event_row(record: ChangeRecord, event: RecordedEvent) -> dict[str, Any]:
+    return {
+        "id": event.event_id,
+        "episode_id": record.episode_id,
+        "type": event.type,
+        "occurred_on": event.occurred_on,
+        "payload": event.payload,
+        "recorded_at": record.at,
+        "recorded_by": record.actor,
+    }
+
+
+def _audit_entry(record: ChangeRecord) -> dict[str, Any]:
+    return {
+        "change_id": record.change_id,
+        "episode_id": record.episode_id,
+        "at": record.at,
+        "actor": record.actor,
+        "action": record.action,
+        "detail": {
+            "event_id": record.event.event_id if record.event else None,
+            "reason": record.reason,
+            "raised": [str(i.key) for i in record.changes.items],
+            "closed": [f"{c.key}:{c.status}" for c in record.changes.closures],
+            "phase": record.phase,
         },
-    )
-
-
-def _replace_coming(db: Connection, episode_id: str, coming: list[ComingItem]) -> None:
-    """The episode's projection as of this record (a retry writes the same rows again)."""
-    db.execute(delete(COMING).where(COMING.c.episode_id == episode_id))
-    if coming:
-        db.execute(insert(COMING), [{"episode_id": episode_id, **item.model_dump()} for item in coming])
+    }
 
 
 class FollowUps(NamedTuple):
@@ -237,37 +207,42 @@ class FollowUps(NamedTuple):
         return patient_words(pathway.patient_message(pathway.definition(self.pathway_version), code), title)
 
 
-def _add_item(
-    db: Connection, sql: _Inserts, record: ChangeRecord, item: TimelineEntry, repair: bool, follow: FollowUps
+def _add_items(db: Connection, sql: rows.Inserts, record: ChangeRecord, repair: bool, follow: FollowUps) -> None:
+    """The items' timeline rows in one statement, their tasks in one more, then each item's
+    follow-up (check-in, patient words, notification) in the items' order."""
+    firsts = {item.key: item for item in reversed(record.changes.items)}  # an item raised twice: its first
+    items = [ItemRows(record.episode_id, item, record.at) for item in record.changes.items if firsts[item.key] is item]
+    if not items:
+        return
+    ids = rows.add_items(db, sql, [item.timeline() for item in items], repair)
+    written = [(item, ids[key]) for item in items if (key := (item.item.code, item.item.key.occasion)) in ids]
+    rows.add_tasks(db, sql, [item.task(item_id) for item, (item_id, _) in written if item.item.actionable])
+    for item_rows, (_, new) in written:
+        _follow_up(db, sql, record, item_rows, new, follow)
+
+
+def _follow_up(
+    db: Connection,
+    sql: rows.Inserts,
+    record: ChangeRecord,
+    rows_of: ItemRows,
+    new: bool,
+    follow: FollowUps,
 ) -> None:
-    rows = ItemRows(record.episode_id, item, record.at)
-    item_id = db.execute(sql.item, rows.timeline()).scalar()
-    new = item_id is not None
-    if item_id is None:  # already recorded (a retry, or raised again in a later step)
-        if not repair:
-            return
-        # Reconciling: the timeline row survived, its task or notification may not have.
-        items = TimelineItemRow.__table__
-        item_id = db.execute(
-            select(items.c.id).where(
-                items.c.episode_id == record.episode_id,
-                items.c.code == item.code,
-                items.c.occasion == item.key.occasion,
-            )
-        ).scalar_one()
+    """Beside an item written now (or brought back by a repair), as its pathway declares: a check-in
+    for a new task, the patient's words for a task of theirs, and the item's notification (all keyed,
+    so a repair writes only what is missing)."""
+    item = rows_of.item
     if item.actionable:
-        db.execute(sql.task, rows.task(item_id))
-        # Follow-up beside the rules, as the pathway declares it: the task row is new here, so
-        # each is written once.
         plan = follow.check_in(item.code) if new else None
         if plan is not None:
             checkin.issue(
                 db, sql.upsert, plan, record.episode_id, item.key.occasion, item.on, record.at, follow.public_url
             )
-        if (new or repair) and item.assignee == checkin.PATIENT and not item.notify:  # keyed: once
-            db.execute(sql.notification, rows.notification(*follow.patient_words(item.code, item.title)))
+        if item.assignee == checkin.PATIENT and not item.notify:
+            rows.add_notification(db, sql, rows_of.notification(*follow.patient_words(item.code, item.title)))
     if item.notify and item.assignee is not None:
-        db.execute(sql.notification, rows.notification())
+        rows.add_notification(db, sql, rows_of.notification())
 
 
 class ItemRows(NamedTuple):
@@ -321,35 +296,3 @@ class ItemRows(NamedTuple):
             "status": "pending",
             "attempts": 0,
         }
-
-
-class _Inserts(NamedTuple):
-    """Inserts that skip a row whose natural key is already there (the idempotency keys)."""
-
-    upsert: Any  # the dialect's insert (for statements built elsewhere, e.g. check-ins)
-    episode: Any
-    event: Any
-    item: Any
-    task: Any
-    notification: Any
-    audit: Any
-
-
-@cache
-def _statements(dialect: str) -> _Inserts:
-    # ON CONFLICT is dialect syntax; SQLite and PostgreSQL spell it the same way.
-    upsert = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}.get(dialect)
-    if upsert is None:
-        raise RuntimeError(f"unsupported database dialect {dialect!r} (SQLite or PostgreSQL)")
-    items = TimelineItemRow.__table__
-    return _Inserts(
-        upsert=upsert,
-        episode=upsert(EPISODES).on_conflict_do_nothing(index_elements=["id"]),
-        event=upsert(EventRow.__table__).on_conflict_do_nothing(index_elements=["id"]),
-        item=upsert(items)
-        .on_conflict_do_nothing(index_elements=["episode_id", "code", "occasion"])
-        .returning(items.c.id),
-        task=upsert(TASKS).on_conflict_do_nothing(index_elements=["episode_id", "code", "occasion"]),
-        notification=upsert(NotificationRow.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"]),
-        audit=upsert(AuditRow.__table__).on_conflict_do_nothing(index_elements=["change_id"]),
-    )

@@ -84,8 +84,9 @@ async def wait_ready(http: httpx.AsyncClient, timeout: float = 60) -> None:
 
 
 def profile(folder: str, pids: dict[str, int]) -> list[subprocess.Popen[bytes]]:
-    """py-spy on each process (raw collapsed stacks in ``folder``/<name>.txt) while the one-client
-    phase runs; summarise them with bench/pyspy_top.py."""
+    """py-spy on each process (raw collapsed stacks in ``folder``/<name>.txt) while a phase runs
+    (the one-client notes: api, worker; the import until all are active: api-import,
+    worker-import); summarise them with bench/pyspy_top.py."""
     if not folder:
         return []
     Path(folder).mkdir(parents=True, exist_ok=True)
@@ -98,6 +99,12 @@ def profile(folder: str, pids: dict[str, int]) -> list[subprocess.Popen[bytes]]:
         )
         for name, pid in pids.items()
     ]
+
+
+def stop_profile(spies: list[subprocess.Popen[bytes]]) -> None:
+    for spy in spies:
+        spy.send_signal(2)  # SIGINT: py-spy writes its profile and exits
+        spy.wait(timeout=30)
 
 
 def cpu_per(pids: dict[str, int], before: dict[str, float], n: int) -> str:
@@ -256,9 +263,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         spies = profile(args.profile, {"api": api.pid, "worker": worker.pid})
         pids = {"api": api.pid, "worker": worker.pid, "server": server.pid, "bare worker": bare.pid}
         api_lat, bare_lat = await one_client(http, bares[0], episodes[0], today, args.notes, pids)
-        for spy in spies:
-            spy.send_signal(2)  # SIGINT: py-spy writes its profile and exits
-            spy.wait(timeout=30)
+        stop_profile(spies)
         print(summary(f"1 client, {args.notes} notes POST /episodes/{{id}}/events", api_lat), flush=True)
         print(summary(f"1 client, {args.notes} bare execute_update (no-op)", bare_lat), flush=True)
         p50 = pct(api_lat, 0.5) / pct(bare_lat, 0.5)
@@ -283,11 +288,13 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             rows.append(body)
         lines = [json.dumps(row) for row in rows]
         refs = [row["patient"]["ref"] for row in rows]
+        spies = profile(args.profile, {"api-import": api.pid, "worker-import": worker.pid})
         before = cpu_seconds(worker.pid)
         started = time.perf_counter()
         calls, enrolled = await post_imports(http, lines, args.chunk)
         accepted = time.perf_counter() - started
         active = await until_active(engine, refs)
+        stop_profile(spies)
         end_to_end = time.perf_counter() - started
         worker_cpu = cpu_seconds(worker.pid) - before
         took, _ = await bounded(
@@ -333,7 +340,7 @@ def main() -> None:
     parser.add_argument("--imports", type=int, default=600)
     parser.add_argument("--chunk", type=int, default=120, help="lines per body when one body is refused")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
-    parser.add_argument("--profile", default="", help="py-spy the API and worker during the one-client phase into DIR")
+    parser.add_argument("--profile", default="", help="py-spy the API and worker (notes, import) into DIR")
     parser.add_argument("--skip-imports", action="store_true", help="only the event phases")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="carepath-write-"))

@@ -9,18 +9,20 @@ start the workflow.
 
 ``carepath reconcile`` (``reconcile_episodes``) repairs the database after a restore from a backup
 older than Temporal's state, or lost rows: it replays every running episode's recorded decisions
-(the ``record_changes`` inputs in its history) through the same idempotent ``write_changes``, then
-runs the enrollment sweep. It also fills what a recording made before migration 0013 did not
-write: the enrollment the workflow was started with (from its first run's input, parsed as the
-workflow parses it) and the running episode's coming items (from its state, as the clock runs).
+(the ``record_changes`` inputs in its history, or what a local one returned) through the same
+idempotent ``write_changes``, then runs the enrollment sweep. It also fills what a recording made
+before migration 0013 did not write: the enrollment the workflow was started with (from its first
+run's input, parsed as the workflow parses it) and the running episode's coming items (from its
+state, as the clock runs).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from sqlalchemy import Engine
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
+# The marker Temporal's core SDK writes for a local activity: its result, not its input.
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 
 async def reconcile_periodically(service: CarepathService, every: float, older_than: timedelta) -> None:
@@ -117,6 +121,10 @@ async def recorded_history(client: Client, workflow: str) -> tuple[list[ChangeRe
                 scheduled = event.activity_task_scheduled_event_attributes
                 if scheduled.activity_type.name == "record_changes":
                     records += await client.data_converter.decode(scheduled.input.payloads, [ChangeRecord])
+            elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+                kept = _locally_recorded(event.marker_recorded_event_attributes)
+                if kept is not None:
+                    records += await client.data_converter.decode(kept, [ChangeRecord])
         runs.append(records)
         if not previous:
             break
@@ -144,6 +152,16 @@ def with_stored_since(
         coming = [ComingItem(due_on=i.on, code=i.code, assignee=i.assignee or "") for i in items]
         records = [*records[:-1], records[-1].model_copy(update={"coming": coming})]
     return records
+
+
+def _locally_recorded(marker: Any) -> Any:
+    """The record a successful local ``record_changes`` returned (its input is not in history)."""
+    if marker.marker_name != LOCAL_ACTIVITY_MARKER or "result" not in marker.details:
+        return None
+    data = marker.details["data"].payloads
+    if not data or json.loads(data[0].data).get("activity_type") != "record_changes":
+        return None
+    return marker.details["result"].payloads
 
 
 def _rerecord(

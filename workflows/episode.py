@@ -14,7 +14,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationDispatcher
@@ -54,10 +54,25 @@ RECORD_TIMEOUT = timedelta(seconds=15)
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=1)
 )
+# Runs started by this code first try each recording as a local activity: in the worker running
+# the workflow task, within that task, so an update is answered in one workflow task instead of
+# three server round trips (the same idempotent transaction). One try only, bounded by its
+# timeout: a local activity retrying through a database outage would hold the workflow task, be
+# invisible to `describe` and keep a stopping worker waiting, so a failed try falls back to the
+# scheduled activity with RECORD_RETRY, which waits out the outage durably. Asked once at the
+# start of a run: a run begun before this code (a checked-in history, a running episode
+# replayed) keeps scheduling its recordings until it continues as new (docs/rule-changes.md).
+LOCAL_RECORD_PATCH = "record-local"
+LOCAL_RECORD_TRY = RetryPolicy(maximum_attempts=1)
 
 
 def _invalid(exc: InvalidInput) -> ApplicationError:
     return ApplicationError(str(exc), {"errors": exc.as_dicts()}, type=INVALID_INPUT, non_retryable=True)
+
+
+def _update_id() -> str:
+    info = workflow.current_update_info()
+    return info.id if info is not None else ""
 
 
 @workflow.defn(name="Episode")
@@ -72,6 +87,10 @@ class EpisodeWorkflow:
         self._pending: Changes | None = None
         self._delivery: asyncio.Task[None] | None = None
         self._delivery_wanted = False
+        self._local_record = False  # set at the start of run (LOCAL_RECORD_PATCH)
+        # Events parsed by the update validator, by update id: the handler takes its own instead
+        # of parsing again (on replay validators do not run, and the handler parses).
+        self._parsed: dict[str, Any] = {}
         self._ending = False  # draining in-flight updates before continue-as-new
         self._not_enrolled: str | None = None  # why the enrollment's recording failed
         self._recorded: dict[str, EventOutcome] = dict(start.recorded_events)
@@ -98,6 +117,7 @@ class EpisodeWorkflow:
 
     @workflow.run
     async def run(self, start: EpisodeStart) -> str:
+        self._local_record = workflow.patched(LOCAL_RECORD_PATCH)
         if self._pending is not None:
             async with self._lock:
                 try:
@@ -194,9 +214,10 @@ class EpisodeWorkflow:
 
     @workflow.update
     async def record_event(self, request: EventRequest) -> EventOutcome:
+        parsed = self._parsed.pop(_update_id(), None)
         if request.event_id in self._recorded:  # sent again after it landed: its first outcome
             return self._recorded[request.event_id]
-        event = self._event(request)
+        event = parsed if parsed is not None else self._event(request)
         recorded = RecordedEvent(
             event_id=request.event_id,
             type=event.type,
@@ -226,6 +247,7 @@ class EpisodeWorkflow:
             return
         event = self._event(request)
         self._check(lambda: self._pathway.validate_event(self._state, event, workflow.now()))
+        self._parsed[_update_id()] = event
 
     def _closing(self, request: TaskClosing) -> tuple[EpisodeCore, Changes]:
         key = TaskKey(request.code, request.milestone)
@@ -347,14 +369,32 @@ class EpisodeWorkflow:
             coming=self._coming(),
             **extra,
         )
+        await self._write(record)
+        if not self._start.simulated and any(item.notify for item in changes.items):
+            self._request_delivery()
+
+    async def _write(self, record: ChangeRecord) -> None:
+        """One recording: a local try first where this run takes it (LOCAL_RECORD_PATCH), else or
+        after a failed try the scheduled activity, which also gives a final refusal (a released
+        reservation) as callers expect it: an ActivityError, on the history."""
+        if self._local_record:
+            try:
+                await workflow.execute_local_activity_method(
+                    EpisodeRecorder.record_changes,
+                    record,
+                    start_to_close_timeout=RECORD_TIMEOUT,
+                    retry_policy=LOCAL_RECORD_TRY,
+                )
+                return
+            except FailureError as exc:  # a local failure comes unwrapped (not as an ActivityError)
+                if isinstance(exc, CancelledError):
+                    raise
         await workflow.execute_activity_method(
             EpisodeRecorder.record_changes,
             record,
             start_to_close_timeout=RECORD_TIMEOUT,
             retry_policy=RECORD_RETRY,
         )
-        if not self._start.simulated and any(item.notify for item in changes.items):
-            self._request_delivery()
 
     def _snapshot(self) -> dict[str, Any]:
         """The facts and the next due points rows show (pure: it replays as it ran)."""

@@ -139,6 +139,9 @@ if __name__ == "__main__":
     if "--generated" in sys.argv:
         for path in asyncio.run(record_generated(int(sys.argv[sys.argv.index("--generated") + 1]), seed=11)):
             print(f"wrote {path}")
+    elif "--local" in sys.argv:  # the story on the code that records in the workflow task (record-local)
+        asyncio.run(record(HISTORIES / "episode-year-local.json"))
+        print(f"wrote {HISTORIES / 'episode-year-local.json'}")
     elif "--midlife" in sys.argv:
         asyncio.run(record_midlife(HISTORIES / "midlife-rules-r1.json"))
         print(f"wrote {HISTORIES / 'midlife-rules-r1.json'}")
