@@ -25,7 +25,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Engine, Integer, cast, delete, func, insert, literal, or_, select, union_all
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.exc import IntegrityError
 
 from carepath.engine.measures import Condition, EventMatch, ItemMatch, MeasureSet, MeasureSpec
@@ -158,21 +171,42 @@ def _rows(key: str, fact: _Fact, episodes: Any) -> Any:
     return _value_rows(key, fact.spec, episodes)
 
 
+def _facts_insert(facts: dict[str, _Fact], episodes: Any) -> Any:
+    rows = union_all(*(_rows(key, fact, episodes) for key, fact in facts.items()))
+    return insert(FACTS).from_select(["episode_id", "fact", "day", "value"], rows)
+
+
 def _write(db: Connection, facts: dict[str, _Fact], episode_ids: list[str]) -> None:
     """The facts of ``episode_ids`` computed afresh from their events and items."""
     db.execute(delete(FACTS).where(FACTS.c.episode_id.in_(episode_ids)))
-    if not facts:
-        return
-    episodes = (
-        select(EPISODES.c.id, EPISODES.c.identified_on).where(EPISODES.c.id.in_(episode_ids)).subquery("episodes")
-    )
-    rows = union_all(*(_rows(key, fact, episodes) for key, fact in facts.items()))
-    db.execute(insert(FACTS).from_select(["episode_id", "fact", "day", "value"], rows))
+    if facts:
+        episodes = select(EPISODES.c.id, EPISODES.c.identified_on).where(EPISODES.c.id.in_(episode_ids))
+        db.execute(_facts_insert(facts, episodes.subquery("episodes")))
+
+
+# One episode's rewrite, built once per declaration: a recording then only binds its episode id
+# (building and compiling the union for every recording was most of a baseline's recording time).
+_ONE_EPISODE: dict[int, tuple[MeasureSet, Any, Any]] = {}
+
+
+def _one_episode(measures: MeasureSet) -> tuple[Any, Any]:
+    held = _ONE_EPISODE.get(id(measures))
+    if held is not None and held[0] is measures:
+        return held[1], held[2]
+    facts, episode = facts_of(measures), bindparam("episode_id")
+    remove = delete(FACTS).where(FACTS.c.episode_id == episode)
+    episodes = select(EPISODES.c.id, EPISODES.c.identified_on).where(EPISODES.c.id == episode)
+    add = _facts_insert(facts, episodes.subquery("episodes")) if facts else None
+    _ONE_EPISODE[id(measures)] = (measures, remove, add)
+    return remove, add
 
 
 def record_facts(db: Connection, episode_id: str, pathway_id: str) -> None:
     """Rewrite one episode's facts inside its recording's transaction (after its rows)."""
-    _write(db, facts_of(pathway_for(pathway_id).measures()), [episode_id])
+    remove, add = _one_episode(pathway_for(pathway_id).measures())
+    db.execute(remove, {"episode_id": episode_id})
+    if add is not None:
+        db.execute(add, {"episode_id": episode_id})
 
 
 # ---- filling a set for the episodes stored before ---------------------------------------------
