@@ -101,9 +101,13 @@ class EpisodeRecorder:
             with rows.transaction(self.engine) as db:
                 write_changes(db, record, public_url=self.public_url)
         except DBAPIError as exc:
+            count_recording_retry(failed_try=True)
             # SQLAlchemy's message carries the SQL and its parameters (patient data, and big enough
             # for Temporal to replace the failure by "Failure exceeds size limit."): say the cause only.
             raise ApplicationError(database_cause(exc), type=DATABASE_ERROR) from None
+        except Exception:
+            count_recording_retry(failed_try=True)
+            raise
         return record.model_dump(mode="json") if activity.in_activity() and activity.info().is_local else None
 
 

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from carepath import __version__
 from carepath.api import app as api
 from carepath.codec import EncryptionCodec
-from carepath.observability import instrument_app, measure_request
+from carepath.observability import RequestMetrics, instrument_app
 from carepath.pathways import register_shipped
 from carepath.service import CarepathService
 from carepath.settings import Settings, load_settings
@@ -79,6 +79,6 @@ def create_app(
         app.state.codec = codec
     api.install(app, config, unavailable_page=unavailable_page)
     site.install(app, config)
-    app.middleware("http")(measure_request)
+    app.add_middleware(RequestMetrics)
     instrument_app(app, config.otel_exporter)
     return app

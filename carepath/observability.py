@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from typing import Any
 
@@ -25,8 +25,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, g
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from db.gauges import store_counts
 
@@ -83,27 +82,44 @@ def metrics_text(engine: Engine, today: Callable[[], date]) -> bytes:
     return generate_latest(REGISTRY) + generate_latest(store)
 
 
-async def measure_request(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """Count and time every request by its route template (``/episodes/{episode_id}``: no ids as labels)."""
-    began = time.perf_counter()
-    status = 500
-    try:
-        response = await call_next(request)
-        status = response.status_code
-        return response
-    finally:
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        seconds = time.perf_counter() - began
-        REQUESTS.labels(request.method, route, str(status)).inc()
-        REQUEST_SECONDS.labels(request.method, route).observe(seconds)
-        episode_id = request.path_params.get("episode_id")
-        logging.getLogger("carepath.http").info(
-            "%s %s %s",
-            request.method,
-            route,
-            status,
-            extra={"route": route, "status": status, "ms": round(seconds * 1000, 1), "episode_id": episode_id},
-        )
+class RequestMetrics:
+    """Count and time every request by its route template (``/episodes/{episode_id}``: no ids as
+    labels), and log it; a plain ASGI middleware (``@app.middleware`` costs a task group a request)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        status = 500
+
+        async def noting(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting)
+        finally:
+            _record(scope, status, time.perf_counter() - began)
+
+
+def _record(scope: Scope, status: int, seconds: float) -> None:
+    route, method = getattr(scope.get("route"), "path", "unmatched"), scope["method"]
+    REQUESTS.labels(method, route, str(status)).inc()
+    REQUEST_SECONDS.labels(method, route).observe(seconds)
+    episode_id = scope.get("path_params", {}).get("episode_id")
+    logging.getLogger("carepath.http").info(
+        "%s %s %s",
+        method,
+        route,
+        status,
+        extra={"route": route, "status": status, "ms": round(seconds * 1000, 1), "episode_id": episode_id},
+    )
 
 
 # ---- the worker's metrics: the SDK runtime ---------------------------------------------------
@@ -118,20 +134,25 @@ def worker_runtime(bind_address: str) -> Any:
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
 
 
-def count_recording_retry() -> None:
-    """Inside the recording activity: count an attempt after the first (the worker's metrics)."""
+def count_recording_retry(failed_try: bool = False) -> None:
+    """Inside the recording activity: count an attempt after the first (the worker's metrics).
+    ``failed_try``: this attempt failed; a failed local try counts, as the workflow then records
+    through the scheduled activity (whose first attempt is the retry)."""
     from temporalio import activity
 
     if not activity.in_activity():  # write_changes driven directly (tests, tools): nothing to count
         return
     info = activity.info()
-    if info.attempt > 1:
-        activity.metric_meter().create_counter(
-            RECORDING_RETRIES, "Recording activity attempts after the first (database errors, killed workers)"
-        ).add(1)
-        activity.logger.warning(
-            "recording retried (attempt %d)", info.attempt, extra={"episode_id": _episode_of(info.workflow_id)}
-        )
+    if failed_try and info.is_local:
+        why = "recording failed in the workflow task; retried as a scheduled activity"
+    elif not failed_try and info.attempt > 1:
+        why = f"recording retried (attempt {info.attempt})"
+    else:
+        return
+    activity.metric_meter().create_counter(
+        RECORDING_RETRIES, "Recording activity attempts after the first (database errors, killed workers)"
+    ).add(1)
+    activity.logger.warning(why, extra={"episode_id": _episode_of(info.workflow_id)})
 
 
 def _episode_of(workflow_id: str | None) -> str | None:

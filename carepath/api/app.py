@@ -46,4 +46,4 @@ def install(app: FastAPI, config: Settings, unavailable_page: PageAnswer | None 
     routers = (episodes, tasks, definitions, tokens, notifications, intake, measures, imports)
     for router in (*(r.router for r in routers), codec_router, ops_router):
         app.include_router(router)
-    app.middleware("http")(intake.fhir_outcomes)  # outside the hardening: every 4xx under /fhir is FHIR
+    app.add_middleware(intake.FhirOutcomes)  # outside the hardening: every 4xx under /fhir is FHIR

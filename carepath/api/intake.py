@@ -15,6 +15,8 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from carepath.api.deps import Clinician, Reader, RowId, Service
 from carepath.engine.inputs import Text
@@ -116,6 +118,18 @@ async def fhir_outcomes(request: Request, call_next: Any) -> Response:
     ] or [_issue("error", "processing", "refused")]
     keep = {k: v for k, v in response.headers.items() if k.lower() in ("www-authenticate", "retry-after")}
     return outcome(issues, response.status_code, keep)
+
+
+class FhirOutcomes:
+    """``fhir_outcomes`` for the requests under /fhir only: the others go straight on, without the
+    per-request task group a dispatching middleware costs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app, self.outcomes = app, BaseHTTPMiddleware(app, dispatch=fhir_outcomes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        under_fhir = scope["type"] == "http" and scope["path"].startswith("/fhir")
+        await (self.outcomes if under_fhir else self.app)(scope, receive, send)
 
 
 # ---- the candidates queue -------------------------------------------------------------------------
