@@ -267,25 +267,36 @@ def test_facts_kept_by_recordings_equal_a_fill_from_the_stored_rows(tmp_path: Pa
     assert len(recorded) > len(COHORT)  # several facts per episode
 
 
-def test_episodes_stored_before_their_facts_get_them_from_the_first_report(simulated, tmp_path: Path) -> None:
-    """Episodes written before facts were kept (migration 0015): the first report fills them
-    from the stored events and items, and the measures are the hand-computed ones."""
+def _store_without_facts(simulated_url: str, copy: Path) -> tuple[Any, list[Any]]:
+    """A copy of the simulated store as it was before facts were kept (migration 0015): its
+    engine, and the facts its recordings had kept (which a fill must give back)."""
     import shutil
 
     from sqlalchemy import delete, select
+
+    from db.measure_facts import FACT_SETS, FACTS
+
+    shutil.copy(simulated_url.removeprefix("sqlite:///"), copy)
+    engine = make_engine(f"sqlite:///{copy}")
+    with engine.begin() as db:
+        kept = sorted(db.execute(select(FACTS)).all())
+        db.execute(delete(FACTS))
+        db.execute(delete(FACT_SETS))
+    return engine, kept
+
+
+def test_episodes_stored_before_their_facts_get_them_from_the_first_report(simulated, tmp_path: Path) -> None:
+    """Episodes written before facts were kept (migration 0015): the first report fills them
+    from the stored events and items, and the measures are the hand-computed ones."""
+    from sqlalchemy import select
 
     from carepath.simulate.cohort import cohort_measures
     from db.measure_facts import FACT_SETS, FACTS
 
     url, paths, results, _ = simulated
     copy = tmp_path / "before.db"
-    shutil.copy(url.removeprefix("sqlite:///"), copy)
-    engine = make_engine(f"sqlite:///{copy}")
+    engine, kept = _store_without_facts(url, copy)
     try:
-        with engine.begin() as db:
-            kept = sorted(db.execute(select(FACTS)).all())
-            db.execute(delete(FACTS))
-            db.execute(delete(FACT_SETS))
         assert numbers(cohort_measures(f"sqlite:///{copy}", paths, results)) == EXPECTED
         with engine.connect() as db:
             assert sorted(db.execute(select(FACTS)).all()) == kept
@@ -295,25 +306,17 @@ def test_episodes_stored_before_their_facts_get_them_from_the_first_report(simul
 
 
 def test_the_worker_fills_facts_of_episodes_stored_before_them_at_start(simulated, tmp_path: Path, caplog) -> None:
-    """After an upgrade the worker fills the facts in the background (with progress in the log), so
-    the first report finds them filled and counts the hand-computed measures without a fill of its own."""
+    """After an upgrade the worker fills the facts in the background, with progress in the log:
+    every stored episode gets back the facts its recordings kept, and the set is marked filled."""
     import logging
-    import shutil
 
-    from sqlalchemy import delete, select
+    from sqlalchemy import select
 
     from carepath.measures import fill_kept_facts_in_background
-    from db.measure_facts import FACT_SETS, FACTS, filled
+    from db.measure_facts import FACTS, filled
 
-    url, *_ = simulated
-    copy = tmp_path / "upgraded.db"
-    shutil.copy(url.removeprefix("sqlite:///"), copy)
-    engine = make_engine(f"sqlite:///{copy}")
+    engine, kept = _store_without_facts(simulated[0], tmp_path / "upgraded.db")
     try:
-        with engine.begin() as db:
-            kept = sorted(db.execute(select(FACTS)).all())
-            db.execute(delete(FACTS))
-            db.execute(delete(FACT_SETS))
         with caplog.at_level(logging.INFO, logger="carepath.measures"):
             fill_kept_facts_in_background(engine, [OVCF_LUMBAR]).join(timeout=60)
         assert f"facts filled for all {len(COHORT)} stored episodes" in caplog.text
