@@ -13,6 +13,7 @@ timeline, an ``enroll`` audit entry first; and nothing else of that patient is r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -98,6 +99,7 @@ class Rig:
         )
         self.worker: WorkerProcess | None = None
         self.worker_kills = 0
+        self.keeper: asyncio.Task[None] | None = None
 
     async def start_worker(self, crash: str | None = None) -> None:
         await self.stop_worker()
@@ -120,8 +122,19 @@ class Rig:
             await self.worker.kill()
             self.worker = None
 
-    async def keep_worker_alive(self) -> None:
-        """Restart the worker whenever it has died (a crash point hit it)."""
+    def keep_worker_alive(self) -> None:
+        """From now until ``stop_keeping``, restart the worker whenever it has died (a crash point hit it)."""
+        if self.keeper is None:
+            self.keeper = asyncio.create_task(self._restart_when_dead())
+
+    async def stop_keeping(self) -> None:
+        if self.keeper is not None:
+            self.keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.keeper
+            self.keeper = None
+
+    async def _restart_when_dead(self) -> None:
         while True:
             if self.worker is not None and not self.worker.running:
                 self.worker_kills += 1
@@ -242,12 +255,9 @@ async def _crash_round(rig: Rig, crash_at: str, worker: str, patients: list[Pati
         await rig.start_worker(crash=worker)
     elif rig.worker is None or not rig.worker.running:
         await rig.start_worker()
-    keeper = asyncio.create_task(rig.keep_worker_alive()) if worker != "down" else None
-    try:
-        outputs = await asyncio.gather(*(rig.enroll_in_process(p, crash_at) for p in patients))
-    finally:
-        if keeper is not None:
-            keeper.cancel()
+    if worker != "down":
+        rig.keep_worker_alive()
+    outputs = await asyncio.gather(*(rig.enroll_in_process(p, crash_at) for p in patients))
     for patient, output in zip(patients, outputs, strict=True):
         patient.crash_output = output
         if crash_at == "none":  # the API process lived: the enrollment went through in the end
@@ -256,6 +266,7 @@ async def _crash_round(rig: Rig, crash_at: str, worker: str, patients: list[Pati
             assert output == "killed", (patient, output)
     if rig.worker is None or not rig.worker.running:
         await rig.start_worker()
+    rig.keep_worker_alive()  # through the recovery too: an armed crash may strike only now
 
 
 async def test_a_crash_at_any_point_of_enrollment_leaves_no_ghost(tmp_path, database_url):
@@ -280,6 +291,7 @@ async def test_a_crash_at_any_point_of_enrollment_leaves_no_ghost(tmp_path, data
                 for patient in patients:
                     await _recover(rig, api, patient)
                     await _assert_working(rig, patient)
+                await rig.stop_keeping()
                 everyone += patients
                 timings[name] = round(time.monotonic() - began, 1)
             # Nothing is left half-enrolled anywhere, and a last sweep has nothing to do.
@@ -288,6 +300,7 @@ async def test_a_crash_at_any_point_of_enrollment_leaves_no_ghost(tmp_path, data
             with Session(rig.engine) as session:
                 assert session.scalars(select(EpisodeRow).where(EpisodeRow.status == "reserving")).all() == []
     finally:
+        await rig.stop_keeping()
         await rig.stop_worker()
         rig.engine.dispose()
         await env.shutdown()
