@@ -7,16 +7,14 @@ Run it with ``python worker.py`` or ``carepath worker``.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import inspect
 import logging
-import py_compile
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import channels
 from activities.followup import FollowUp
@@ -37,19 +35,16 @@ from workflows.digest import DigestWorkflow
 from workflows.episode import EpisodeWorkflow
 from workflows.reminders import ReminderStarter
 
-
-def cache_workflow_bytecode() -> None:
-    """Write the workflow module's compiled bytecode if Python did not (PYTHONDONTWRITEBYTECODE,
-    an editable install): the sandbox re-imports that module for every new workflow instance,
-    and without a cached .pyc each import compiles the source again (~5% of the worker's CPU
-    while enrolling, measured). A read-only install simply keeps what it has."""
-    source = inspect.getsourcefile(EpisodeWorkflow)
-    if source is None:
-        return
-    try:
-        py_compile.compile(source, cfile=importlib.util.cache_from_source(source), doraise=True)
-    except (OSError, py_compile.PyCompileError) as exc:
-        logging.getLogger(__name__).debug("workflow bytecode not cached: %s", exc)
+# The workflow modules pass through the sandbox instead of being imported again for every new
+# workflow instance: that import re-ran workflows/episode.py and its @workflow.defn checks, 21-23%
+# of the worker's CPU while enrolling (py-spy, bench/write_path.py --profile). They are safe to
+# share: no module state, and everything they import is passed through already. What is lost is
+# the sandbox's run-time check of calls made in their own code (datetime.now, random): the replay
+# tests (tests/test_replay.py) run them under the full sandbox, which still makes that check.
+WORKFLOW_MODULES = ("workflows.episode", "workflows.checkin", "workflows.digest")
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(*WORKFLOW_MODULES)
+)
 
 
 def build_worker(
@@ -63,7 +58,6 @@ def build_worker(
     public_url: str = DEFAULT_PUBLIC_URL,
 ) -> Worker:
     register_shipped()  # before any workflow runs: pathways are never first imported in the sandbox
-    cache_workflow_bytecode()
     recorder = EpisodeRecorder(engine, public_url)
     dispatcher = NotificationDispatcher(engine, sink, public_url, executor)
     followup = FollowUp(engine, dispatcher)
@@ -81,6 +75,7 @@ def build_worker(
             followup.send_digests,
         ],
         activity_executor=executor,
+        workflow_runner=WORKFLOW_RUNNER,
         max_cached_workflows=max_cached_workflows,
         max_concurrent_activities=max_concurrent_activities,
     )
