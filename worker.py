@@ -41,9 +41,14 @@ from workflows.reminders import ReminderStarter
 # share: no module state, and everything they import is passed through already. What is lost is
 # the sandbox's run-time check of calls made in their own code (datetime.now, random): the replay
 # tests (tests/test_replay.py) run them under the full sandbox, which still makes that check.
+# The packages they import are passed through by name as well: those imports then no longer run
+# inside each instance's sandbox, and an import made there while a workflow runs (after its
+# first load) gets the host's module too, never a fresh copy (e.g. a registry with no pathway).
 WORKFLOW_MODULES = ("workflows.episode", "workflows.checkin", "workflows.digest")
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules(*WORKFLOW_MODULES)
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        *WORKFLOW_MODULES, "workflows.contracts", "activities", "carepath", "db"
+    )
 )
 
 
