@@ -88,6 +88,13 @@ _FRIENDLY = {
     "model_attributes_type": "must be an object",
     "dict_type": "must be an object",
 }
+# Bounds, worded from the error's context (pydantic's own words are "Input should be ...").
+_BOUNDS = {
+    "greater_than_equal": ("ge", "must be at least {}"),
+    "less_than_equal": ("le", "must be at most {}"),
+    "greater_than": ("gt", "must be more than {}"),
+    "less_than": ("lt", "must be less than {}"),
+}
 
 
 def from_validation_error(exc: ValidationError, prefix: str = "", skip: frozenset[str] = frozenset()) -> InvalidInput:
@@ -110,6 +117,9 @@ def from_error_list(
             field = join_path(field, tag)
             expected = err.get("ctx", {}).get("expected_tags")
             message = f"must be one of {expected}" if expected else "is required"
+        elif err["type"] in _BOUNDS and _BOUNDS[err["type"]][0] in err.get("ctx", {}):
+            bound, words = _BOUNDS[err["type"]]
+            message = words.format(err["ctx"][bound])
         elif err["type"] == "too_short":
             least = err.get("ctx", {}).get("min_length", 1)
             message = "choose at least one" if least == 1 else f"choose at least {least}"

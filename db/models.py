@@ -170,6 +170,26 @@ class TaskRow(Base):
     )
 
 
+class TaskCountRow(Base):
+    """How many tasks there are per status, priority, role, owner, due date and simulated flag,
+    as an append-only ledger: the database's triggers on ``tasks`` (migration 0016) add +1 for a
+    task's new key and -1 for its old one on every insert, change of those columns and delete, so
+    that no writing path can forget them and concurrent recordings never update a shared row. The
+    worklist's counts are sums over it (db/task_counts.py), which folds it back to one row per key
+    now and then."""
+
+    __tablename__ = "task_counts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    status: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str] = mapped_column(String(16))
+    assignee: Mapped[str] = mapped_column(String(16))
+    owner: Mapped[str | None] = mapped_column(String(200))
+    due_on: Mapped[date | None] = mapped_column(Date)
+    simulated: Mapped[bool] = mapped_column(Boolean)
+    n: Mapped[int] = mapped_column(Integer)
+
+
 class EventRow(Base):
     __tablename__ = "events"
 

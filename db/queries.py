@@ -16,6 +16,7 @@ from carepath.engine.presentation import RecordedEvent
 from carepath.engine.registry import pathway_for
 from carepath.errors import InvalidInput
 from db.models import EpisodeRow, EventRow, NotificationRow, TaskRow, TimelineItemRow
+from db.task_counts import ledger_counts
 
 V = TypeVar("V", bound=BaseModel)
 
@@ -234,22 +235,16 @@ def _task_view(
 
 
 def task_counts(engine: Engine, today: date, f: TaskFilter) -> dict[str, dict[str, int]]:
-    """Per priority: how many tasks match the filter, and how many of them are overdue."""
+    """Per priority: how many tasks match the filter, and how many of them are overdue. Without a
+    patient, episode or task filter they are summed from the task ledger (db/task_counts.py):
+    counting every open task is a scan of the worklist index (250 ms at 840,000 open tasks)."""
+    if not (f.patient_ref or f.episode_id or f.task_id is not None):
+        return ledger_counts(engine, today, f)
     overdue = func.sum(case((TaskRow.due_on < today, 1), else_=0))
-    if f.patient_ref:
-        query = _task_where(
-            select(TaskRow.priority, func.count(), overdue).join(EpisodeRow, EpisodeRow.id == TaskRow.episode_id), f
-        )
-    else:
-        # No patient filter: an index-only scan of ix_tasks_worklist answers, instead of joining
-        # every open task to its episode; simulated episodes (rare in a live store) are left out
-        # only when there are any.
-        plain = f.model_copy(update={"include_simulated": True})
-        query = _task_where(select(TaskRow.priority, func.count(), overdue), plain)
+    query = _task_where(
+        select(TaskRow.priority, func.count(), overdue).join(EpisodeRow, EpisodeRow.id == TaskRow.episode_id), f
+    )
     with Session(engine) as session:
-        simulated = select(EpisodeRow.id).where(EpisodeRow.simulated.is_(True))
-        if not f.patient_ref and not f.include_simulated and session.scalar(simulated.limit(1)) is not None:
-            query = query.where(TaskRow.episode_id.not_in(simulated))
         rows = session.execute(query.group_by(TaskRow.priority))
         return {p: {"total": n, "overdue": int(late or 0)} for p, n, late in rows}
 

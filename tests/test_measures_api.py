@@ -153,8 +153,10 @@ async def test_bad_report_parameters_are_422_naming_them(cohort) -> None:
     for params, field in (({"as_of": "2026-13-01"}, "as_of"), ({"from": "2026-05-01", "to": "2026-01-01"}, "to")):
         answer = await live.client.get("/measures", params=params)
         assert answer.status_code == 422 and answer.json()["detail"][0]["field"] == field, answer.text
-    answer = await live.client.get("/forecast", params={"weeks": 0})
-    assert answer.status_code == 422 and "weeks" in answer.text
+    for weeks, words in ((0, "must be at least 1"), (53, "must be at most 52")):
+        answer = await live.client.get("/forecast", params={"weeks": weeks})
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"] == [{"field": "weeks", "message": words}]
 
 
 async def test_fhir_measure_reports_and_measures_validate(cohort, simulated) -> None:
