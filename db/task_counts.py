@@ -31,7 +31,7 @@ def ledger_counts(engine: Engine, today: date, f: TaskFilter) -> dict[str, dict[
     """Per priority: how many tasks match ``f`` (its status, role, priority and owner), and how many
     of them are overdue (due before ``today``)."""
     overdue = func.sum(case((TaskCountRow.due_on < today, TaskCountRow.n), else_=0))
-    query = select(TaskCountRow.priority, func.sum(TaskCountRow.n), overdue, func.count())
+    query = select(TaskCountRow.priority, func.sum(TaskCountRow.n), overdue)
     for column, value in (
         (TaskCountRow.status, f.status),
         (TaskCountRow.assignee, f.assignee),
@@ -47,7 +47,7 @@ def ledger_counts(engine: Engine, today: date, f: TaskFilter) -> dict[str, dict[
         ledger_rows = session.scalar(select(func.count()).select_from(TaskCountRow)) or 0
     if ledger_rows > _folded_rows["rows"] + FOLD_AFTER:
         fold(engine)
-    return {p: {"total": int(n), "overdue": int(late or 0)} for p, n, late, _ in rows if n}
+    return {p: {"total": int(n), "overdue": int(late or 0)} for p, n, late in rows if n}
 
 
 def fold(engine: Engine) -> int:
