@@ -352,7 +352,7 @@ async def test_the_demo_from_start_to_an_answered_check_in_on_its_own_port(tmp_p
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAREPATH_")}
     errors = (tmp_path / "stderr.txt").open("w")
     args = ["--home", str(dev.home), "--port", str(dev.port), "--temporal-port", str(dev.temporal_port)]
-    args += ["--ui-port", str(dev.ui_port), "--demo"]
+    args += ["--ui-port", str(dev.ui_port), "--mllp-port", str(dev.mllp_port), "--demo"]
     dev.process = subprocess.Popen(
         [sys.executable, "-m", "carepath.cli", "dev", *args],
         cwd=tmp_path,
