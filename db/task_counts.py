@@ -24,7 +24,7 @@ LEDGER = TaskCountRow.__table__
 KEY = ("status", "priority", "assignee", "owner", "due_on", "simulated")
 # Fold when the ledger is this many rows longer than at the last fold (a fold rewrites it whole).
 FOLD_AFTER = 2_000
-_folded_rows = {"rows": 0}
+_folded_rows: dict[str, int] = {}  # per database: the ledger's rows after this process's last fold
 
 
 def ledger_counts(engine: Engine, today: date, f: TaskFilter) -> dict[str, dict[str, int]]:
@@ -45,7 +45,7 @@ def ledger_counts(engine: Engine, today: date, f: TaskFilter) -> dict[str, dict[
     with Session(engine) as session:
         rows = session.execute(query.group_by(TaskCountRow.priority)).all()
         ledger_rows = session.scalar(select(func.count()).select_from(TaskCountRow)) or 0
-    if ledger_rows > _folded_rows["rows"] + FOLD_AFTER:
+    if ledger_rows > _folded_rows.get(str(engine.url), 0) + FOLD_AFTER:
         fold(engine)
     return {p: {"total": int(n), "overdue": int(late or 0)} for p, n, late in rows if n}
 
@@ -55,7 +55,7 @@ def fold(engine: Engine) -> int:
     with engine.begin() as db:
         lock = "SELECT pg_try_advisory_xact_lock(hashtext('task_counts'))"
         if engine.dialect.name == "postgresql" and not db.execute(text(lock)).scalar_one():
-            return _folded_rows["rows"]  # another process is folding it
+            return _folded_rows.get(str(engine.url), 0)  # another process is folding it
         taken = db.execute(delete(LEDGER).returning(*(LEDGER.c[k] for k in KEY), LEDGER.c.n)).all()
         sums: Counter[tuple] = Counter()
         for *key, n in taken:
@@ -63,5 +63,5 @@ def fold(engine: Engine) -> int:
         rows = [dict(zip(KEY, key, strict=True), n=n) for key, n in sums.items() if n]
         if rows:
             db.execute(insert(LEDGER), rows)
-    _folded_rows["rows"] = len(rows)
+    _folded_rows[str(engine.url)] = len(rows)
     return len(rows)
